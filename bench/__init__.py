@@ -1,0 +1,1 @@
+"""peft-bench: compare fine-tuning methods side by side with measurements."""

@@ -1,0 +1,194 @@
+"""The typed run config and its validation, which runs before any weight or data loads.
+
+Hydra checks types and unknown keys against these dataclasses at compose time; `validate`
+checks values and cross-group facts (a LoRA target the architecture lacks, BitFit without
+biases) and names the key, the value and what would be accepted.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from bench.families import FAMILIES
+
+
+class ConfigError(ValueError):
+    """A config value that cannot run; raised before anything expensive starts."""
+
+    def __init__(self, key: str, value: Any, accepted: str):
+        super().__init__(f"{key}={value!r} is not valid: expected {accepted}")
+        self.key = key
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING
+    hub_id: str = MISSING  # the online source
+    family: str = MISSING  # a key of bench.families.FAMILIES
+    params: float = MISSING  # nominal parameter count of the preset, for tables
+    # offline source: a pip package that carries the model folder (None: hub only)
+    package: Optional[str] = None
+    package_dir: str = "model"
+    source: str = "auto"  # auto: the package when installed, else the hub
+    dtype: str = "float32"
+
+
+@dataclass
+class TaskConfig:
+    name: str = MISSING
+    version: str = MISSING  # bumped whenever data, split or prompt change; recorded per run
+    max_length: int = 128
+    train_size: Optional[int] = None  # None: every training example left after the held-out splits
+    val_size: int = 1000
+    test_size: int = 2000
+    split_seed: int = 0  # the split is fixed by this seed, independent of the run seed
+
+
+@dataclass
+class TrainConfig:
+    batch_size: int = 32
+    grad_accum: int = 1
+    max_steps: Optional[int] = 300  # optimizer steps; None: use epochs
+    epochs: Optional[float] = None
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.06
+    max_grad_norm: float = 1.0
+    eval_every: int = 100  # validation every N steps (0: only at the end)
+    eval_batch_size: int = 128
+    log_every: int = 10
+    device: str = "auto"  # auto | cpu | cuda
+    profile_memory: bool = True  # CPU: profile one training step for the tensor-level peak
+    latency_samples: int = 20  # batch-1 forward passes timed for serving latency
+    timing_warmup: int = 2  # steps left out of the median step time
+
+
+@dataclass
+class TrackingConfig:
+    backend: str = "wandb"  # wandb | none
+    mode: str = "offline"  # offline | online
+    project: str = "peft-bench"
+    entity: Optional[str] = None
+    group: Optional[str] = None  # None: the sweep name
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RunConfig:
+    model: ModelConfig = MISSING
+    task: TaskConfig = MISSING
+    method: Any = MISSING  # typed by the method's own schema (bench/methods/<name>.py)
+    train: TrainConfig = MISSING
+    tracking: TrackingConfig = MISSING
+    seed: int = 0
+    results_dir: str = "results"
+    sweep: str = "default"  # results go to <results_dir>/<sweep>/
+    process: str = "fresh"  # fresh: each run in its own process; inline: in the caller's
+    force: bool = False  # rerun even when a record exists
+    retry_failed: bool = False  # rerun runs recorded as failed or oom
+
+
+def register_schemas() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="schema", node=RunConfig)
+    cs.store(group="model", name="schema", node=ModelConfig)
+    cs.store(group="task", name="schema", node=TaskConfig)
+    cs.store(group="train", name="schema", node=TrainConfig)
+    cs.store(group="tracking", name="schema", node=TrackingConfig)
+    from bench.methods import METHODS
+
+    for name, method in METHODS.items():
+        cs.store(group="method", name=f"{name}_schema", node=method.schema)
+
+
+def _one_of(key: str, value: Any, options) -> None:
+    if value not in options:
+        raise ConfigError(key, value, "one of " + ", ".join(map(str, sorted(options))))
+
+
+def _at_least(key: str, value: Any, low, what: str = "") -> None:
+    if value is not None and value < low:
+        raise ConfigError(key, value, what or f"a number >= {low}")
+
+
+def validate(cfg: DictConfig) -> Optional[str]:
+    """Raise ConfigError for a config that cannot run; return a reason when the
+    combination is well-formed but does not apply (recorded as `not_applicable`)."""
+    from bench.methods import METHODS
+    from bench.tasks import TASKS
+
+    _one_of("model.family", cfg.model.family, FAMILIES)
+    _one_of("model.source", cfg.model.source, {"auto", "hub", "local"})
+    _one_of("model.dtype", cfg.model.dtype, {"float32", "bfloat16", "float16"})
+    if cfg.model.source == "local" and not cfg.model.package:
+        raise ConfigError("model.source", "local", f"'auto' or 'hub': preset {cfg.model.name} has no offline package")
+    _one_of("task.name", cfg.task.name, TASKS)
+    _at_least("task.max_length", cfg.task.max_length, 8)
+    _at_least("task.train_size", cfg.task.train_size, 1)
+    _at_least("task.val_size", cfg.task.val_size, 1)
+    _at_least("task.test_size", cfg.task.test_size, 1)
+    _one_of("method.name", cfg.method.name, METHODS)
+    if not cfg.method.lr > 0:
+        raise ConfigError("method.lr", cfg.method.lr, "a learning rate > 0")
+
+    t = cfg.train
+    _at_least("train.batch_size", t.batch_size, 1)
+    _at_least("train.grad_accum", t.grad_accum, 1)
+    _at_least("train.eval_batch_size", t.eval_batch_size, 1)
+    _at_least("train.eval_every", t.eval_every, 0)
+    _at_least("train.log_every", t.log_every, 1)
+    _at_least("train.latency_samples", t.latency_samples, 0)
+    _at_least("train.timing_warmup", t.timing_warmup, 0)
+    _at_least("train.weight_decay", t.weight_decay, 0.0)
+    _at_least("train.max_grad_norm", t.max_grad_norm, 0.0, "a norm >= 0 (0 disables clipping)")
+    if not 0 <= t.warmup_ratio < 1:
+        raise ConfigError("train.warmup_ratio", t.warmup_ratio, "a fraction in [0, 1)")
+    if (t.max_steps is None) == (t.epochs is None):
+        raise ConfigError("train.max_steps", t.max_steps, "exactly one of train.max_steps and train.epochs set (the other null)")
+    _at_least("train.max_steps", t.max_steps, 1, "a step count >= 1, or null to train by train.epochs")
+    if t.epochs is not None and not t.epochs > 0:
+        raise ConfigError("train.epochs", t.epochs, "a number of epochs > 0, or null to train by train.max_steps")
+    _one_of("train.device", t.device, {"auto", "cpu", "cuda"})
+    if t.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError("train.device", "cuda", "'auto' or 'cpu': this machine has no CUDA device")
+
+    _one_of("tracking.backend", cfg.tracking.backend, {"wandb", "none"})
+    _one_of("tracking.mode", cfg.tracking.mode, {"offline", "online"})
+    _one_of("process", cfg.process, {"fresh", "inline"})
+    _check_writable("results_dir", Path(cfg.results_dir) / cfg.sweep)
+
+    return METHODS[cfg.method.name].check(cfg.method, FAMILIES[cfg.model.family])
+
+
+def _check_writable(key: str, folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise ConfigError(key, str(folder), f"a folder this user can create and write ({e.strerror})") from None
+
+
+def to_container(cfg: DictConfig) -> dict:
+    return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+
+
+def device_of(cfg: DictConfig) -> str:
+    import torch
+
+    if cfg.train.device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return cfg.train.device
+
+
+def cpu_count() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

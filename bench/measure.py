@@ -1,0 +1,165 @@
+"""What a run costs: parameters, memory, adapter bytes, serving latency, and the environment."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import subprocess
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from peft import PeftModel
+
+from bench.families import Family
+from bench.methods import is_head
+
+# peft keeps a frozen copy of every module it trains in full (the head), to allow disabling the adapter
+PEFT_FROZEN_COPY = ".original_module."
+
+
+def count_params(model: torch.nn.Module, family: Family) -> dict:
+    """Unique parameters (named_parameters skips tied duplicates); works on the meta device."""
+    total = trainable = head = 0
+    for name, p in model.named_parameters():
+        if PEFT_FROZEN_COPY in name:
+            continue
+        total += p.numel()
+        if p.requires_grad:
+            trainable += p.numel()
+            head += p.numel() if is_head(name, family) else 0
+    return {
+        "total": total,
+        "trainable": trainable,
+        "trainable_pct": 100.0 * trainable / total,
+        "method": trainable - head,
+        "head": head,
+    }
+
+
+def analytic_bytes(model: torch.nn.Module, params: dict) -> dict:
+    """Bytes of weights, gradients and AdamW state (two moments per trainable weight)."""
+    element = next(model.parameters()).element_size()
+    return {
+        "weights": params["total"] * element,
+        "gradients": params["trainable"] * element,
+        "optimizer_state": 2 * params["trainable"] * element,
+    }
+
+
+# the profiler's tensor categories, in the order of torch.profiler._memory_profiler._CATEGORY_TO_INDEX
+_CATEGORIES = (
+    "parameters", "optimizer_state", "inputs", "temporary", "activations", "gradients", "autograd_detail",
+    "uncategorized",  # tensors the profiler saw but could not attribute (mostly autograd-saved intermediates)
+)
+
+
+@contextmanager
+def cpu_step_profile(out: dict):
+    """Tensor-level CPU memory of the enclosed code, from the PyTorch profiler's memory timeline:
+    fills `out` with the peak of live tensor bytes and the breakdown at that peak."""
+    from torch.profiler import ProfilerActivity, profile
+    from torch.profiler._memory_profiler import MemoryProfileTimeline
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True) as prof:
+        yield
+    _, sizes = MemoryProfileTimeline(prof._memory_profile())._coalesce_timeline("cpu")
+    peak = max(sizes, key=lambda row: sum(row[1:]))
+    out.update(
+        measure="torch.profiler memory timeline (tensor-level, one training step)",
+        peak_bytes=sum(peak[1:]),
+        breakdown_at_peak=dict(zip(_CATEGORIES, peak[1:])),
+    )
+
+
+@contextmanager
+def cuda_peak(out: dict):
+    """Peak CUDA memory of the enclosed code as the caching allocator saw it."""
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    yield
+    torch.cuda.synchronize()
+    out.update(
+        measure="torch.cuda.max_memory_allocated (whole training)",
+        peak_bytes=torch.cuda.max_memory_allocated(),
+        peak_reserved_bytes=torch.cuda.max_memory_reserved(),
+    )
+
+
+def stored_bytes(save, model) -> dict:
+    """Bytes on disk of what a user keeps per task, written by the method's own `save`."""
+    with tempfile.TemporaryDirectory() as folder:
+        save(model, Path(folder))
+        files = {str(p.relative_to(folder)): p.stat().st_size for p in Path(folder).rglob("*") if p.is_file()}
+    return {"bytes": sum(files.values()), "files": files}
+
+
+@torch.no_grad()
+def serving_latency(model: torch.nn.Module, batch: dict, samples: int) -> dict:
+    """Batch-1 forward latency in eval mode; for adapters that can merge into the weights
+    (LoRA, IA3) also with the adapter merged, the way it would be served."""
+    if samples == 0:
+        return {}
+    model.eval()
+    out = {"batch_size": 1, "tokens": int(batch["attention_mask"].sum()), "samples": samples, **_timed(model, batch, samples)}
+    if isinstance(model, PeftModel) and not model.active_peft_config.is_prompt_learning:
+        model.merge_adapter()
+        try:
+            out["merged"] = _timed(model, batch, samples)
+        finally:
+            model.unmerge_adapter()
+    return out
+
+
+def _timed(model, batch: dict, samples: int) -> dict:
+    times = []
+    for i in range(samples + 1):  # the first pass warms caches and is dropped
+        start = time.perf_counter()
+        model(**batch)
+        if batch["input_ids"].is_cuda:
+            torch.cuda.synchronize()
+        if i:
+            times.append(time.perf_counter() - start)
+    times.sort()
+    return {"median_ms": 1000 * statistics.median(times), "p90_ms": 1000 * times[int(0.9 * (len(times) - 1))]}
+
+
+def environment(device: str) -> dict:
+    import peft
+    import transformers
+
+    from bench.config import cpu_count
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "peft": peft.__version__,
+        **_git(),
+        "device": torch.cuda.get_device_name() if device == "cuda" else _cpu_name(),
+        "cpu_count": cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "hostname": platform.node(),
+        "pid": os.getpid(),
+    }
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
+def _git() -> dict:
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain"], cwd=here, capture_output=True, text=True).stdout.strip())
+    except (OSError, subprocess.CalledProcessError):
+        return {"git_commit": None, "git_dirty": None}
+    return {"git_commit": commit, "git_dirty": dirty}

@@ -1,0 +1,13 @@
+"""Full fine-tuning: every parameter trains."""
+
+from bench.methods import Method, register
+
+
+@register
+class FullFineTuning(Method):
+    name = "full_ft"
+
+    def apply(self, model, cfg, family, tokenizer):
+        for p in model.parameters():
+            p.requires_grad = True
+        return model

@@ -1,0 +1,42 @@
+"""LoRA (Hu et al. 2021): a low-rank update B·A on the chosen matrices, through peft."""
+
+from dataclasses import dataclass, field
+
+from peft import LoraConfig
+
+from bench.config import ConfigError
+from bench.methods import Method, MethodSchema, check_targets, register, wrap_peft
+
+
+@dataclass
+class LoraSchema(MethodSchema):
+    r: int = 8
+    # the paper fixes alpha and varies r, so the update's scale alpha/r shrinks as r grows
+    alpha: float = 16.0
+    dropout: float = 0.1
+    targets: list[str] = field(default_factory=lambda: ["q", "v"])
+
+
+@register
+class Lora(Method):
+    name = "lora"
+    schema = LoraSchema
+
+    def check(self, cfg, family):
+        if cfg.r < 1:
+            raise ConfigError("method.r", cfg.r, "a rank >= 1")
+        if not cfg.alpha > 0:
+            raise ConfigError("method.alpha", cfg.alpha, "a scale > 0")
+        if not 0 <= cfg.dropout < 1:
+            raise ConfigError("method.dropout", cfg.dropout, "a probability in [0, 1)")
+        check_targets("method.targets", cfg.targets, family)
+        return None
+
+    def apply(self, model, cfg, family, tokenizer):
+        config = LoraConfig(
+            r=cfg.r,
+            lora_alpha=cfg.alpha,
+            lora_dropout=cfg.dropout,
+            target_modules=family.modules(model, cfg.targets),
+        )
+        return wrap_peft(model, config, family)

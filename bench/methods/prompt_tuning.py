@@ -1,0 +1,39 @@
+"""Prompt tuning (Lester et al. 2021): k trainable virtual token embeddings before the input."""
+
+from dataclasses import dataclass
+
+from peft import PromptTuningConfig, PromptTuningInit
+
+from bench.config import ConfigError
+from bench.methods import Method, MethodSchema, register, wrap_peft
+
+
+@dataclass
+class PromptTuningSchema(MethodSchema):
+    num_virtual_tokens: int = 20
+    init: str = "random"  # random | text
+    init_text: str = "Classify the sentiment of this tweet:"
+
+
+@register
+class PromptTuning(Method):
+    name = "prompt_tuning"
+    schema = PromptTuningSchema
+
+    def check(self, cfg, family):
+        if cfg.num_virtual_tokens < 1:
+            raise ConfigError("method.num_virtual_tokens", cfg.num_virtual_tokens, "a count >= 1")
+        if cfg.init not in ("random", "text"):
+            raise ConfigError("method.init", cfg.init, "one of random, text")
+        if cfg.init == "text" and not cfg.init_text.strip():
+            raise ConfigError("method.init_text", cfg.init_text, "a non-empty text when method.init=text")
+        return None
+
+    def apply(self, model, cfg, family, tokenizer):
+        config = PromptTuningConfig(
+            num_virtual_tokens=cfg.num_virtual_tokens,
+            prompt_tuning_init=PromptTuningInit.TEXT if cfg.init == "text" else PromptTuningInit.RANDOM,
+            prompt_tuning_init_text=cfg.init_text if cfg.init == "text" else None,
+            tokenizer_name_or_path=tokenizer.name_or_path,
+        )
+        return wrap_peft(model, config, family)

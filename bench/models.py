@@ -1,0 +1,42 @@
+"""Model presets to a loaded model and tokenizer: the offline package copy when there is one, else the hub."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers.utils import logging
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def source(cfg) -> str:
+    """Where the preset's weights come from: a local folder or a hub id."""
+    if cfg.source in ("auto", "local") and cfg.package:
+        try:
+            package = importlib.import_module(cfg.package)
+        except ImportError:
+            if cfg.source == "local":
+                raise RuntimeError(
+                    f"model.source=local but package {cfg.package!r} (preset {cfg.name}) is not installed"
+                ) from None
+        else:
+            return str(Path(package.__file__).parent / cfg.package_dir)
+    return cfg.hub_id
+
+
+def load(cfg, num_labels: int):
+    path = source(cfg)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity_error()  # the load report only says the new classifier is untrained
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=num_labels, dtype=DTYPES[cfg.dtype])
+    finally:
+        logging.set_verbosity(verbosity)
+    if tokenizer.pad_token is None:  # decoders: pad with end-of-sequence, the model must know which id
+        tokenizer.pad_token = tokenizer.eos_token
+    model.config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer, path

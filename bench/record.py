@@ -1,0 +1,84 @@
+"""The results store: one JSON file per run under <results_dir>/<sweep>/, written atomically.
+
+The run id hashes only the fields that define the experiment, so the same experiment finds its
+record again whatever the paths, logging or process settings were.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Optional
+
+SCHEMA_VERSION = 1
+STATUSES = ("ok", "failed", "oom", "not_applicable")
+
+# config keys that change where or how a run is reported or measured, never what it computes
+NOT_IDENTITY = {
+    "results_dir", "sweep", "process", "force", "retry_failed", "tracking",
+    "model.source", "model.package", "model.package_dir",
+    "train.log_every", "train.profile_memory", "train.latency_samples", "train.timing_warmup", "train.eval_batch_size",
+}
+
+
+def _identity(config: dict, prefix: str = "") -> dict:
+    return {
+        k: _identity(v, f"{prefix}{k}.") if isinstance(v, dict) else v
+        for k, v in config.items()
+        if f"{prefix}{k}" not in NOT_IDENTITY
+    }
+
+
+def run_id(config: dict) -> str:
+    digest = hashlib.sha256(json.dumps(_identity(config), sort_keys=True).encode()).hexdigest()[:10]
+    return f"{config['model']['name']}-{config['task']['name']}-{config['method']['name']}-{digest}"
+
+
+def path_for(config: dict) -> Path:
+    return Path(config["results_dir"]) / config["sweep"] / f"{run_id(config)}.json"
+
+
+def read(path: Path) -> Optional[dict]:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+
+
+def write(path: Path, record: dict) -> None:
+    """Temporary file in the same folder, then rename: a reader sees the old record or the new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(record, f, indent=2, sort_keys=False, default=str)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def new(config: dict, status: str, **fields) -> dict:
+    assert status in STATUSES, status
+    return {"run_id": run_id(config), "schema_version": SCHEMA_VERSION, "status": status, "error": None, **fields, "config": config}
+
+
+def error_of(exc: BaseException) -> dict:
+    return {"type": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc()}
+
+
+def should_skip(existing: Optional[dict], force: bool, retry_failed: bool) -> bool:
+    if existing is None or force:
+        return False
+    return not (retry_failed and existing.get("status") in ("failed", "oom"))

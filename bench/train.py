@@ -1,0 +1,143 @@
+"""The training loop: AdamW, linear warmup then linear decay, clipping, accumulation.
+
+Only the optimizer steps are timed; evaluation and the one memory-profiled step are not.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import torch
+from torch.optim.lr_scheduler import LambdaLR
+from tqdm.auto import tqdm
+
+from bench.batching import count_tokens
+
+
+@dataclass
+class TrainResult:
+    steps: int = 0
+    step_seconds: list[float] = field(default_factory=list)  # timed steps only
+    tokens_timed: int = 0
+    eval_seconds: float = 0.0
+    losses: list[tuple[int, float]] = field(default_factory=list)
+    evaluations: list[dict] = field(default_factory=list)
+    memory: dict = field(default_factory=dict)
+
+    def timing(self, warmup: int) -> dict:
+        after_warmup = self.step_seconds[warmup:] or self.step_seconds
+        seconds = sum(self.step_seconds)
+        return {
+            "train_seconds": seconds,
+            "steps": self.steps,
+            "steps_timed": len(self.step_seconds),
+            "median_step_seconds": statistics.median(after_warmup) if after_warmup else None,
+            "tokens_per_second": self.tokens_timed / seconds if seconds else None,
+            "eval_seconds": self.eval_seconds,
+        }
+
+
+def total_steps(cfg, batches_per_epoch: int) -> int:
+    if cfg.max_steps is not None:
+        return cfg.max_steps
+    return max(1, math.ceil(cfg.epochs * batches_per_epoch / cfg.grad_accum))
+
+
+def warmup_then_linear_decay(total: int, warmup: int) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return factor
+
+
+def _forever(loader):
+    while True:  # each pass reshuffles through the loader's seeded generator
+        yield from loader
+
+
+def train(
+    model: torch.nn.Module,
+    loader,
+    cfg,
+    lr: float,
+    device: str,
+    evaluate: Optional[Callable[[], dict]] = None,
+    log: Optional[Callable[[dict, int], None]] = None,
+    memory_probe=None,
+    show_progress: bool = True,
+) -> TrainResult:
+    """Train for cfg.max_steps (or cfg.epochs) optimizer steps. `memory_probe(out)` is a context
+    manager that measures one step on CPU, or the whole loop on CUDA."""
+    total = total_steps(cfg, len(loader))
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
+    scheduler = LambdaLR(optimizer, warmup_then_linear_decay(total, round(cfg.warmup_ratio * total)))
+    result = TrainResult()
+    # CPU: profile the second step, when AdamW's state exists; CUDA: the allocator's peak over the loop
+    profiled = min(1, total - 1) if memory_probe and device == "cpu" else None
+    whole = memory_probe(result.memory) if memory_probe and device == "cuda" else nullcontext()
+    batches = _forever(loader)
+    model.train()
+    bar = tqdm(total=total, desc="train", disable=not show_progress, dynamic_ncols=True)
+    with whole:
+        for step in range(total):
+            probe = memory_probe(result.memory) if step == profiled else nullcontext()
+            start = time.perf_counter()
+            tokens, loss_sum = 0, 0.0
+            with probe:
+                for _ in range(cfg.grad_accum):
+                    batch = {k: v.to(device) for k, v in next(batches).items()}
+                    tokens += count_tokens(batch)
+                    loss = model(**batch).loss / cfg.grad_accum
+                    loss.backward()
+                    loss_sum += loss.item()
+                if cfg.max_grad_norm > 0:
+                    torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+            if device == "cuda":
+                torch.cuda.synchronize()
+            if step != profiled:
+                result.step_seconds.append(time.perf_counter() - start)
+                result.tokens_timed += tokens
+            result.steps = step + 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_sum:.4f}")
+            if result.steps % cfg.log_every == 0 or result.steps == total:
+                result.losses.append((result.steps, loss_sum))
+                if log:
+                    log({"train/loss": loss_sum, "train/lr": scheduler.get_last_lr()[0]}, result.steps)
+            if evaluate and cfg.eval_every and result.steps % cfg.eval_every == 0 and result.steps < total:
+                start = time.perf_counter()
+                scores = {"step": result.steps, **evaluate()}
+                result.eval_seconds += time.perf_counter() - start
+                result.evaluations.append(scores)
+                bar.write(f"step {result.steps}: " + ", ".join(f"{k}={v:.4f}" for k, v in scores.items() if k != "step"))
+                if log:
+                    log({f"validation/{k}": v for k, v in scores.items() if k != "step"}, result.steps)
+                model.train()
+    bar.close()
+    return result
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, loader, device: str) -> tuple[list[int], list[int], float]:
+    """Argmax predictions, targets and mean loss over a loader."""
+    model.eval()
+    predictions, targets, loss_sum, n = [], [], 0.0, 0
+    for batch in loader:
+        batch = {k: v.to(device) for k, v in batch.items()}
+        out = model(**batch)
+        predictions += out.logits.argmax(-1).tolist()
+        targets += batch["labels"].tolist()
+        loss_sum += out.loss.item() * len(batch["labels"])
+        n += len(batch["labels"])
+    return predictions, targets, loss_sum / n
