@@ -4,6 +4,8 @@ import sys
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import OverrideParseException
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
@@ -29,5 +31,16 @@ def main(cfg: DictConfig) -> None:
         sys.exit(f"error: {e}")
 
 
+def check_overrides(args: list[str]) -> None:
+    """Hydra's parse error for a malformed override does not say which one; this does."""
+    overrides = [a for a in args if "=" in a and not a.startswith("-")]
+    try:
+        OverridesParser.create().parse_overrides(overrides)
+    except OverrideParseException as e:
+        sys.exit(f"error: malformed override {e.override!r}: {e.message.splitlines()[0]}\n"
+                 "expected key=value, group=option, +key=value or ~key; lists as key=[a,b] (quote them in the shell)")
+
+
 if __name__ == "__main__":
+    check_overrides(sys.argv[1:])
     main()

@@ -21,6 +21,8 @@ def loader(examples: list[Example], tokenizer, max_length: int, batch_size: int,
     def collate(batch):
         return tokenizer.pad(batch, return_tensors="pt")
 
+    if not shuffle:  # evaluation: length-sorted batches waste little on padding; metrics ignore order
+        rows.sort(key=lambda row: len(row["input_ids"]))
     generator = torch.Generator().manual_seed(seed) if shuffle else None
     return DataLoader(rows, batch_size=batch_size, shuffle=shuffle, generator=generator, collate_fn=collate)
 

@@ -55,12 +55,12 @@ class TaskConfig:
 class TrainConfig:
     batch_size: int = 32
     grad_accum: int = 1
-    max_steps: Optional[int] = 300  # optimizer steps; None: use epochs
+    max_steps: Optional[int] = 100  # optimizer steps; None: use epochs
     epochs: Optional[float] = None
     weight_decay: float = 0.0
     warmup_ratio: float = 0.06
     max_grad_norm: float = 1.0
-    eval_every: int = 100  # validation every N steps (0: only at the end)
+    eval_every: int = 50  # validation every N steps (0: only at the end)
     eval_batch_size: int = 128
     log_every: int = 10
     device: str = "auto"  # auto | cpu | cuda

@@ -29,11 +29,14 @@ def source(cfg) -> str:
 
 def load(cfg, num_labels: int):
     path = source(cfg)
-    tokenizer = AutoTokenizer.from_pretrained(path)
     verbosity = logging.get_verbosity()
     logging.set_verbosity_error()  # the load report only says the new classifier is untrained
     try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=num_labels, dtype=DTYPES[cfg.dtype])
+    except OSError as e:
+        where = "the hub" if path == cfg.hub_id else "its package folder"
+        raise OSError(f"model preset {cfg.name}: could not load {path!r} from {where}: {e}") from e
     finally:
         logging.set_verbosity(verbosity)
     if tokenizer.pad_token is None:  # decoders: pad with end-of-sequence, the model must know which id

