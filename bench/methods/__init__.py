@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -71,7 +72,9 @@ def wrap_peft(model: torch.nn.Module, config: PeftConfig, family: Family) -> Pef
     config.task_type = TaskType.SEQ_CLS
     # peft keeps a frozen copy of each of these and trains another; measure skips the frozen one
     config.modules_to_save = list(family.head)
-    return get_peft_model(model, config)
+    with warnings.catch_warnings():  # peft calls a transformers API deprecated in 5.x; not ours to fix
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return get_peft_model(model, config)
 
 
 def check_targets(key: str, targets, family: Family) -> None:
