@@ -1,0 +1,76 @@
+"""Benchmark: the runner's training loop against a bare PyTorch loop.
+
+Same model, method and batches, in one process, interleaved round by round (alternating which
+loop goes first), so both see the same machine state. Prints per-step times and their ratio.
+
+    python -m bench.overhead [--rounds 5] [--steps 10] [hydra overrides ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from bench import batching
+from bench.config import register_schemas, validate
+from bench.measure import environment
+from bench.runner import build, seed_everything
+from bench.train import train
+
+
+def bare_loop(model, batches, lr: float) -> None:
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    model.train()
+    for batch in batches:
+        model(**batch).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=10, help="optimizer steps per loop per round")
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_args()
+
+    register_schemas()
+    with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=["tracking=none", *args.overrides])
+    validate(cfg)
+    # the runner's loop as a run uses it, minus evaluation and memory profiling (not step costs)
+    run_train = OmegaConf.merge(cfg.train, {"max_steps": args.steps, "eval_every": 0, "grad_accum": 1})
+    seed_everything(cfg.seed)
+    task, _, _, model, tokenizer, _ = build(cfg)
+    loader = batching.loader(task.train, tokenizer, cfg.task.max_length, cfg.train.batch_size, shuffle=True, seed=cfg.seed)
+    batches = [b for b, _ in zip(loader, range(args.steps))]  # the same batches for both loops, every round
+
+    loops = {
+        "runner": lambda: train(model, batches, run_train, cfg.method.lr, "cpu"),
+        "bare": lambda: bare_loop(model, batches, cfg.method.lr),
+    }
+    per_step = {name: [] for name in loops}
+    loops["bare"]()  # warm-up: first-call allocations and thread pools
+    for r in range(args.rounds):
+        for name in (["runner", "bare"] if r % 2 == 0 else ["bare", "runner"]):
+            start = time.perf_counter()
+            loops[name]()
+            per_step[name].append((time.perf_counter() - start) / args.steps)
+
+    env = environment("cpu")
+    print(f"{cfg.model.name} / {cfg.method.name} / batch {cfg.train.batch_size}; {args.rounds} rounds x {args.steps} steps per loop")
+    print(f"{env['device']}, {env['cpu_count']} CPUs, torch {env['torch']}")
+    for name, times in per_step.items():
+        print(f"{name:>6}: median {1000 * statistics.median(times):.1f} ms/step  (rounds: {', '.join(f'{1000 * t:.0f}' for t in times)})")
+    ratio = statistics.median(per_step["runner"]) / statistics.median(per_step["bare"])
+    print(f"ratio runner/bare: {ratio:.3f}")
+
+
+if __name__ == "__main__":
+    main()
