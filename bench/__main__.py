@@ -10,9 +10,21 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from bench import record
-from bench.config import ConfigError, register_schemas, to_container
+from bench.config import ConfigError, cpu_count, register_schemas, to_container
 
 register_schemas()
+
+
+def concurrent_jobs(hydra_cfg) -> int:
+    """How many jobs the launcher runs at once: 1 for the default (basic) launcher."""
+    launcher = hydra_cfg.launcher
+    target = launcher.get("_target_", "")
+    if "joblib" in target:
+        n = launcher.get("n_jobs", -1)
+        return cpu_count() if n in (-1, None) else n
+    if target.endswith("submitit_launcher.LocalLauncher"):  # SLURM jobs get their own allocations
+        return launcher.get("array_parallelism", 1)
+    return 1
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
@@ -20,7 +32,7 @@ def main(cfg: DictConfig) -> None:
     from bench.runner import launch
 
     try:
-        launch(cfg)
+        launch(cfg, concurrent_jobs(HydraConfig.get()))
     except ConfigError as e:
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             # one bad combination in a sweep is recorded and the sweep goes on

@@ -75,7 +75,7 @@ class TrackingConfig:
     mode: str = "offline"  # offline | online
     project: str = "peft-bench"
     entity: Optional[str] = None
-    group: Optional[str] = None  # None: the sweep name
+    group: Optional[str] = None  # None: the sweep name (sweep_name)
     tags: list[str] = field(default_factory=list)
 
 
@@ -88,7 +88,8 @@ class RunConfig:
     tracking: TrackingConfig = MISSING
     seed: int = 0
     results_dir: str = "results"
-    sweep: str = "default"  # results go to <results_dir>/<sweep>/
+    # results go to <results_dir>/<sweep_name>/ (the group conf/sweep holds the sweep presets)
+    sweep_name: str = "default"
     process: str = "fresh"  # fresh: each run in its own process; inline: in the caller's
     force: bool = False  # rerun even when a record exists
     retry_failed: bool = False  # rerun runs recorded as failed or oom
@@ -164,7 +165,7 @@ def validate(cfg: DictConfig) -> Optional[str]:
     _one_of("tracking.backend", cfg.tracking.backend, {"wandb", "none"})
     _one_of("tracking.mode", cfg.tracking.mode, {"offline", "online"})
     _one_of("process", cfg.process, {"fresh", "inline"})
-    _check_writable("results_dir", Path(cfg.results_dir) / cfg.sweep)
+    _check_writable("results_dir", Path(cfg.results_dir) / cfg.sweep_name)
 
     return METHODS[cfg.method.name].check(cfg.method, FAMILIES[cfg.model.family])
 

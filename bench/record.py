@@ -1,4 +1,4 @@
-"""The results store: one JSON file per run under <results_dir>/<sweep>/, written atomically.
+"""The results store: one JSON file per run under <results_dir>/<sweep_name>/, written atomically.
 
 The run id hashes only the fields that define the experiment, so the same experiment finds its
 record again whatever the paths, logging or process settings were.
@@ -20,7 +20,7 @@ STATUSES = ("ok", "failed", "oom", "not_applicable")
 
 # config keys that change where or how a run is reported or measured, never what it computes
 NOT_IDENTITY = {
-    "results_dir", "sweep", "process", "force", "retry_failed", "tracking",
+    "results_dir", "sweep_name", "process", "force", "retry_failed", "tracking",
     "model.source", "model.package", "model.package_dir",
     "train.log_every", "train.profile_memory", "train.latency_samples", "train.timing_warmup", "train.eval_batch_size",
 }
@@ -40,7 +40,7 @@ def run_id(config: dict) -> str:
 
 
 def path_for(config: dict) -> Path:
-    return Path(config["results_dir"]) / config["sweep"] / f"{run_id(config)}.json"
+    return Path(config["results_dir"]) / config["sweep_name"] / f"{run_id(config)}.json"
 
 
 def read(path: Path) -> Optional[dict]:

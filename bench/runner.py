@@ -31,8 +31,9 @@ from bench.tracking import Tracker
 from bench.train import predict, train
 
 
-def launch(cfg: DictConfig) -> dict:
-    """Validate (raises ConfigError), then skip, record not_applicable, or run."""
+def launch(cfg: DictConfig, concurrent_jobs: int = 1) -> dict:
+    """Validate (raises ConfigError), then skip, record not_applicable, or run.
+    `concurrent_jobs` > 1 says the launcher runs other jobs beside this one (timings are shared)."""
     reason = validate(cfg)
     config = to_container(cfg)
     path = record.path_for(config)
@@ -45,20 +46,20 @@ def launch(cfg: DictConfig) -> dict:
         rec = record.new(config, "not_applicable", error={"type": "NotApplicable", "message": reason}, started=record.now())
         record.write(path, rec)
     elif config["process"] == "fresh":
-        rec = _in_fresh_process(config, path)
+        rec = _in_fresh_process(config, path, concurrent_jobs)
     else:
-        rec = execute(config)
+        rec = execute(config, concurrent_jobs=concurrent_jobs)
     print(summary(rec, path))
     return rec
 
 
-def _in_fresh_process(config: dict, path: Path) -> dict:
+def _in_fresh_process(config: dict, path: Path, concurrent_jobs: int) -> dict:
     attempt = uuid.uuid4().hex
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(config, f)
     started = record.now()
     try:
-        code = subprocess.call([sys.executable, "-m", "bench.runner", f.name, attempt])
+        code = subprocess.call([sys.executable, "-m", "bench.runner", f.name, attempt, str(concurrent_jobs)])
     finally:
         os.unlink(f.name)
     rec = record.read(path)
@@ -91,7 +92,7 @@ def build(cfg):
     return task, family, method, model, tokenizer, source
 
 
-def execute(config: dict, attempt: str | None = None) -> dict:
+def execute(config: dict, attempt: str | None = None, concurrent_jobs: int = 1) -> dict:
     """Run the stages and write the record; every exception becomes a failed (or oom) record."""
     run_id = record.run_id(config)
     path = record.path_for(config)
@@ -124,7 +125,12 @@ def execute(config: dict, attempt: str | None = None) -> dict:
         predictions, targets, loss = predict(model, test_loader, device)
         fields["metrics"] = {"split": "test", "size": len(targets), "loss": loss, **compute(task.metrics, predictions, targets)}
         fields["validation"] = result.evaluations + [{"step": result.steps, **evaluate_validation()}]
-        fields["time"] = result.timing(tc.timing_warmup)
+        fields["time"] = {
+            **result.timing(tc.timing_warmup),
+            # timings of runs that shared a process or the machine with other runs are not clean
+            "shared_process": cfg.process == "inline",
+            "concurrent_jobs": concurrent_jobs,
+        }
         fields["memory"] = {**result.memory, "analytic_bytes": measure.analytic_bytes(model, fields["params"])}
         fields["losses"] = result.losses
         fields["size"] = measure.stored_bytes(method.save, model)
@@ -177,7 +183,7 @@ def _mib(n: int) -> str:
     return f"{n / 2**20:.1f} MiB"
 
 
-if __name__ == "__main__":  # the fresh process: python -m bench.runner CONFIG.json ATTEMPT
+if __name__ == "__main__":  # the fresh process: python -m bench.runner CONFIG.json ATTEMPT CONCURRENT_JOBS
     with open(sys.argv[1]) as f:
         cfg = json.load(f)
-    execute(cfg, attempt=sys.argv[2])
+    execute(cfg, attempt=sys.argv[2], concurrent_jobs=int(sys.argv[3]))

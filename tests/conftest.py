@@ -33,10 +33,14 @@ FAST = [
 def make_config(tmp_path):
     """Compose a run config the way `python -m bench` does, results under tmp_path."""
 
-    def make(*overrides: str, fast: bool = True):
+    def make(*overrides: str, fast: bool = True, hydra: bool = False):
         GlobalHydra.instance().clear()
         with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-            return compose("config", overrides=[*(FAST if fast else []), f"results_dir={tmp_path}/results", *overrides])
+            return compose(
+                "config",
+                overrides=[*(FAST if fast else []), f"results_dir={tmp_path}/results", *overrides],
+                return_hydra_config=hydra,
+            )
 
     yield make
     GlobalHydra.instance().clear()

@@ -1,0 +1,1 @@
+"""peft-bench analysis: run records to tables, figures and an HTML report (`python -m analysis`)."""

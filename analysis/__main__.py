@@ -1,0 +1,41 @@
+"""Regenerate tables, figures and the HTML report from the run records.
+
+    python -m analysis [--results results] [--out results/report] [--sweep NAME ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from analysis import figures, records, report, tables
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--results", type=Path, default=Path("results"), help="folder of <sweep>/<run_id>.json records")
+    parser.add_argument("--out", type=Path, default=None, help="where to write (default: <results>/report)")
+    parser.add_argument("--sweep", nargs="*", help="only these sweeps")
+    args = parser.parse_args(argv)
+    out = args.out or args.results / "report"
+
+    frame = records.load(args.results)
+    if frame.empty:
+        parser.error(f"no run records under {args.results}/<sweep>/*.json")
+    sweeps = {s: f.reset_index(drop=True) for s, f in frame.groupby("sweep", sort=True) if not args.sweep or s in args.sweep}
+    for sweep, runs in sweeps.items():
+        folder = out / sweep
+        (folder / "tables").mkdir(parents=True, exist_ok=True)
+        (folder / "figures").mkdir(parents=True, exist_ok=True)
+        found = tables.tables(runs)
+        for table in found:
+            for ext, text in (("md", table.markdown()), ("tex", table.latex()), ("csv", table.csv())):
+                (folder / "tables" / f"{table.name}.{ext}").write_text(text)
+        drawn = figures.figures(runs, folder / "figures")
+        page = report.sweep_page(sweep, runs, found, drawn, folder)
+        print(f"{sweep}: {len(runs)} runs -> {len(found)} tables, {len(drawn)} figures, {page}")
+    print(f"report: {report.index_page(sweeps, out)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,152 @@
+"""Paper-style tables from the tidy frame, as Markdown, LaTeX and CSV.
+
+Which tables a sweep gets follows from what varies in it, not from its name: LoRA runs over
+several ranks or target sets give the rank x weight-type grid (LoRA paper, Table 6); several
+methods give the methods table with trainable parameters (Tables 2 and 4); several prompt lengths,
+prompt inits, training-set sizes or models give their tables. Cells are mean accuracy in percent,
+with the standard deviation over seeds when a setting ran with more than one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+MATRIX_LABEL = {"q": "W_q", "k": "W_k", "v": "W_v", "o": "W_o", "ff_in": "W_ff_in", "ff_out": "W_ff_out"}
+
+
+@dataclass
+class Table:
+    name: str
+    title: str
+    frame: pd.DataFrame  # display strings, index = row labels
+
+    def markdown(self) -> str:
+        header = [self.frame.index.name or ""] + [str(c) for c in self.frame.columns]
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for label, row in self.frame.iterrows():
+            lines.append("| " + " | ".join([str(label)] + [str(v) for v in row]) + " |")
+        return "\n".join(lines) + "\n"
+
+    def latex(self) -> str:
+        def esc(s) -> str:
+            return str(s).replace("\\", "\\textbackslash{}").replace("_", "\\_").replace("%", "\\%").replace("±", "$\\pm$")
+
+        cols = "l" + "r" * len(self.frame.columns)
+        lines = [f"% {self.title}", f"\\begin{{tabular}}{{{cols}}}", "\\toprule",
+                 " & ".join([esc(self.frame.index.name or "")] + [esc(c) for c in self.frame.columns]) + " \\\\", "\\midrule"]
+        for label, row in self.frame.iterrows():
+            lines.append(" & ".join([esc(label)] + [esc(v) for v in row]) + " \\\\")
+        lines += ["\\bottomrule", "\\end{tabular}"]
+        return "\n".join(lines) + "\n"
+
+    def csv(self) -> str:
+        return self.frame.to_csv(lineterminator="\n")
+
+
+def weight_type(targets: str) -> str:
+    return ", ".join(MATRIX_LABEL.get(t, t) for t in targets.split(","))
+
+
+def human(n: float) -> str:
+    """Parameter counts as the papers print them: 4.7M, 37K, 175B."""
+    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.3g}{unit}"
+    return f"{n:.0f}"
+
+
+def score(values: pd.Series) -> str:
+    """Mean accuracy in percent; ± standard deviation over seeds when there are several."""
+    values = values.dropna()
+    if values.empty:
+        return "-"
+    if len(values) == 1:
+        return f"{100 * values.iloc[0]:.1f}"
+    return f"{100 * values.mean():.1f} ± {100 * values.std(ddof=1):.1f} (n={len(values)})"
+
+
+def _method_label(row) -> str:
+    if row.method == "lora":
+        return f"LoRA (r={row.r:g}; {row.targets})"
+    if row.method == "prompt_tuning":
+        return f"prompt tuning ({row.num_virtual_tokens:g} tokens)"
+    if row.method == "prefix_tuning":
+        return f"prefix tuning ({row.num_virtual_tokens:g} tokens)"
+    return {"full_ft": "full fine-tuning", "bitfit": "BitFit", "ia3": "IA3"}.get(row.method, row.method)
+
+
+def rank_grid(ok: pd.DataFrame) -> Table | None:
+    lora = ok[ok.method == "lora"]
+    if lora.r.nunique() < 2 and lora.targets.nunique() < 2:
+        return None
+    frame = lora.assign(weight_type=lora.targets.map(weight_type))
+    grid = frame.pivot_table(index=["task", "weight_type"], columns="r", values="accuracy", aggfunc=score, sort=True)
+    # the paper's row order: fewer matrices first
+    grid = grid.sort_index(key=lambda idx: idx.map(lambda v: (v.count(",") if isinstance(v, str) else 0, v)))
+    grid.columns = [f"r={c:g}" for c in grid.columns]
+    grid.index = [f"{task}: {wt}" for task, wt in grid.index]
+    grid.index.name = "weight type"
+    return Table("rank_grid", "Accuracy (%) by LoRA rank and adapted weight type", grid.fillna("-"))
+
+
+def methods_table(ok: pd.DataFrame) -> Table | None:
+    if ok.method.nunique() < 2:
+        return None
+    frame = ok.assign(label=ok.apply(_method_label, axis=1))
+    params = frame.groupby("label", sort=False).agg(method_params=("method_params", "first"), head_params=("head_params", "first"))
+    cells = frame.pivot_table(index="label", columns="task", values="accuracy", aggfunc=score, sort=False)
+    table = pd.DataFrame({
+        "trainable (method)": params.method_params.map(human),
+        "trainable (+head)": (params.method_params + params.head_params).map(human),
+    }).join(cells)
+    table = table.loc[params.sort_values("method_params").index]  # fewest parameters first
+    table.index.name = "method"
+    return Table("methods", "Accuracy (%) by method, with trainable parameters", table.fillna("-"))
+
+
+def _by(ok: pd.DataFrame, column: str, name: str, title: str, subset=None) -> Table | None:
+    frame = ok if subset is None else ok[subset(ok)]
+    if frame[column].nunique() < 2:
+        return None
+    table = frame.groupby(["task", "method", column], sort=True).agg(
+        accuracy=("accuracy", score), trainable=("method_params", "first")).reset_index()
+    table["trainable"] = table.trainable.map(human)
+    table = table.set_index(column)
+    return Table(name, title, table)
+
+
+def tables(frame: pd.DataFrame) -> list[Table]:
+    """Every table the runs of one sweep support, plus the list of all runs."""
+    ok = frame[frame.status == "ok"]
+    found = [
+        rank_grid(ok),
+        methods_table(ok),
+        _by(ok, "num_virtual_tokens", "prompt_length", "Accuracy (%) by number of virtual tokens",
+            lambda f: f.method.isin(["prompt_tuning", "prefix_tuning"])),
+        _by(ok, "prompt_init", "prompt_init", "Accuracy (%) by prompt initialisation", lambda f: f.method == "prompt_tuning"),
+        _by(ok, "train_size", "data_size", "Accuracy (%) by training-set size"),
+        _by(ok, "model", "model_scale", "Accuracy (%) by model"),
+    ]
+    return [t for t in found if t is not None] + [runs_table(frame)]
+
+
+def runs_table(frame: pd.DataFrame) -> Table:
+    runs = pd.DataFrame({
+        "status": frame.status,
+        "method": frame.apply(_method_label, axis=1),
+        "task": frame.task,
+        "train size": frame.train_size.map(lambda v: "-" if pd.isna(v) else f"{v:.0f}"),
+        "seed": frame.seed,
+        "steps": frame.steps.map(lambda v: "-" if pd.isna(v) else f"{v:.0f}"),
+        "accuracy %": frame.accuracy.map(lambda v: "-" if pd.isna(v) else f"{100 * v:.1f}"),
+        "macro-F1 %": frame.macro_f1.map(lambda v: "-" if pd.isna(v) else f"{100 * v:.1f}"),
+        "trainable": frame.trainable.map(lambda v: "-" if pd.isna(v) else human(v)),
+        "peak MiB": frame.peak_memory_bytes.map(lambda v: "-" if pd.isna(v) else f"{v / 2**20:.0f}"),
+        "s/step": frame.median_step_seconds.map(lambda v: "-" if pd.isna(v) else f"{v:.2f}"),
+        "stored KiB": frame.stored_bytes.map(lambda v: "-" if pd.isna(v) else f"{v / 2**10:.0f}"),
+    })
+    runs.index = frame.run_id
+    runs.index.name = "run"
+    return Table("runs", "Every run in the sweep", runs)

@@ -1,0 +1,93 @@
+"""Analysis on hand-written records: the expected cells, and byte-identical regeneration."""
+
+import json
+
+import pytest
+
+from analysis import records, tables
+from analysis.__main__ import main as analysis_main
+from analysis.figures import pareto_front
+
+
+def _record(folder, run_id, method="lora", accuracy=0.5, status="ok", seed=0, **method_keys):
+    config = {
+        "sweep_name": folder.name, "seed": seed,
+        "model": {"name": "minilm-l6", "params": 22.7e6}, "task": {"name": "tweets"},
+        "method": {"name": method, "lr": 1e-3, **method_keys}, "train": {"batch_size": 32},
+    }
+    rec = {"run_id": run_id, "schema_version": 1, "status": status, "config": config,
+           "error": None if status == "ok" else {"type": "OSError", "message": "no such model"}}
+    if status == "ok":
+        trainable = 1000 * method_keys.get("r", 1)
+        rec.update(
+            metrics={"split": "test", "size": 100, "accuracy": accuracy, "macro_f1": accuracy - 0.1},
+            params={"total": 10**7, "trainable": trainable + 10, "method": trainable, "head": 10, "trainable_pct": 1.0},
+            data={"train": {"size": 640}}, time={"steps": 100, "median_step_seconds": 0.5, "train_seconds": 50},
+            memory={"peak_bytes": 2**20 * (100 + method_keys.get("r", 0)), "measure": "profiler"},
+            size={"bytes": 4 * trainable}, latency={"median_ms": 10.0}, environment={"device": "cpu"},
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{run_id}.json").write_text(json.dumps(rec))
+
+
+@pytest.fixture
+def results(tmp_path):
+    sweep = tmp_path / "results" / "lora_rank"
+    _record(sweep, "a", accuracy=0.50, r=1, targets=["q"])
+    _record(sweep, "b", accuracy=0.60, r=8, targets=["q"], seed=0)
+    _record(sweep, "c", accuracy=0.70, r=8, targets=["q"], seed=1)
+    _record(sweep, "d", accuracy=0.65, r=1, targets=["q", "k", "v", "o"])
+    _record(sweep, "e", status="failed", r=64, targets=["q"])
+    methods = tmp_path / "results" / "methods"
+    _record(methods, "f", method="bitfit", accuracy=0.55)
+    _record(methods, "g", method="lora", accuracy=0.62, r=8, targets=["q", "v"])
+    return tmp_path / "results"
+
+
+def test_rank_grid_cells(results):
+    frame = records.load(results)
+    assert len(frame) == 7 and list(frame.status).count("failed") == 1
+    grid = tables.rank_grid(frame[(frame.sweep == "lora_rank") & (frame.status == "ok")]).frame
+    assert list(grid.columns) == ["r=1", "r=8"]
+    assert list(grid.index) == ["tweets: W_q", "tweets: W_q, W_k, W_v, W_o"]
+    assert grid.loc["tweets: W_q", "r=1"] == "50.0"
+    assert grid.loc["tweets: W_q", "r=8"] == "65.0 ± 7.1 (n=2)"  # mean of 60 and 70, sample std 7.07
+    assert grid.loc["tweets: W_q, W_k, W_v, W_o", "r=8"] == "-"
+
+
+def test_methods_table_orders_by_parameters(results):
+    frame = records.load(results)
+    table = tables.methods_table(frame[frame.sweep == "methods"]).frame
+    assert list(table.index) == ["BitFit", "LoRA (r=8; q,v)"]
+    assert table.loc["LoRA (r=8; q,v)", "trainable (method)"] == "8K"
+    assert table.loc["LoRA (r=8; q,v)", "trainable (+head)"] == "8.01K"
+    assert table.loc["BitFit", "tweets"] == "55.0"
+
+
+def test_markdown_and_latex(results):
+    frame = records.load(results)
+    table = tables.rank_grid(frame[(frame.sweep == "lora_rank") & (frame.status == "ok")])
+    assert table.markdown().splitlines()[2] == "| tweets: W_q | 50.0 | 65.0 ± 7.1 (n=2) |"
+    assert "tweets: W\\_q & 50.0 & 65.0 $\\pm$ 7.1 (n=2) \\\\" in table.latex()
+
+
+def test_pareto_front():
+    import pandas as pd
+
+    points = pd.DataFrame({"method_params": [10, 20, 30, 40], "accuracy": [0.5, 0.4, 0.7, 0.6]})
+    assert list(pareto_front(points).method_params) == [10, 30]
+
+
+def test_report_regenerates_byte_identical(results, tmp_path, capsys):
+    out = tmp_path / "report"
+    analysis_main(["--results", str(results), "--out", str(out)])
+    first = {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    analysis_main(["--results", str(results), "--out", str(out)])
+    second = {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    assert first == second
+    names = {str(p) for p in first}
+    assert {"index.html", "lora_rank/index.html", "lora_rank/tables/rank_grid.md", "lora_rank/tables/rank_grid.tex",
+            "lora_rank/tables/rank_grid.csv", "lora_rank/figures/accuracy_vs_rank.png",
+            "methods/figures/accuracy_vs_parameters.png", "methods/tables/methods.md"} <= names
+    page = (out / "lora_rank" / "index.html").read_text()
+    assert "65.0 ± 7.1 (n=2)" in page and "no such model" in page

@@ -1,0 +1,104 @@
+"""Sweep files compose into the expected job lists; sweeps resume, survive failures, and run
+under the joblib and submitit launchers."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
+
+from bench.config import validate
+from tests.conftest import FAST
+
+REPO = Path(__file__).resolve().parents[1]
+SWEEPS = sorted(p.stem for p in (REPO / "conf" / "sweep").glob("*.yaml"))
+
+EXPECTED_JOBS = {
+    "lora_rank": 15,  # r in {1,2,4,8,64} x {Wq; Wq,Wv; Wq,Wk,Wv,Wo}
+    "methods": 6,
+    "prompt_length": 5,
+    "prompt_init": 2,
+    "data_size": 6,
+}
+
+
+def jobs_of(cfg) -> list[list[str]]:
+    """The job list Hydra's basic sweeper makes of a composed sweep."""
+    params = cfg.hydra.sweeper.params
+    overrides = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
+    return [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
+
+
+def test_every_sweep_has_an_expected_job_count():
+    assert set(SWEEPS) == set(EXPECTED_JOBS)
+
+
+@pytest.mark.parametrize("sweep", SWEEPS)
+def test_sweep_composes_and_every_job_validates(make_config, sweep):
+    cfg = make_config(f"+sweep={sweep}", fast=False, hydra=True)
+    assert cfg.sweep_name == sweep and str(cfg.hydra.mode) == "RunMode.MULTIRUN"
+    jobs = jobs_of(cfg)
+    assert len(jobs) == EXPECTED_JOBS[sweep]
+    assert len({tuple(j) for j in jobs}) == len(jobs)
+    for job in jobs:
+        assert validate(make_config(f"+sweep={sweep}", *job, fast=False)) is None
+
+
+def test_lora_rank_jobs_are_the_papers_grid(make_config):
+    jobs = jobs_of(make_config("+sweep=lora_rank", hydra=True))
+    assert {tuple(j) for j in jobs} == {
+        (f"method.r={r}", f"method.targets={t}") for r in (1, 2, 4, 8, 64) for t in ("[q]", "[q,v]", "[q,k,v,o]")
+    }
+
+
+def _bench(tmp_path, *args):
+    out = subprocess.run(
+        [sys.executable, "-m", "bench", *FAST, f"results_dir={tmp_path}/results", *args],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out
+
+
+def _statuses(tmp_path, sweep):
+    return {p.stem: json.loads(p.read_text())["status"] for p in (tmp_path / "results" / sweep).glob("*.json")}
+
+
+@pytest.mark.slow
+def test_command_line_narrows_a_sweep_and_a_rerun_resumes(tmp_path):
+    # a command-line value for a swept key overrides the sweep's list
+    _bench(tmp_path, "+sweep=lora_rank", "method.r=1", "method.targets=[q]")
+    first = _statuses(tmp_path, "lora_rank")
+    assert list(first.values()) == ["ok"]
+    # the same sweep widened: the finished run is skipped, only the new one runs
+    out = _bench(tmp_path, "+sweep=lora_rank", "method.r=1", "method.targets=[q],[v]")
+    assert out.stdout.count("skip:") == 1
+    assert len(_statuses(tmp_path, "lora_rank")) == 2
+
+
+@pytest.mark.slow
+def test_failing_job_leaves_the_others_intact(tmp_path):
+    _bench(tmp_path, "-m", "sweep_name=mixed", "model.hub_id=peft-bench/no-such-model", "model.source=hub,auto")
+    assert sorted(_statuses(tmp_path, "mixed").values()) == ["failed", "ok"]
+
+
+@pytest.mark.slow
+def test_bad_value_in_a_sweep_is_recorded_and_the_sweep_goes_on(tmp_path):
+    _bench(tmp_path, "-m", "sweep_name=mixed", "method.r=0,2")
+    records = [json.loads(p.read_text()) for p in (tmp_path / "results" / "mixed").glob("*.json")]
+    by_rank = {r["config"]["method"]["r"]: r for r in records}
+    assert by_rank[2]["status"] == "ok"
+    assert by_rank[0]["status"] == "failed" and by_rank[0]["error"]["type"] == "ConfigError"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["hydra/launcher=joblib", "hydra/launcher=submitit_local"])
+def test_parallel_launchers(tmp_path, launcher):
+    _bench(tmp_path, "-m", launcher, "sweep_name=parallel", "method=bitfit,ia3")
+    records = [json.loads(p.read_text()) for p in (tmp_path / "results" / "parallel").glob("*.json")]
+    assert sorted(r["config"]["method"]["name"] for r in records) == ["bitfit", "ia3"]
+    assert all(r["status"] == "ok" for r in records)
+    assert all(r["time"]["concurrent_jobs"] >= 1 for r in records)
