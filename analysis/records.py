@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import pandas as pd
+
+from bench.record import setting_id
 
 # column -> path into the record; a missing path gives NA (failed runs have no metrics)
 COLUMNS = {
@@ -59,9 +62,12 @@ def load(results: Path) -> pd.DataFrame:
     """Every record under `results`, sorted by sweep and run id so output is reproducible."""
     rows = []
     for path in sorted(Path(results).glob("*/*.json")):
-        record = json.loads(path.read_text())
-        if "schema_version" not in record:
+        try:
+            record = json.loads(path.read_text())
+            setting = setting_id(record["config"])
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            warnings.warn(f"{path}: not a run record, skipped ({type(e).__name__}: {e})", stacklevel=2)
             continue
-        rows.append({column: _get(record, keys) for column, keys in COLUMNS.items()})
-    frame = pd.DataFrame(rows, columns=list(COLUMNS))
+        rows.append({**{column: _get(record, keys) for column, keys in COLUMNS.items()}, "setting": setting})
+    frame = pd.DataFrame(rows, columns=[*COLUMNS, "setting"])
     return frame.sort_values(["sweep", "run_id"], kind="stable").reset_index(drop=True)

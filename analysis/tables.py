@@ -9,9 +9,14 @@ with the standard deviation over seeds when a setting ran with more than one.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import pandas as pd
+
+# config columns that tell settings apart, to name what differs when a cell would mix them
+SETTING_COLUMNS = ["model", "task", "method", "lr", "r", "alpha", "targets", "num_virtual_tokens", "prompt_init",
+                   "train_size", "steps", "batch_size"]
 
 MATRIX_LABEL = {"q": "W_q", "k": "W_k", "v": "W_v", "o": "W_o", "ff_in": "W_ff_in", "ff_out": "W_ff_out"}
 
@@ -43,6 +48,22 @@ class Table:
 
     def csv(self) -> str:
         return self.frame.to_csv(lineterminator="\n")
+
+
+class MixedSettings(ValueError):
+    """A table cell would average runs that are not repeats of one setting."""
+
+
+def _check_repeats(frame: pd.DataFrame, keys: list[str], name: str) -> None:
+    """A cell may average seeds of one setting (same config but the seed), never different settings."""
+    counts = frame.groupby(keys, dropna=False).setting.nunique()
+    if (counts > 1).any():
+        cell = counts[counts > 1].index[0]
+        runs = frame[frame.set_index(keys).index.isin([cell])]
+        differing = [c for c in SETTING_COLUMNS if c not in keys and runs[c].astype(str).nunique() > 1]
+        raise MixedSettings(
+            f"table {name}: cell {cell} holds runs that differ in {', '.join(differing) or 'other config fields'}, "
+            "not only in seed; analyse them apart (separate sweeps, or --sweep)")
 
 
 def weight_type(targets: str) -> str:
@@ -81,6 +102,7 @@ def rank_grid(ok: pd.DataFrame) -> Table | None:
     lora = ok[ok.method == "lora"]
     if lora.r.nunique() < 2 and lora.targets.nunique() < 2:
         return None
+    _check_repeats(lora, ["task", "targets", "r"], "rank_grid")
     frame = lora.assign(weight_type=lora.targets.map(weight_type))
     grid = frame.pivot_table(index=["task", "weight_type"], columns="r", values="accuracy", aggfunc=score, sort=True)
     # the paper's row order: fewer matrices first
@@ -95,6 +117,7 @@ def methods_table(ok: pd.DataFrame) -> Table | None:
     if ok.method.nunique() < 2:
         return None
     frame = ok.assign(label=ok.apply(_method_label, axis=1))
+    _check_repeats(frame, ["label", "task"], "methods")
     params = frame.groupby("label", sort=False).agg(method_params=("method_params", "first"), head_params=("head_params", "first"))
     cells = frame.pivot_table(index="label", columns="task", values="accuracy", aggfunc=score, sort=False)
     table = pd.DataFrame({
@@ -110,6 +133,7 @@ def _by(ok: pd.DataFrame, column: str, name: str, title: str, subset=None) -> Ta
     frame = ok if subset is None else ok[subset(ok)]
     if frame[column].nunique() < 2:
         return None
+    _check_repeats(frame, ["task", "method", column], name)
     table = frame.groupby(["task", "method", column], sort=True).agg(
         accuracy=("accuracy", score), trainable=("method_params", "first")).reset_index()
     table["trainable"] = table.trainable.map(human)
@@ -120,15 +144,21 @@ def _by(ok: pd.DataFrame, column: str, name: str, title: str, subset=None) -> Ta
 def tables(frame: pd.DataFrame) -> list[Table]:
     """Every table the runs of one sweep support, plus the list of all runs."""
     ok = frame[frame.status == "ok"]
-    found = [
-        rank_grid(ok),
-        methods_table(ok),
-        _by(ok, "num_virtual_tokens", "prompt_length", "Accuracy (%) by number of virtual tokens",
-            lambda f: f.method.isin(["prompt_tuning", "prefix_tuning"])),
-        _by(ok, "prompt_init", "prompt_init", "Accuracy (%) by prompt initialisation", lambda f: f.method == "prompt_tuning"),
-        _by(ok, "train_size", "data_size", "Accuracy (%) by training-set size"),
-        _by(ok, "model", "model_scale", "Accuracy (%) by model"),
+    builders = [
+        lambda: rank_grid(ok),
+        lambda: methods_table(ok),
+        lambda: _by(ok, "num_virtual_tokens", "prompt_length", "Accuracy (%) by number of virtual tokens",
+                    lambda f: f.method.isin(["prompt_tuning", "prefix_tuning"])),
+        lambda: _by(ok, "prompt_init", "prompt_init", "Accuracy (%) by prompt initialisation", lambda f: f.method == "prompt_tuning"),
+        lambda: _by(ok, "train_size", "data_size", "Accuracy (%) by training-set size"),
+        lambda: _by(ok, "model", "model_scale", "Accuracy (%) by model"),
     ]
+    found = []
+    for build in builders:
+        try:
+            found.append(build())
+        except MixedSettings as e:  # a wrong average is worse than a missing table
+            warnings.warn(str(e), stacklevel=2)
     return [t for t in found if t is not None] + [runs_table(frame)]
 
 

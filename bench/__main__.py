@@ -15,15 +15,16 @@ from bench.config import ConfigError, cpu_count, register_schemas, to_container
 register_schemas()
 
 
-def concurrent_jobs(hydra_cfg) -> int:
-    """How many jobs the launcher runs at once: 1 for the default (basic) launcher."""
+def concurrent_jobs(hydra_cfg) -> int | None:
+    """How many jobs the launcher runs at once on this machine: 1 for the default (basic)
+    launcher and for SLURM jobs (each gets its own allocation); None when unknown."""
     launcher = hydra_cfg.launcher
     target = launcher.get("_target_", "")
     if "joblib" in target:
-        n = launcher.get("n_jobs", -1)
-        return cpu_count() if n in (-1, None) else n
-    if target.endswith("submitit_launcher.LocalLauncher"):  # SLURM jobs get their own allocations
-        return launcher.get("array_parallelism", 1)
+        n = launcher.get("n_jobs", -1) or 1
+        return n if n > 0 else max(1, cpu_count() + 1 + n)  # joblib: -1 all CPUs, -2 all but one
+    if target.endswith("submitit_launcher.LocalLauncher"):
+        return None  # submitit's local executor starts every job of the sweep at once
     return 1
 
 
@@ -34,13 +35,18 @@ def main(cfg: DictConfig) -> None:
     try:
         launch(cfg, concurrent_jobs(HydraConfig.get()))
     except ConfigError as e:
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
-            # one bad combination in a sweep is recorded and the sweep goes on
-            config = to_container(cfg)
-            record.write(record.path_for(config), record.new(config, "failed", error=record.error_of(e)))
-            print(f"error: {e}", file=sys.stderr)
+        if HydraConfig.get().mode != RunMode.MULTIRUN:
+            sys.exit(f"error: {e}")
+        # one bad combination in a sweep is recorded (unless a record stands) and the sweep goes on
+        print(f"error: {e}", file=sys.stderr)
+        config = to_container(cfg)
+        path = record.path_for(config)
+        if record.should_skip(record.read(path), config["force"], config["retry_failed"]):
             return
-        sys.exit(f"error: {e}")
+        try:
+            record.write(path, record.new(config, "failed", error=record.error_of(e)))
+        except OSError as write_error:  # the error may be the results folder itself
+            print(f"error: could not record it: {write_error}", file=sys.stderr)
 
 
 def check_overrides(args: list[str]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from importlib.util import find_spec
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -127,8 +128,9 @@ def validate(cfg: DictConfig) -> Optional[str]:
     _one_of("model.family", cfg.model.family, FAMILIES)
     _one_of("model.source", cfg.model.source, {"auto", "hub", "local"})
     _one_of("model.dtype", cfg.model.dtype, {"float32", "bfloat16", "float16"})
-    if cfg.model.source == "local" and not cfg.model.package:
-        raise ConfigError("model.source", "local", f"'auto' or 'hub': preset {cfg.model.name} has no offline package")
+    if cfg.model.source == "local" and not (cfg.model.package and find_spec(cfg.model.package)):
+        raise ConfigError("model.source", "local", f"'auto' or 'hub': the offline package of preset {cfg.model.name} "
+                          f"({cfg.model.package or 'none'}) is not installed")
     _one_of("task.name", cfg.task.name, TASKS)
     _at_least("task.max_length", cfg.task.max_length, 8)
     _at_least("task.train_size", cfg.task.train_size, 1)

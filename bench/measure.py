@@ -75,18 +75,37 @@ def cpu_step_profile(out: dict):
     )
 
 
-@contextmanager
-def cuda_peak(out: dict):
-    """Peak CUDA memory of the enclosed code as the caching allocator saw it."""
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    yield
-    torch.cuda.synchronize()
-    out.update(
-        measure="torch.cuda.max_memory_allocated (whole training)",
-        peak_bytes=torch.cuda.max_memory_allocated(),
-        peak_reserved_bytes=torch.cuda.max_memory_reserved(),
-    )
+class CudaPeak:
+    """Peak CUDA memory over the training loop as the caching allocator saw it, with the
+    evaluations inside the loop left out (`paused`)."""
+
+    def __init__(self, out: dict):
+        self.out, self.allocated, self.reserved = out, 0, 0
+
+    def __enter__(self):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        return self
+
+    def _take(self) -> None:
+        torch.cuda.synchronize()
+        self.allocated = max(self.allocated, torch.cuda.max_memory_allocated())
+        self.reserved = max(self.reserved, torch.cuda.max_memory_reserved())
+
+    @contextmanager
+    def paused(self):
+        self._take()
+        yield
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+
+    def __exit__(self, *exc):
+        self._take()
+        self.out.update(
+            measure="torch.cuda.max_memory_allocated (training steps; evaluation excluded)",
+            peak_bytes=self.allocated,
+            peak_reserved_bytes=self.reserved,
+        )
 
 
 def stored_bytes(save, model) -> dict:

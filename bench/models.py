@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
+from importlib.util import find_spec
 from pathlib import Path
 
 import torch
@@ -14,16 +14,9 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 def source(cfg) -> str:
     """Where the preset's weights come from: a local folder or a hub id."""
-    if cfg.source in ("auto", "local") and cfg.package:
-        try:
-            package = importlib.import_module(cfg.package)
-        except ImportError:
-            if cfg.source == "local":
-                raise RuntimeError(
-                    f"model.source=local but package {cfg.package!r} (preset {cfg.name}) is not installed"
-                ) from None
-        else:
-            return str(Path(package.__file__).parent / cfg.package_dir)
+    # validation has checked that source=local has its package
+    if cfg.source in ("auto", "local") and cfg.package and find_spec(cfg.package):
+        return str(Path(find_spec(cfg.package).origin).parent / cfg.package_dir)
     return cfg.hub_id
 
 

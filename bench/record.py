@@ -17,6 +17,7 @@ from typing import Optional
 
 SCHEMA_VERSION = 1
 STATUSES = ("ok", "failed", "oom", "not_applicable")
+RETRYABLE = ("failed", "oom")  # rerun by retry_failed=true
 
 # config keys that change where or how a run is reported or measured, never what it computes
 NOT_IDENTITY = {
@@ -34,9 +35,17 @@ def _identity(config: dict, prefix: str = "") -> dict:
     }
 
 
+def _digest(identity: dict) -> str:
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
+
+
 def run_id(config: dict) -> str:
-    digest = hashlib.sha256(json.dumps(_identity(config), sort_keys=True).encode()).hexdigest()[:10]
-    return f"{config['model']['name']}-{config['task']['name']}-{config['method']['name']}-{digest}"
+    return f"{config['model']['name']}-{config['task']['name']}-{config['method']['name']}-{_digest(_identity(config))}"
+
+
+def setting_id(config: dict) -> str:
+    """The experiment without its seed: runs that share it are repeats, averaged in tables."""
+    return _digest({k: v for k, v in _identity(config).items() if k != "seed"})
 
 
 def path_for(config: dict) -> Path:
@@ -81,4 +90,4 @@ def error_of(exc: BaseException) -> dict:
 def should_skip(existing: Optional[dict], force: bool, retry_failed: bool) -> bool:
     if existing is None or force:
         return False
-    return not (retry_failed and existing.get("status") in ("failed", "oom"))
+    return not (retry_failed and existing.get("status") in RETRYABLE)

@@ -31,16 +31,17 @@ from bench.tracking import Tracker
 from bench.train import predict, train
 
 
-def launch(cfg: DictConfig, concurrent_jobs: int = 1) -> dict:
+def launch(cfg: DictConfig, concurrent_jobs: int | None = 1) -> dict:
     """Validate (raises ConfigError), then skip, record not_applicable, or run.
-    `concurrent_jobs` > 1 says the launcher runs other jobs beside this one (timings are shared)."""
+    `concurrent_jobs` other than 1 says the launcher runs other jobs beside this one (None: how
+    many is unknown); such runs' timings are marked as shared."""
     reason = validate(cfg)
     config = to_container(cfg)
     path = record.path_for(config)
     existing = record.read(path)
     if record.should_skip(existing, config["force"], config["retry_failed"]):
         print(f"skip: {path} exists (status {existing['status']}); force=true reruns it"
-              + (", retry_failed=true retries failed runs" if existing["status"] in ("failed", "oom") else ""))
+              + (", retry_failed=true retries failed runs" if existing["status"] in record.RETRYABLE else ""))
         return existing
     if reason:
         rec = record.new(config, "not_applicable", error={"type": "NotApplicable", "message": reason}, started=record.now())
@@ -53,13 +54,13 @@ def launch(cfg: DictConfig, concurrent_jobs: int = 1) -> dict:
     return rec
 
 
-def _in_fresh_process(config: dict, path: Path, concurrent_jobs: int) -> dict:
+def _in_fresh_process(config: dict, path: Path, concurrent_jobs: int | None) -> dict:
     attempt = uuid.uuid4().hex
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(config, f)
     started = record.now()
     try:
-        code = subprocess.call([sys.executable, "-m", "bench.runner", f.name, attempt, str(concurrent_jobs)])
+        code = subprocess.call([sys.executable, "-m", "bench.runner", f.name, attempt, json.dumps(concurrent_jobs)])
     finally:
         os.unlink(f.name)
     rec = record.read(path)
@@ -92,7 +93,7 @@ def build(cfg):
     return task, family, method, model, tokenizer, source
 
 
-def execute(config: dict, attempt: str | None = None, concurrent_jobs: int = 1) -> dict:
+def execute(config: dict, attempt: str | None = None, concurrent_jobs: int | None = 1) -> dict:
     """Run the stages and write the record; every exception becomes a failed (or oom) record."""
     run_id = record.run_id(config)
     path = record.path_for(config)
@@ -117,19 +118,19 @@ def execute(config: dict, attempt: str | None = None, concurrent_jobs: int = 1) 
             predictions, targets, loss = predict(model, val_loader, device)
             return {"loss": loss, **compute(task.metrics, predictions, targets)}
 
-        probe = None
-        if tc.profile_memory:
-            probe = measure.cuda_peak if device == "cuda" else measure.cpu_step_profile
-        result = train(model, train_loader, tc, m.lr, device, evaluate_validation, tracker.log, probe)
+        result = train(model, train_loader, tc, m.lr, device, evaluate_validation, tracker.log, tc.profile_memory)
 
         predictions, targets, loss = predict(model, test_loader, device)
         fields["metrics"] = {"split": "test", "size": len(targets), "loss": loss, **compute(task.metrics, predictions, targets)}
-        fields["validation"] = result.evaluations + [{"step": result.steps, **evaluate_validation()}]
+        final = evaluate_validation()
+        tracker.log({f"validation/{k}": v for k, v in final.items()}, result.steps)
+        fields["validation"] = result.evaluations + [{"step": result.steps, **final}]
         fields["time"] = {
             **result.timing(tc.timing_warmup),
             # timings of runs that shared a process or the machine with other runs are not clean
             "shared_process": cfg.process == "inline",
             "concurrent_jobs": concurrent_jobs,
+            "shared_machine": concurrent_jobs != 1,
         }
         fields["memory"] = {**result.memory, "analytic_bytes": measure.analytic_bytes(model, fields["params"])}
         fields["losses"] = result.losses
@@ -145,8 +146,10 @@ def execute(config: dict, attempt: str | None = None, concurrent_jobs: int = 1) 
     fields["environment"] = measure.environment(device)
     rec = record.new(config, status, error=error, attempt=attempt, started=started, ended=record.now(),
                      tracking=tracker.info, **fields)
-    record.write(path, rec)
-    tracker.finish(rec)
+    record.write(path, rec)  # before W&B's finish, so that a hang there cannot lose the record
+    if not tracker.finish(rec):
+        rec["tracking"] = tracker.info
+        record.write(path, rec)
     return rec
 
 
@@ -161,8 +164,9 @@ def summary(rec: dict, path: Path) -> str:
         lines += [
             f"  trainable {p['trainable']:,} of {p['total']:,} ({p['trainable_pct']:.3f}%): method {p['method']:,}, head {p['head']:,}",
             f"  test ({mt['size']} examples): " + ", ".join(f"{k} {v:.4f}" for k, v in mt.items() if k not in ("split", "size", "loss")),
-            f"  training {tm['train_seconds']:.1f} s over {tm['steps']} steps, median step {tm['median_step_seconds'] * 1000:.0f} ms, "
-            f"{tm['tokens_per_second']:.0f} tokens/s",
+            f"  training {tm['train_seconds']:.1f} s over {tm['steps']} steps, median step "
+            + (f"{tm['median_step_seconds'] * 1000:.0f} ms, {tm['tokens_per_second']:.0f} tokens/s"
+               if tm["steps_timed"] else "not timed (the only step was the memory-profiled one)"),
             f"  peak memory {_mib(mem['peak_bytes'])} ({mem['measure']})" if "peak_bytes" in mem else "  peak memory: not measured",
             f"  stored per task {_mib(rec['size']['bytes'])}; " + _latency(rec["latency"]),
         ]
@@ -186,4 +190,4 @@ def _mib(n: int) -> str:
 if __name__ == "__main__":  # the fresh process: python -m bench.runner CONFIG.json ATTEMPT CONCURRENT_JOBS
     with open(sys.argv[1]) as f:
         cfg = json.load(f)
-    execute(cfg, attempt=sys.argv[2], concurrent_jobs=int(sys.argv[3]))
+    execute(cfg, attempt=sys.argv[2], concurrent_jobs=json.loads(sys.argv[3]))

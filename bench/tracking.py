@@ -13,7 +13,7 @@ def flatten(d: dict, prefix: str = "") -> dict:
     for k, v in d.items():
         if isinstance(v, dict):
             out.update(flatten(v, f"{prefix}{k}/"))
-        elif isinstance(v, (int, float, str, bool)) or v is None:
+        else:  # numbers, strings and lists (the validation history, the loss curve) as they are
             out[f"{prefix}{k}"] = v
     return out
 
@@ -57,11 +57,14 @@ class Tracker:
             except Exception as e:  # noqa: BLE001
                 self._fail("log", e)
 
-    def finish(self, record: dict) -> None:
+    def finish(self, record: dict) -> bool:
+        """Send the record's numbers as the run summary and close the run; False if that failed."""
         if self.run is None:
-            return
+            return True
         try:
             self.run.summary.update(flatten({k: v for k, v in record.items() if k != "config"}))
             self.run.finish(exit_code=0 if record["status"] in ("ok", "not_applicable") else 1)
         except Exception as e:  # noqa: BLE001
             self._fail("finish", e)
+            return False
+        return True

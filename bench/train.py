@@ -17,6 +17,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from tqdm.auto import tqdm
 
 from bench.batching import count_tokens
+from bench.measure import CudaPeak, cpu_step_profile
 
 
 @dataclass
@@ -70,25 +71,26 @@ def train(
     device: str,
     evaluate: Optional[Callable[[], dict]] = None,
     log: Optional[Callable[[dict, int], None]] = None,
-    memory_probe=None,
+    measure_memory: bool = False,
     show_progress: bool = True,
 ) -> TrainResult:
-    """Train for cfg.max_steps (or cfg.epochs) optimizer steps. `memory_probe(out)` is a context
-    manager that measures one step on CPU, or the whole loop on CUDA."""
+    """Train for cfg.max_steps (or cfg.epochs) optimizer steps; with `measure_memory`, fill
+    result.memory: on CPU from a profile of one step, on CUDA from the allocator over all steps."""
     total = total_steps(cfg, len(loader))
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
     scheduler = LambdaLR(optimizer, warmup_then_linear_decay(total, round(cfg.warmup_ratio * total)))
     result = TrainResult()
-    # CPU: profile the second step, when AdamW's state exists; CUDA: the allocator's peak over the loop
-    profiled = min(1, total - 1) if memory_probe and device == "cpu" else None
-    whole = memory_probe(result.memory) if memory_probe and device == "cuda" else nullcontext()
+    # CPU: profile the second step, when AdamW's state exists (the only step of a 1-step run, then
+    # untimed); CUDA: the allocator's peak over the loop
+    profiled = min(1, total - 1) if measure_memory and device == "cpu" else None
+    whole = CudaPeak(result.memory) if measure_memory and device == "cuda" else nullcontext()
     batches = _forever(loader)
     model.train()
     bar = tqdm(total=total, desc="train", disable=not show_progress, dynamic_ncols=True)
     with whole:
         for step in range(total):
-            probe = memory_probe(result.memory) if step == profiled else nullcontext()
+            probe = cpu_step_profile(result.memory) if step == profiled else nullcontext()
             start = time.perf_counter()
             tokens, loss_sum = 0, 0.0
             with probe:
@@ -117,7 +119,8 @@ def train(
                     log({"train/loss": loss_sum, "train/lr": scheduler.get_last_lr()[0]}, result.steps)
             if evaluate and cfg.eval_every and result.steps % cfg.eval_every == 0 and result.steps < total:
                 start = time.perf_counter()
-                scores = {"step": result.steps, **evaluate()}
+                with whole.paused() if isinstance(whole, CudaPeak) else nullcontext():
+                    scores = {"step": result.steps, **evaluate()}
                 result.eval_seconds += time.perf_counter() - start
                 result.evaluations.append(scores)
                 bar.write(f"step {result.steps}: " + ", ".join(f"{k}={v:.4f}" for k, v in scores.items() if k != "step"))

@@ -9,11 +9,11 @@ from analysis.__main__ import main as analysis_main
 from analysis.figures import pareto_front
 
 
-def _record(folder, run_id, method="lora", accuracy=0.5, status="ok", seed=0, **method_keys):
+def _record(folder, run_id, method="lora", accuracy=0.5, status="ok", seed=0, lr=1e-3, **method_keys):
     config = {
         "sweep_name": folder.name, "seed": seed,
         "model": {"name": "minilm-l6", "params": 22.7e6}, "task": {"name": "tweets"},
-        "method": {"name": method, "lr": 1e-3, **method_keys}, "train": {"batch_size": 32},
+        "method": {"name": method, "lr": lr, **method_keys}, "train": {"batch_size": 32},
     }
     rec = {"run_id": run_id, "schema_version": 1, "status": status, "config": config,
            "error": None if status == "ok" else {"type": "OSError", "message": "no such model"}}
@@ -37,6 +37,7 @@ def results(tmp_path):
     _record(sweep, "b", accuracy=0.60, r=8, targets=["q"], seed=0)
     _record(sweep, "c", accuracy=0.70, r=8, targets=["q"], seed=1)
     _record(sweep, "d", accuracy=0.65, r=1, targets=["q", "k", "v", "o"])
+    _record(sweep, "d2", accuracy=0.58, r=1, targets=["q", "v"])
     _record(sweep, "e", status="failed", r=64, targets=["q"])
     methods = tmp_path / "results" / "methods"
     _record(methods, "f", method="bitfit", accuracy=0.55)
@@ -46,13 +47,24 @@ def results(tmp_path):
 
 def test_rank_grid_cells(results):
     frame = records.load(results)
-    assert len(frame) == 7 and list(frame.status).count("failed") == 1
+    assert len(frame) == 8 and list(frame.status).count("failed") == 1
     grid = tables.rank_grid(frame[(frame.sweep == "lora_rank") & (frame.status == "ok")]).frame
     assert list(grid.columns) == ["r=1", "r=8"]
-    assert list(grid.index) == ["tweets: W_q", "tweets: W_q, W_k, W_v, W_o"]
+    # the paper's order, fewer matrices first (not alphabetical: "W_q, W_k, ..." sorts before "W_q, W_v")
+    assert list(grid.index) == ["tweets: W_q", "tweets: W_q, W_v", "tweets: W_q, W_k, W_v, W_o"]
     assert grid.loc["tweets: W_q", "r=1"] == "50.0"
     assert grid.loc["tweets: W_q", "r=8"] == "65.0 ± 7.1 (n=2)"  # mean of 60 and 70, sample std 7.07
     assert grid.loc["tweets: W_q, W_k, W_v, W_o", "r=8"] == "-"
+
+
+def test_cells_never_average_different_settings(results):
+    _record(results / "lora_rank", "h", accuracy=0.9, r=8, targets=["q"], lr=3e-3)
+    frame = records.load(results)
+    with pytest.raises(tables.MixedSettings, match=r"differ in lr"):
+        tables.rank_grid(frame[(frame.sweep == "lora_rank") & (frame.status == "ok")])
+    with pytest.warns(UserWarning, match="table rank_grid"):
+        names = [t.name for t in tables.tables(frame[frame.sweep == "lora_rank"])]
+    assert "rank_grid" not in names and "runs" in names
 
 
 def test_methods_table_orders_by_parameters(results):

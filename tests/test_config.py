@@ -141,3 +141,9 @@ def test_cli_help_shows_groups_and_options():
         assert group in out.stdout
     for option in ("lora", "prefix_tuning", "prompt_tuning", "ia3", "bitfit", "full_ft", "minilm-l6", "tweets"):
         assert option in out.stdout
+
+
+def test_local_source_needs_its_package(make_config):
+    with pytest.raises(ConfigError) as e:
+        validate(make_config("model.source=local", "model.package=no_such_package"))
+    assert e.value.key == "model.source" and "(no_such_package) is not installed" in str(e.value)

@@ -48,7 +48,7 @@ def test_rerun_skips_unless_forced(make_config, tmp_path, capsys):
     assert again == json.loads(json.dumps(first, default=str))
     assert "skip:" in capsys.readouterr().out
     forced = launch(make_config("force=true"))
-    assert forced["run_id"] == first["run_id"] and forced["started"] >= first["started"]
+    assert forced["run_id"] == first["run_id"] and "skip:" not in capsys.readouterr().out
 
 
 def test_same_config_same_result(make_config, tmp_path):
@@ -72,7 +72,8 @@ def test_failed_run_is_recorded_and_retried_only_when_asked(make_config, tmp_pat
     assert json.loads(_records(tmp_path)[0].read_text())["status"] == "failed"
     launch(make_config(*bad))
     assert "retry_failed=true retries" in capsys.readouterr().out
-    assert launch(make_config(*bad, "retry_failed=true"))["started"] >= rec["started"]
+    assert launch(make_config(*bad, "retry_failed=true"))["status"] == "failed"
+    assert "skip:" not in capsys.readouterr().out
 
 
 def test_a_failure_leaves_other_records_intact(make_config, tmp_path):
@@ -109,3 +110,10 @@ def test_wandb_failure_never_fails_the_run(make_config, monkeypatch):
         rec = launch(make_config("tracking=wandb"))
     assert rec["status"] == "ok"
     assert rec["tracking"]["error"] == "init: RuntimeError: W&B is down"
+
+
+def test_one_step_run_is_profiled_not_timed(make_config, capsys):
+    rec = launch(make_config("train.max_steps=1", "train.profile_memory=true"))
+    assert rec["status"] == "ok" and rec["time"]["steps_timed"] == 0 and rec["time"]["median_step_seconds"] is None
+    assert rec["memory"]["peak_bytes"] > 0
+    assert "not timed (the only step was the memory-profiled one)" in capsys.readouterr().out

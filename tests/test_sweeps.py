@@ -101,10 +101,11 @@ def test_bad_value_in_a_sweep_is_recorded_and_the_sweep_goes_on(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("launcher", ["hydra/launcher=joblib", "hydra/launcher=submitit_local"])
-def test_parallel_launchers(tmp_path, launcher):
-    _bench(tmp_path, "-m", launcher, "sweep_name=parallel", "method=bitfit,ia3")
+@pytest.mark.parametrize("launcher, concurrent", [(["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], 2),
+                                                  (["hydra/launcher=submitit_local"], None)])
+def test_parallel_launchers_mark_shared_timings(tmp_path, launcher, concurrent):
+    _bench(tmp_path, "-m", *launcher, "sweep_name=parallel", "method=bitfit,ia3")
     records = [json.loads(p.read_text()) for p in (tmp_path / "results" / "parallel").glob("*.json")]
     assert sorted(r["config"]["method"]["name"] for r in records) == ["bitfit", "ia3"]
     assert all(r["status"] == "ok" for r in records)
-    assert all(r["time"]["concurrent_jobs"] >= 1 for r in records)
+    assert all(r["time"]["concurrent_jobs"] == concurrent and r["time"]["shared_machine"] for r in records)

@@ -77,6 +77,9 @@ class PrefixTuning(Method):
     schema = PrefixTuningSchema
 
     def check(self, cfg, family):
+        if "k" not in family.matrices:
+            raise ConfigError("method", "prefix_tuning", f"a method other than prefix_tuning on family {family.name}: "
+                              "it has no separate key projection to prefix")
         if cfg.num_virtual_tokens < 1:
             raise ConfigError("method.num_virtual_tokens", cfg.num_virtual_tokens, "a count >= 1")
         if not cfg.init_std > 0:
