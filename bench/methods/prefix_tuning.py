@@ -67,7 +67,7 @@ AttentionMaskInterface.register(ATTENTION, sdpa_mask)
 
 
 def _head_shape(attention: nn.Module, key_proj: nn.Linear) -> tuple[int, int]:
-    head_dim = getattr(attention, "attention_head_size", None) or getattr(attention, "head_dim")
+    head_dim = getattr(attention, "attention_head_size", None) or attention.head_dim
     return key_proj.out_features // head_dim, head_dim
 
 
