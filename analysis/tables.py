@@ -137,6 +137,8 @@ def _by(ok: pd.DataFrame, column: str, name: str, title: str, subset=None) -> Ta
     table = frame.groupby(["task", "method", column], sort=True).agg(
         accuracy=("accuracy", score), trainable=("method_params", "first")).reset_index()
     table["trainable"] = table.trainable.map(human)
+    if pd.api.types.is_float_dtype(table[column]) and (table[column] % 1 == 0).all():
+        table[column] = table[column].astype(int)  # counts read back as floats where other runs lack them
     table = table.set_index(column)
     return Table(name, title, table)
 
