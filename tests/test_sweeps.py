@@ -65,8 +65,12 @@ def _bench(tmp_path, *args):
     return out
 
 
+def _records(tmp_path, sweep) -> list[dict]:
+    return [json.loads(p.read_text()) for p in (tmp_path / "results" / sweep).glob("*.json")]
+
+
 def _statuses(tmp_path, sweep):
-    return {p.stem: json.loads(p.read_text())["status"] for p in (tmp_path / "results" / sweep).glob("*.json")}
+    return {r["run_id"]: r["status"] for r in _records(tmp_path, sweep)}
 
 
 @pytest.mark.slow
@@ -85,8 +89,7 @@ def test_command_line_narrows_a_sweep_and_a_rerun_resumes(tmp_path):
 def test_failing_job_leaves_the_others_intact(tmp_path):
     # the corpus size is known only once the data loads: the first job fails at run time
     _bench(tmp_path, "-m", "sweep_name=mixed", "task.test_size=40000,32")
-    records = [json.loads(p.read_text()) for p in (tmp_path / "results" / "mixed").glob("*.json")]
-    by_size = {r["config"]["task"]["test_size"]: r for r in records}
+    by_size = {r["config"]["task"]["test_size"]: r for r in _records(tmp_path, "mixed")}
     assert by_size[32]["status"] == "ok"
     assert by_size[40000]["status"] == "failed" and "task.test_size=40000" in by_size[40000]["error"]["message"]
 
@@ -94,8 +97,7 @@ def test_failing_job_leaves_the_others_intact(tmp_path):
 @pytest.mark.slow
 def test_bad_value_in_a_sweep_is_recorded_and_the_sweep_goes_on(tmp_path):
     _bench(tmp_path, "-m", "sweep_name=mixed", "method.r=0,2")
-    records = [json.loads(p.read_text()) for p in (tmp_path / "results" / "mixed").glob("*.json")]
-    by_rank = {r["config"]["method"]["r"]: r for r in records}
+    by_rank = {r["config"]["method"]["r"]: r for r in _records(tmp_path, "mixed")}
     assert by_rank[2]["status"] == "ok"
     assert by_rank[0]["status"] == "failed" and by_rank[0]["error"]["type"] == "ConfigError"
 
@@ -105,7 +107,7 @@ def test_bad_value_in_a_sweep_is_recorded_and_the_sweep_goes_on(tmp_path):
                                                   (["hydra/launcher=submitit_local"], None)])
 def test_parallel_launchers_mark_shared_timings(tmp_path, launcher, concurrent):
     _bench(tmp_path, "-m", *launcher, "sweep_name=parallel", "method=bitfit,ia3")
-    records = [json.loads(p.read_text()) for p in (tmp_path / "results" / "parallel").glob("*.json")]
+    records = _records(tmp_path, "parallel")
     assert sorted(r["config"]["method"]["name"] for r in records) == ["bitfit", "ia3"]
     assert all(r["status"] == "ok" for r in records)
     assert all(r["time"]["concurrent_jobs"] == concurrent and r["time"]["shared_machine"] for r in records)
