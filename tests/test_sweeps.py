@@ -111,3 +111,9 @@ def test_parallel_launchers_mark_shared_timings(tmp_path, launcher, concurrent):
     assert sorted(r["config"]["method"]["name"] for r in records) == ["bitfit", "ia3"]
     assert all(r["status"] == "ok" for r in records)
     assert all(r["time"]["concurrent_jobs"] == concurrent and r["time"]["shared_machine"] for r in records)
+
+
+def test_slurm_preset_composes(make_config):
+    launcher = make_config("hydra/launcher=slurm", "hydra.launcher.partition=gpu", hydra=True).hydra.launcher
+    assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
+    assert (launcher.partition, launcher.gpus_per_node, launcher.timeout_min) == ("gpu", 1, 240)
