@@ -15,9 +15,8 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 def source(cfg) -> str:
     """Where the preset's weights come from: a local folder or a hub id."""
     # validation has checked that source=local has its package
-    if cfg.source in ("auto", "local") and cfg.package and find_spec(cfg.package):
-        return str(Path(find_spec(cfg.package).origin).parent / cfg.package_dir)
-    return cfg.hub_id
+    spec = find_spec(cfg.package) if cfg.source in ("auto", "local") and cfg.package else None
+    return str(Path(spec.origin).parent / cfg.package_dir) if spec else cfg.hub_id
 
 
 def load(cfg, num_labels: int):
