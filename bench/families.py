@@ -12,16 +12,33 @@ from dataclasses import dataclass, field
 MATRICES = ("q", "k", "v", "o", "ff_in", "ff_out")
 
 
+ARCHITECTURES = ("encoder", "decoder", "encoder_decoder")
+
+
 @dataclass(frozen=True)
 class Family:
     name: str
+    # encoder: a classification head reads the last hidden state; decoder and encoder_decoder work
+    # text-to-text (rank classification of label words, greedy generation)
+    architecture: str
     # abstract matrix name -> regex matched (with re.search) against full module names
     matrices: dict[str, str]
     has_biases: bool
-    # modules between the backbone's last hidden state and the logits; they train in every method
-    head: tuple[str, ...]
+    # modules between the backbone's last hidden state and the logits that train in every method;
+    # text-to-text families have none: their logits come from the pre-trained language-model head
+    head: tuple[str, ...] = ()
     # abstract names that cannot be targeted alone, with the reason
     fused: dict[str, str] = field(default_factory=dict)
+    # attention goes through transformers' attention-function registry (prefix tuning enters there)
+    attention_registry: bool = True
+
+    @property
+    def form(self) -> str:
+        """How tasks present examples to this family (bench.tasks.FORMS)."""
+        return "encoder" if self.architecture == "encoder" else "text_to_text"
+
+    def is_head(self, param_name: str) -> bool:
+        return any(h in param_name.split(".") for h in self.head)
 
     def modules(self, model, names) -> list[str]:
         """Full module names in `model` for the abstract matrix `names`, in model order."""
@@ -34,6 +51,7 @@ FAMILIES: dict[str, Family] = {
     for f in [
         Family(
             name="bert",
+            architecture="encoder",
             matrices={
                 "q": r"attention\.self\.query$",
                 "k": r"attention\.self\.key$",
@@ -48,6 +66,7 @@ FAMILIES: dict[str, Family] = {
         ),
         Family(
             name="gpt2",
+            architecture="decoder",
             matrices={
                 "qkv": r"attn\.c_attn$",
                 "o": r"attn\.c_proj$",
@@ -55,7 +74,6 @@ FAMILIES: dict[str, Family] = {
                 "ff_out": r"mlp\.c_proj$",
             },
             has_biases=True,
-            head=("score",),
             fused={
                 m: "GPT-2 computes q, k and v with one fused matrix (attn.c_attn); target 'qkv' instead"
                 for m in ("q", "k", "v")
@@ -63,6 +81,7 @@ FAMILIES: dict[str, Family] = {
         ),
         Family(
             name="llama",
+            architecture="decoder",
             matrices={
                 "q": r"self_attn\.q_proj$",
                 "k": r"self_attn\.k_proj$",
@@ -72,10 +91,10 @@ FAMILIES: dict[str, Family] = {
                 "ff_out": r"mlp\.down_proj$",
             },
             has_biases=False,
-            head=("score",),
         ),
         Family(
             name="t5",
+            architecture="encoder_decoder",
             matrices={
                 "q": r"(SelfAttention|EncDecAttention)\.q$",
                 "k": r"(SelfAttention|EncDecAttention)\.k$",
@@ -85,7 +104,68 @@ FAMILIES: dict[str, Family] = {
                 "ff_out": r"DenseReluDense\.wo$",
             },
             has_biases=False,
-            head=("classification_head",),
+        ),
+        # BERT's module names; RobertaForSequenceClassification has no pooler: its head is
+        # classifier.dense (+ tanh) and classifier.out_proj
+        Family(
+            name="roberta",
+            architecture="encoder",
+            matrices={
+                "q": r"attention\.self\.query$",
+                "k": r"attention\.self\.key$",
+                "v": r"attention\.self\.value$",
+                "o": r"attention\.output\.dense$",
+                "ff_in": r"intermediate\.dense$",
+                "ff_out": r"layer\.\d+\.output\.dense$",
+            },
+            has_biases=True,
+            head=("classifier",),
+        ),
+        Family(
+            name="deberta_v2",
+            architecture="encoder",
+            matrices={
+                "q": r"attention\.self\.query_proj$",
+                "k": r"attention\.self\.key_proj$",
+                "v": r"attention\.self\.value_proj$",
+                "o": r"attention\.output\.dense$",
+                "ff_in": r"intermediate\.dense$",
+                "ff_out": r"layer\.\d+\.output\.dense$",
+            },
+            has_biases=True,
+            head=("pooler", "classifier"),  # ContextPooler (dense + gelu), then the linear classifier
+            attention_registry=False,  # DeBERTa's disentangled attention computes its scores itself
+        ),
+        Family(
+            name="gpt_neox",  # Pythia
+            architecture="decoder",
+            matrices={
+                "qkv": r"attention\.query_key_value$",
+                "o": r"attention\.dense$",
+                "ff_in": r"mlp\.dense_h_to_4h$",
+                "ff_out": r"mlp\.dense_4h_to_h$",
+            },
+            has_biases=True,
+            fused={
+                m: "GPT-NeoX (Pythia) computes q, k and v with one fused matrix (attention.query_key_value); "
+                "target 'qkv' instead"
+                for m in ("q", "k", "v")
+            },
+        ),
+        # OPT's layout is GPT-3's (pre-LayerNorm, learned positions, biases everywhere, tied embeddings)
+        # with separate q, k, v projections; the configuration-only GPT-3 175B preset is built with it
+        Family(
+            name="opt",
+            architecture="decoder",
+            matrices={
+                "q": r"self_attn\.q_proj$",
+                "k": r"self_attn\.k_proj$",
+                "v": r"self_attn\.v_proj$",
+                "o": r"self_attn\.out_proj$",
+                "ff_in": r"layers\.\d+\.fc1$",
+                "ff_out": r"layers\.\d+\.fc2$",
+            },
+            has_biases=True,
         ),
     ]
 }

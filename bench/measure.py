@@ -15,7 +15,6 @@ import torch
 from peft import PeftModel
 
 from bench.families import Family
-from bench.methods import is_head
 
 # peft keeps a frozen copy of every module it trains in full (the head), to allow disabling the adapter
 PEFT_FROZEN_COPY = ".original_module."
@@ -30,7 +29,7 @@ def count_params(model: torch.nn.Module, family: Family) -> dict:
         total += p.numel()
         if p.requires_grad:
             trainable += p.numel()
-            head += p.numel() if is_head(name, family) else 0
+            head += p.numel() if family.is_head(name) else 0
     return {
         "total": total,
         "trainable": trainable,
@@ -178,7 +177,7 @@ def _git() -> dict:
     here = Path(__file__).resolve().parent
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain"], cwd=here, capture_output=True, text=True).stdout.strip())
+        dirty = bool(subprocess.run(["git", "status", "--porcelain"], cwd=here, capture_output=True, text=True, check=False).stdout.strip())
     except (OSError, subprocess.CalledProcessError):
         return {"git_commit": None, "git_dirty": None}
     return {"git_commit": commit, "git_dirty": dirty}

@@ -1,19 +1,36 @@
-"""Metrics computed in the project (the `evaluate` library fetches metric scripts from a hub)."""
+"""Metrics computed in the project (the `evaluate` library fetches metric scripts from a hub).
+
+Every metric takes the examples and the model's outputs on them, one output per example:
+for classify tasks a score per choice (logits for an encoder head, log-likelihoods for rank
+classification), for generate tasks the generated text. Tasks whose examples carry a
+`category` also get each metric per category, as `<metric>/<category>`.
+"""
 
 from __future__ import annotations
 
-from typing import Sequence
+import re
+import string
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+
+from bench.tasks import Example
 
 
-def accuracy(predictions: Sequence, targets: Sequence) -> float:
-    _same_length(predictions, targets)
-    return sum(p == t for p, t in zip(predictions, targets)) / len(targets)
+def chosen(outputs: Sequence[Sequence[float]]) -> list[int]:
+    """The highest-scoring choice of each example (the first on ties)."""
+    return [max(range(len(s)), key=s.__getitem__) for s in outputs]
 
 
-def macro_f1(predictions: Sequence, targets: Sequence) -> float:
+def accuracy(examples: Sequence[Example], outputs: Sequence) -> float:
+    _same_length(examples, outputs)
+    return sum(p == e.label for p, e in zip(chosen(outputs), examples)) / len(examples)
+
+
+def macro_f1(examples: Sequence[Example], outputs: Sequence) -> float:
     """Unweighted mean of per-class F1 over the classes present in targets or predictions
     (scikit-learn's f1_score(average="macro") convention)."""
-    _same_length(predictions, targets)
+    _same_length(examples, outputs)
+    predictions, targets = chosen(outputs), [e.label for e in examples]
     scores = []
     for c in sorted(set(targets) | set(predictions)):
         tp = sum(p == c and t == c for p, t in zip(predictions, targets))
@@ -23,13 +40,116 @@ def macro_f1(predictions: Sequence, targets: Sequence) -> float:
     return sum(scores) / len(scores)
 
 
-def _same_length(predictions, targets) -> None:
-    if len(predictions) != len(targets) or not targets:
-        raise ValueError(f"need equal, non-zero numbers of predictions and targets, got {len(predictions)} and {len(targets)}")
+def exact_match(examples: Sequence[Example], outputs: Sequence[str]) -> float:
+    """Generated text equal to the target, ignoring surrounding whitespace."""
+    _same_length(examples, outputs)
+    return sum(o.strip() == e.target.strip() for o, e in zip(outputs, examples)) / len(examples)
 
 
-METRICS = {"accuracy": accuracy, "macro_f1": macro_f1}
+def final_answer(text: str) -> str:
+    """The text after the last "=", whitespace-normalised ("139 R 18" from Goat's division)."""
+    return " ".join(text.rsplit("=", 1)[-1].split())
 
 
-def compute(names: Sequence[str], predictions: Sequence, targets: Sequence) -> dict[str, float]:
-    return {name: METRICS[name](predictions, targets) for name in names}
+def answer_exact_match(examples: Sequence[Example], outputs: Sequence[str]) -> float:
+    """Final answer of the generation equal to the target's, whatever the steps before it."""
+    _same_length(examples, outputs)
+    return sum(final_answer(o) == final_answer(e.target) for o, e in zip(outputs, examples)) / len(examples)
+
+
+def _best_options(examples: Sequence[Example], outputs: Sequence) -> list[Example]:
+    """Binarized multiple choice (one example per option, a question's options sharing a `group`):
+    each question's option with the highest positive score, score[1] - score[0] (the first on ties)."""
+    best: dict = {}
+    for e, s in zip(examples, outputs):
+        if e.group not in best or s[1] - s[0] > best[e.group][0]:
+            best[e.group] = (s[1] - s[0], e)
+    return [e for _, e in best.values()]
+
+
+def choice_accuracy(examples: Sequence[Example], outputs: Sequence) -> float:
+    """Share of multiple-choice questions answered right (COPA). An example with its own `choices` is
+    one question; binarized examples (a `group`, no choices) are the options of one, and the question
+    is right when its best option (see _best_options) has label 1."""
+    _same_length(examples, outputs)
+    if examples[0].choices is not None or examples[0].group is None:
+        return accuracy(examples, outputs)
+    picks = _best_options(examples, outputs)
+    return sum(e.label == 1 for e in picks) / len(picks)
+
+
+def f1a(examples: Sequence[Example], outputs: Sequence) -> float:
+    """MultiRC's F1a: binary F1 of the positive class (label 1) over all answer options."""
+    _same_length(examples, outputs)
+    pairs = list(zip(chosen(outputs), (e.label for e in examples)))
+    tp = sum(p == 1 and t == 1 for p, t in pairs)
+    fp = sum(p == 1 and t == 0 for p, t in pairs)
+    fn = sum(p == 0 and t == 1 for p, t in pairs)
+    return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
+
+
+def multirc_em(examples: Sequence[Example], outputs: Sequence) -> float:
+    """MultiRC's EM: share of questions (examples sharing a `group`) with every answer option right."""
+    _same_length(examples, outputs)
+    right: dict = {}
+    for e, p in zip(examples, chosen(outputs)):
+        right[e.group] = right.get(e.group, True) and p == e.label
+    return sum(right.values()) / len(right)
+
+
+def squad_normal(text: str) -> str:
+    """SQuAD v1.1's answer normalisation: lower case, no punctuation, no articles, single spaces."""
+    text = "".join(c for c in text.lower() if c not in string.punctuation)
+    return " ".join(re.sub(r"\b(a|an|the)\b", " ", text).split())
+
+
+def token_f1(prediction: str, gold: str) -> float:
+    p, g = squad_normal(prediction).split(), squad_normal(gold).split()
+    same = sum((Counter(p) & Counter(g)).values())
+    if same == 0:
+        return 0.0
+    precision, recall = same / len(p), same / len(g)
+    return 2 * precision * recall / (precision + recall)
+
+
+def _record_answers(examples: Sequence[Example], outputs: Sequence) -> list[tuple[str, tuple[str, ...]]]:
+    """(predicted entity, gold answers) per ReCoRD query: the best of the example's `choices`
+    (text_to_text), or the `target` of the query's best binarized candidate (encoder)."""
+    if examples[0].choices is not None:
+        return [(e.choices[c], e.answers) for e, c in zip(examples, chosen(outputs))]
+    return [(e.target, e.answers) for e in _best_options(examples, outputs)]
+
+
+def record_f1(examples: Sequence[Example], outputs: Sequence) -> float:
+    """ReCoRD's F1: token F1 against the best-matching gold answer, averaged over queries."""
+    _same_length(examples, outputs)
+    answered = _record_answers(examples, outputs)
+    return sum(max(token_f1(p, a) for a in answers) for p, answers in answered) / len(answered)
+
+
+def record_em(examples: Sequence[Example], outputs: Sequence) -> float:
+    """ReCoRD's EM: share of queries whose prediction equals a gold answer, after normalisation."""
+    _same_length(examples, outputs)
+    answered = _record_answers(examples, outputs)
+    return sum(any(squad_normal(p) == squad_normal(a) for a in answers) for p, answers in answered) / len(answered)
+
+
+def _same_length(examples, outputs) -> None:
+    if len(examples) != len(outputs) or not examples:
+        raise ValueError(f"need equal, non-zero numbers of examples and outputs, got {len(examples)} and {len(outputs)}")
+
+
+METRICS = {"accuracy": accuracy, "macro_f1": macro_f1, "exact_match": exact_match, "answer_exact_match": answer_exact_match,
+           "choice_accuracy": choice_accuracy, "f1a": f1a, "multirc_em": multirc_em, "record_f1": record_f1, "record_em": record_em}
+
+
+def compute(names: Sequence[str], examples: Sequence[Example], outputs: Sequence) -> dict[str, float]:
+    scores = {name: METRICS[name](examples, outputs) for name in names}
+    by_category = defaultdict(list)
+    for i, e in enumerate(examples):
+        if e.category is not None:
+            by_category[e.category].append(i)
+    for category, rows in sorted(by_category.items()):
+        subset, sub_outputs = [examples[i] for i in rows], [outputs[i] for i in rows]
+        scores.update({f"{name}/{category}": METRICS[name](subset, sub_outputs) for name in names})
+    return scores

@@ -6,26 +6,43 @@ from importlib.util import find_spec
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForSeq2SeqLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+)
 from transformers.utils import logging
 
+from bench import assets
+
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# encoders get a fresh classification head; decoders and T5 keep their language-model head (text-to-text)
+AUTO_CLASSES = {
+    "encoder": AutoModelForSequenceClassification,
+    "decoder": AutoModelForCausalLM,
+    "encoder_decoder": AutoModelForSeq2SeqLM,
+}
 
 
 def source(cfg) -> str:
     """Where the preset's weights come from: a local folder or a hub id."""
     # validation has checked that source=local has its package
+    if cfg.source in ("auto", "local") and cfg.asset and assets.installed(assets.ASSETS[cfg.asset]):
+        return str(assets.folder(assets.ASSETS[cfg.asset]))
     spec = find_spec(cfg.package) if cfg.source in ("auto", "local") and cfg.package else None
     return str(Path(spec.origin).parent / cfg.package_dir) if spec else cfg.hub_id
 
 
-def load(cfg, num_labels: int):
+def load(cfg, family, num_labels: int):
     path = source(cfg)
+    auto = AUTO_CLASSES[family.architecture]
+    extra = {"num_labels": num_labels} if family.architecture == "encoder" else {}
     verbosity = logging.get_verbosity()
     logging.set_verbosity_error()  # the load report only says the new classifier is untrained
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=num_labels, dtype=DTYPES[cfg.dtype])
+        model = auto.from_pretrained(path, dtype=DTYPES[cfg.dtype], **extra)
     except OSError as e:
         where = "the hub" if path == cfg.hub_id else "its package folder"
         raise OSError(f"model preset {cfg.name}: could not load {path!r} from {where}: {e}") from e

@@ -47,9 +47,9 @@ def main() -> None:
     # the runner's loop as a run uses it, minus evaluation and memory profiling (not step costs)
     run_train = OmegaConf.merge(cfg.train, {"max_steps": args.steps, "eval_every": 0, "grad_accum": 1})
     seed_everything(cfg.seed)
-    task, _, _, model, tokenizer, _ = build(cfg)
-    loader = batching.loader(task.train, tokenizer, cfg.task.max_length, cfg.train.batch_size, shuffle=True, seed=cfg.seed)
-    batches = [b for b, _ in zip(loader, range(args.steps))]  # the same batches for both loops, every round
+    task, _, _, model, tokenizer, _, architecture = build(cfg)
+    loader = batching.train_loader(task, tokenizer, architecture, cfg.task, cfg.train.batch_size, cfg.seed)
+    batches = [{k: v for k, v in b.items() if k != "index"} for b, _ in zip(loader, range(args.steps))]  # the same batches for both loops, every round
 
     loops = {
         "runner": lambda: train(model, batches, run_train, cfg.method.lr, "cpu"),

@@ -13,7 +13,6 @@ import tempfile
 import traceback
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Optional
 
 SCHEMA_VERSION = 1
 STATUSES = ("ok", "failed", "oom", "not_applicable")
@@ -22,7 +21,10 @@ RETRYABLE = ("failed", "oom")  # rerun by retry_failed=true
 # config keys that change where or how a run is reported or measured, never what it computes
 NOT_IDENTITY = {
     "results_dir", "sweep_name", "process", "force", "retry_failed", "tracking",
-    "model.source", "model.package", "model.package_dir",
+    "model.source", "model.package", "model.package_dir", "model.asset",
+    "model.config",  # the architecture as written for mode=count; the weights define it in a run
+    "mode",  # count records live apart from run records
+    "task.data_dir", "task.hub_id",  # where the same data is read from
     "train.log_every", "train.profile_memory", "train.latency_samples", "train.timing_warmup", "train.eval_batch_size",
 }
 
@@ -52,7 +54,7 @@ def path_for(config: dict) -> Path:
     return Path(config["results_dir"]) / config["sweep_name"] / f"{run_id(config)}.json"
 
 
-def read(path: Path) -> Optional[dict]:
+def read(path: Path) -> dict | None:
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
@@ -87,7 +89,7 @@ def error_of(exc: BaseException) -> dict:
     return {"type": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc()}
 
 
-def should_skip(existing: Optional[dict], force: bool, retry_failed: bool) -> bool:
+def should_skip(existing: dict | None, force: bool, retry_failed: bool) -> bool:
     if existing is None or force:
         return False
     return not (retry_failed and existing.get("status") in RETRYABLE)

@@ -25,9 +25,9 @@ from bench import batching, measure, models, record, tasks
 from bench.config import device_of, to_container, validate
 from bench.families import FAMILIES
 from bench.methods import METHODS
-from bench.metrics import compute
+from bench.metrics import chosen, compute
+from bench.predict import predict
 from bench.tracking import Tracker
-from bench.train import predict, train
 
 
 def launch(cfg: DictConfig, concurrent_jobs: int | None = 1) -> dict:
@@ -83,13 +83,16 @@ def seed_everything(seed: int) -> None:
 
 
 def build(cfg):
-    """Task data, then the model with the method applied (on CPU, before any training)."""
-    task = tasks.load(cfg.task)
+    """Task data in the form the method reads, then the model with the method applied (on CPU, before any training)."""
     family = FAMILIES[cfg.model.family]
     method = METHODS[cfg.method.name]
-    model, tokenizer, source = models.load(cfg.model, len(task.labels))
+    form = method.form(family)
+    task = method.prepare(tasks.load(cfg.task, form), cfg.method, cfg.seed)
+    model, tokenizer, source = models.load(cfg.model, family, len(task.labels))
     model = method.apply(model, cfg.method, family, tokenizer)
-    return task, family, method, model, tokenizer, source
+    # the shape of batches: a classification head's, or the family's text-to-text one
+    architecture = "encoder" if form == "encoder" else family.architecture
+    return task, family, method, model, tokenizer, source, architecture
 
 
 def execute(config: dict, attempt: str | None = None, concurrent_jobs: int | None = 1) -> dict:
@@ -104,24 +107,22 @@ def execute(config: dict, attempt: str | None = None, concurrent_jobs: int | Non
     try:
         seed_everything(cfg.seed)
         t, m, tc = cfg.task, cfg.method, cfg.train
-        task, family, method, model, tokenizer, fields["model_source"] = build(cfg)
+        task, family, method, model, tokenizer, fields["model_source"], architecture = build(cfg)
         fields["params"] = measure.count_params(model, family)
         model.to(device)
-        fields["data"] = {"task_version": t.version, "split_seed": t.split_seed, **task.describe()}
+        fields["data"] = {"task_version": t.version, "split_seed": t.split_seed, "kind": task.kind, **task.describe()}
 
-        train_loader = batching.loader(task.train, tokenizer, t.max_length, tc.batch_size, shuffle=True, seed=cfg.seed)
-        val_loader = batching.loader(task.validation, tokenizer, t.max_length, tc.eval_batch_size, shuffle=False)
-        test_loader = batching.loader(task.test, tokenizer, t.max_length, tc.eval_batch_size, shuffle=False)
+        def evaluate(examples):
+            outputs, loss = predict(model, tokenizer, task, examples, architecture, t, tc.eval_batch_size, device)
+            return outputs, {"loss": loss, **compute(task.metrics, examples, outputs)}
 
-        def evaluate_validation():
-            predictions, targets, loss = predict(model, val_loader, device)
-            return {"loss": loss, **compute(task.metrics, predictions, targets)}
+        train_loader = batching.train_loader(task, tokenizer, architecture, t, tc.batch_size, cfg.seed)
+        result = method.fit(model, train_loader, m, tc, device, lambda: evaluate(task.validation)[1], tracker.log)
 
-        result = train(model, train_loader, tc, m.lr, device, evaluate_validation, tracker.log, tc.profile_memory)
-
-        predictions, targets, loss = predict(model, test_loader, device)
-        fields["metrics"] = {"split": "test", "size": len(targets), "loss": loss, **compute(task.metrics, predictions, targets)}
-        final = evaluate_validation()
+        outputs, scores = evaluate(task.test)
+        fields["metrics"] = {"split": "test", "size": len(task.test), **scores}
+        fields["predictions"] = _sample(task, outputs)
+        final = evaluate(task.validation)[1]
         tracker.log({f"validation/{k}": v for k, v in final.items()}, result.steps)
         fields["validation"] = result.evaluations + [{"step": result.steps, **final}]
         fields["time"] = {
@@ -134,8 +135,10 @@ def execute(config: dict, attempt: str | None = None, concurrent_jobs: int | Non
         fields["memory"] = {**result.memory, "analytic_bytes": measure.analytic_bytes(model, fields["params"])}
         fields["losses"] = result.losses
         fields["size"] = measure.stored_bytes(method.save, model)
-        one = next(iter(batching.loader(task.test[:1], tokenizer, t.max_length, 1, shuffle=False)))
-        one = {k: v.to(device) for k, v in one.items() if k != "labels"}
+        one = batching.training_rows(task, task.test[:1], tokenizer, architecture, t.max_length, t.max_new_tokens)
+        one = {k: v.to(device) for k, v in batching.pad(one, tokenizer.pad_token_id).items()}
+        if architecture == "encoder":  # a served classifier is not handed the answer; T5 needs it as decoder input
+            del one["labels"]
         fields["latency"] = measure.serving_latency(model, one, tc.latency_samples)
         status, error = "ok", None
     except torch.OutOfMemoryError as e:
@@ -152,6 +155,18 @@ def execute(config: dict, attempt: str | None = None, concurrent_jobs: int | Non
     return rec
 
 
+def _sample(task, outputs, n: int = 20) -> list[dict]:
+    """The first test examples with what the model answered, for a reader to check the metric by eye."""
+    rows = []
+    for e, out in zip(task.test[:n], outputs):
+        if task.kind == "generate":
+            rows.append({"prompt": e.prompt or e.text, "target": e.target, "output": out})
+        else:
+            choices = task.choices(e)
+            rows.append({"input": e.prompt or e.text, "gold": choices[e.label], "predicted": choices[chosen([out])[0]]})
+    return rows
+
+
 def summary(rec: dict, path: Path) -> str:
     c = rec["config"]
     lines = [f"run {rec['run_id']}: {rec['status']}",
@@ -163,9 +178,7 @@ def summary(rec: dict, path: Path) -> str:
         lines += [
             f"  trainable {p['trainable']:,} of {p['total']:,} ({p['trainable_pct']:.3f}%): method {p['method']:,}, head {p['head']:,}",
             f"  test ({mt['size']} examples): " + ", ".join(f"{k} {v:.4f}" for k, v in mt.items() if k not in ("split", "size", "loss")),
-            f"  training {tm['train_seconds']:.1f} s over {tm['steps']} steps, median step "
-            + (f"{tm['median_step_seconds'] * 1000:.0f} ms, {tm['tokens_per_second']:.0f} tokens/s"
-               if tm["steps_timed"] else "not timed (the only step was the memory-profiled one)"),
+            _training(tm),
             f"  peak memory {_mib(mem['peak_bytes'])} ({mem['measure']})" if "peak_bytes" in mem else "  peak memory: not measured",
             f"  stored per task {_mib(rec['size']['bytes'])}; " + _latency(rec["latency"]),
         ]
@@ -173,6 +186,14 @@ def summary(rec: dict, path: Path) -> str:
     if rec.get("tracking", {}).get("dir"):
         lines.append(f"  W&B ({rec['tracking']['mode']}) {rec['tracking']['dir']}")
     return "\n".join(lines)
+
+
+def _training(tm: dict) -> str:
+    if not tm["steps"]:
+        return "  no training"
+    return (f"  training {tm['train_seconds']:.1f} s over {tm['steps']} steps, median step "
+            + (f"{tm['median_step_seconds'] * 1000:.0f} ms, {tm['tokens_per_second']:.0f} tokens/s"
+               if tm["steps_timed"] else "not timed (the only step was the memory-profiled one)"))
 
 
 def _latency(latency: dict) -> str:

@@ -8,9 +8,9 @@ from __future__ import annotations
 import math
 import statistics
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Callable, Optional
 
 import torch
 from torch.optim.lr_scheduler import LambdaLR
@@ -69,8 +69,8 @@ def train(
     cfg,
     lr: float,
     device: str,
-    evaluate: Optional[Callable[[], dict]] = None,
-    log: Optional[Callable[[dict, int], None]] = None,
+    evaluate: Callable[[], dict] | None = None,
+    log: Callable[[dict, int], None] | None = None,
     measure_memory: bool = False,
     show_progress: bool = True,
 ) -> TrainResult:
@@ -95,7 +95,7 @@ def train(
             tokens, loss_sum = 0, 0.0
             with probe:
                 for _ in range(cfg.grad_accum):
-                    batch = {k: v.to(device) for k, v in next(batches).items()}
+                    batch = {k: v.to(device) for k, v in next(batches).items() if k != "index"}
                     tokens += count_tokens(batch)
                     loss = model(**batch).loss / cfg.grad_accum
                     loss.backward()
@@ -129,18 +129,3 @@ def train(
                 model.train()
     bar.close()
     return result
-
-
-@torch.no_grad()
-def predict(model: torch.nn.Module, loader, device: str) -> tuple[list[int], list[int], float]:
-    """Argmax predictions, targets and mean loss over a loader."""
-    model.eval()
-    predictions, targets, loss_sum, n = [], [], 0.0, 0
-    for batch in loader:
-        batch = {k: v.to(device) for k, v in batch.items()}
-        out = model(**batch)
-        predictions += out.logits.argmax(-1).tolist()
-        targets += batch["labels"].tolist()
-        loss_sum += out.loss.item() * len(batch["labels"])
-        n += len(batch["labels"])
-    return predictions, targets, loss_sum / n

@@ -40,7 +40,7 @@ def test_method_trains_exactly_its_parameters(make_config, case):
     overrides, expected_method, intended = CASES[case]
     cfg = make_config(*overrides)
     seed_everything(cfg.seed)
-    task, family, method, model, tokenizer, _ = build(cfg)
+    task, family, _, model, tokenizer, _, architecture = build(cfg)
 
     params = count_params(model, family)
     assert params["head"] == HEAD
@@ -54,7 +54,7 @@ def test_method_trains_exactly_its_parameters(make_config, case):
     assert any(intended(n) and not _is_head(n) for n in trainable)
 
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    loader = batching.loader(task.train, tokenizer, cfg.task.max_length, cfg.train.batch_size, shuffle=True, seed=0)
+    loader = batching.train_loader(task, tokenizer, architecture, cfg.task, cfg.train.batch_size, seed=0)
     # two steps: LoRA's B starts at zero, so A first gets a gradient in the second step
     train(model, loader, cfg.train, cfg.method.lr, "cpu", show_progress=False)
     changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}

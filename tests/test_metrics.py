@@ -1,26 +1,48 @@
 import pytest
 
-from bench.metrics import accuracy, compute, macro_f1
+from bench.metrics import accuracy, chosen, compute, exact_match, macro_f1
+from bench.tasks import Example
 
 TARGETS = [0, 0, 0, 1, 1, 2]
 PREDICTIONS = [0, 0, 1, 1, 2, 2]
 
 
+def scores_for(predictions, classes=3):
+    """Score lists whose highest entry is the prediction."""
+    return [[1.0 if c == p else 0.0 for c in range(classes)] for p in predictions]
+
+
+def examples_for(targets, categories=None):
+    return [Example(f"x{i}", t, category=categories[i] if categories else None) for i, t in enumerate(targets)]
+
+
+def test_chosen_takes_the_highest_score_and_the_first_on_ties():
+    assert chosen([[0.1, 0.7, 0.2], [-3.0, -1.0], [0.5, 0.5]]) == [1, 1, 0]
+
+
 def test_accuracy_by_hand():
-    assert accuracy(PREDICTIONS, TARGETS) == pytest.approx(4 / 6)
+    assert accuracy(examples_for(TARGETS), scores_for(PREDICTIONS)) == pytest.approx(4 / 6)
 
 
 def test_macro_f1_by_hand():
     # class 0: tp 2 fp 0 fn 1 -> 4/5; class 1: tp 1 fp 1 fn 1 -> 2/4; class 2: tp 1 fp 1 fn 0 -> 2/3
-    assert macro_f1(PREDICTIONS, TARGETS) == pytest.approx((4 / 5 + 1 / 2 + 2 / 3) / 3)
+    assert macro_f1(examples_for(TARGETS), scores_for(PREDICTIONS)) == pytest.approx((4 / 5 + 1 / 2 + 2 / 3) / 3)
 
 
 def test_macro_f1_counts_a_class_only_predicted():
     # class 1 never occurs but is predicted once: F1 0 for it, as scikit-learn's macro average does
-    assert macro_f1([0, 1], [0, 0]) == pytest.approx((2 / 3 + 0) / 2)
+    assert macro_f1(examples_for([0, 0]), scores_for([0, 1], 2)) == pytest.approx((2 / 3 + 0) / 2)
 
 
-def test_compute_names_and_bad_lengths():
-    assert compute(["accuracy", "macro_f1"], [1, 1], [1, 1]) == {"accuracy": 1.0, "macro_f1": 1.0}
+def test_exact_match_ignores_surrounding_whitespace_only():
+    examples = [Example("a", target="42"), Example("b", target="7 R 1"), Example("c", target="x")]
+    assert exact_match(examples, [" 42\n", "7 R1", "x"]) == pytest.approx(2 / 3)
+
+
+def test_compute_reports_each_category_apart():
+    examples = examples_for([0, 1, 1, 0], categories=["add", "add", "mul", "mul"])
+    scores = compute(["accuracy"], examples, scores_for([0, 0, 1, 1], 2))
+    assert scores == {"accuracy": 0.5, "accuracy/add": 0.5, "accuracy/mul": 0.5}
+    assert compute(["accuracy", "macro_f1"], examples_for([1, 1]), scores_for([1, 1], 2)) == {"accuracy": 1.0, "macro_f1": 1.0}
     with pytest.raises(ValueError, match="equal"):
-        accuracy([1], [1, 2])
+        accuracy(examples_for([1]), scores_for([1, 2]))

@@ -23,7 +23,7 @@ def test_padding_mask_is_extended_with_visible_prefix():
 
 def test_prefix_changes_the_output_and_ignores_padding(make_config):
     cfg = make_config("method=prefix_tuning", "method.init_std=1.0")
-    _, _, _, model, tokenizer, _ = build(cfg)
+    _, _, _, model, tokenizer, _, _ = build(cfg)
     model.eval()
     short, long = "good morning", "what a terrible, terrible day it has been for everyone here"
     with torch.no_grad():

@@ -12,7 +12,6 @@ import pkgutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import torch
 from omegaconf import MISSING
@@ -21,6 +20,7 @@ from safetensors.torch import save_file
 
 from bench.config import ConfigError
 from bench.families import Family, accepted_matrices
+from bench.train import TrainResult, train
 
 
 @dataclass
@@ -32,13 +32,26 @@ class MethodSchema:
 class Method:
     name: str
     schema: type = MethodSchema
+    trains: bool = True  # gradient training (with method.lr); the baselines icl and probe do not
 
-    def check(self, cfg, family: Family) -> Optional[str]:
+    def check(self, cfg, family: Family) -> str | None:
         """Raise ConfigError on a bad value; return a reason if the method does not apply."""
         return None
 
+    def form(self, family: Family) -> str:
+        """How the task presents examples under this method (bench.tasks.FORMS)."""
+        return family.form
+
+    def prepare(self, task, cfg, seed: int):
+        """The task data this method sees (few-shot prompting rewrites the prompts)."""
+        return task
+
     def apply(self, model: torch.nn.Module, cfg, family: Family, tokenizer) -> torch.nn.Module:
         raise NotImplementedError
+
+    def fit(self, model: torch.nn.Module, loader, cfg, train_cfg, device: str, evaluate=None, log=None) -> TrainResult:
+        """Train the model's trainable parameters (gradient methods share the one loop)."""
+        return train(model, loader, train_cfg, cfg.lr, device, evaluate, log, train_cfg.profile_memory)
 
     def save(self, model: torch.nn.Module, folder: Path) -> None:
         """Write what a user must store per task: the trainable tensors."""
@@ -58,20 +71,18 @@ def register(cls: type[Method]) -> type[Method]:
     return cls
 
 
-def is_head(param_name: str, family: Family) -> bool:
-    parts = param_name.split(".")
-    return any(h in parts for h in family.head)
-
-
 def freeze_all_but_head(model: torch.nn.Module, family: Family) -> None:
     for n, p in model.named_parameters():
-        p.requires_grad = is_head(n, family)
+        p.requires_grad = family.is_head(n)
+
+
+TASK_TYPES = {"encoder": TaskType.SEQ_CLS, "decoder": TaskType.CAUSAL_LM, "encoder_decoder": TaskType.SEQ_2_SEQ_LM}
 
 
 def wrap_peft(model: torch.nn.Module, config: PeftConfig, family: Family) -> PeftModel:
-    config.task_type = TaskType.SEQ_CLS
+    config.task_type = TASK_TYPES[family.architecture]
     # peft keeps a frozen copy of each of these and trains another; measure skips the frozen one
-    config.modules_to_save = list(family.head)
+    config.modules_to_save = list(family.head) or None
     with warnings.catch_warnings():  # peft calls a transformers API deprecated in 5.x; not ours to fix
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
         return get_peft_model(model, config)

@@ -1,11 +1,12 @@
-"""Prefix tuning (Li & Liang 2021): trainable key and value vectors prepended in every self-attention layer.
+"""Prefix tuning (Li & Liang 2021): trainable key and value vectors prepended in every attention layer
+(T5: encoder, decoder and cross-attention).
 
 peft implements prefix tuning through `past_key_values`, which transformers 5 BERT-family models
 refuse and which transformers deprecates (renamed `cache` on the way to 5.40). Here the prefix enters
 through transformers' attention-function registry instead: a registered attention function prepends
 each layer's prefix to the keys and values it is handed (after any rotary embedding), extends the mask,
-then calls the stock SDPA kernel. No model code is patched and no cache is involved, so it works on
-encoders and decoders alike.
+then calls the stock SDPA kernel (T5's relative-position bias gets zero columns for the prefix). No model code is patched and no cache is involved, so it works on
+encoders, decoders (fused q,k,v included) and T5 alike.
 """
 
 from dataclasses import dataclass
@@ -54,10 +55,12 @@ def _extend_mask(mask, n_prefix, query, key, causal):
 def prefix_attention(module, query, key, value, attention_mask, **kwargs):
     prefix = getattr(module, "prefix", None)
     if prefix is not None:
-        batch = key.shape[0]
+        batch, n = key.shape[0], prefix.key.shape[1]
         pk = prefix.key.to(key.dtype).unsqueeze(0).expand(batch, -1, -1, -1)
         pv = prefix.value.to(value.dtype).unsqueeze(0).expand(batch, -1, -1, -1)
-        attention_mask = _extend_mask(attention_mask, pk.shape[2], query, key, getattr(module, "is_causal", False))
+        attention_mask = _extend_mask(attention_mask, n, query, key, getattr(module, "is_causal", False))
+        if kwargs.get("position_bias") is not None:  # T5's relative-position bias: none towards the prefix
+            kwargs["position_bias"] = nn.functional.pad(kwargs["position_bias"], (n, 0))
         key, value = torch.cat([pk, key], dim=2), torch.cat([pv, value], dim=2)
     return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
 
@@ -66,9 +69,17 @@ AttentionInterface.register(ATTENTION, prefix_attention)
 AttentionMaskInterface.register(ATTENTION, sdpa_mask)
 
 
-def _head_shape(attention: nn.Module, key_proj: nn.Linear) -> tuple[int, int]:
-    head_dim = getattr(attention, "attention_head_size", None) or attention.head_dim
-    return key_proj.out_features // head_dim, head_dim
+def _head_shape(attention: nn.Module, config) -> tuple[int, int]:
+    """Key/value heads and head width, whatever each architecture calls them."""
+    head_dim = next(getattr(attention, a) for a in ("attention_head_size", "head_dim", "head_size", "key_value_proj_dim")
+                    if hasattr(attention, a))
+    kv_heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+    return kv_heads, head_dim
+
+
+def _key_matrix(family) -> str:
+    # fused families (GPT-2, Pythia) compute keys inside one q,k,v matrix owned by the same attention module
+    return "k" if "k" in family.matrices else "qkv"
 
 
 @register
@@ -77,21 +88,20 @@ class PrefixTuning(Method):
     schema = PrefixTuningSchema
 
     def check(self, cfg, family):
-        if "k" not in family.matrices:
-            raise ConfigError("method", "prefix_tuning", f"a method other than prefix_tuning on family {family.name}: "
-                              "it has no separate key projection to prefix")
+        if not family.attention_registry:
+            raise ConfigError("method", "prefix_tuning", f"a method other than prefix_tuning on family {family.name}: its "
+                              "attention does not go through transformers' attention-function registry, where prefixes enter")
         if cfg.num_virtual_tokens < 1:
             raise ConfigError("method.num_virtual_tokens", cfg.num_virtual_tokens, "a count >= 1")
         if not cfg.init_std > 0:
             raise ConfigError("method.init_std", cfg.init_std, "a standard deviation > 0")
-        return None
 
     def apply(self, model, cfg, family, tokenizer):
         freeze_all_but_head(model, family)
         # the prefix lives on the attention module that owns each key projection
-        for k_name in family.modules(model, ["k"]):
+        for k_name in family.modules(model, [_key_matrix(family)]):
             attention = model.get_submodule(k_name.rsplit(".", 1)[0])
-            kv_heads, head_dim = _head_shape(attention, model.get_submodule(k_name))
+            kv_heads, head_dim = _head_shape(attention, model.config)
             attention.prefix = Prefix(kv_heads, cfg.num_virtual_tokens, head_dim, cfg.init_std)
         model.set_attn_implementation(ATTENTION)
         return model

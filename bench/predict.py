@@ -1,0 +1,112 @@
+"""A model's outputs on examples, in example order, and the mean loss of the gold answers.
+
+- encoder: the classification head's logits, one score per label;
+- text-to-text, classify tasks: rank classification. Each choice is scored by its mean
+  log-likelihood per token after the prompt (length-normalised, as GPT-3 scores most tasks,
+  so that multi-token choices such as ReCoRD entities are not penalised for their length);
+- text-to-text, generate tasks: greedy decoding up to `task.max_new_tokens`, the text after the prompt.
+
+The loss is the mean cross-entropy of the gold label (encoders) or of the gold completion's
+tokens (text-to-text), so that validation loss means the same thing as training loss.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from bench.batching import (
+    IGNORE,
+    encoder_rows,
+    loader,
+    pad,
+    prompt_ids,
+    text_to_text_row,
+    training_rows,
+)
+
+
+def _to(batch: dict, device: str) -> dict:
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+@torch.no_grad()
+def predict(model, tokenizer, task, examples, architecture: str, task_cfg, batch_size: int, device: str) -> tuple[list, float]:
+    model.eval()
+    if architecture == "encoder":
+        return _classify(model, encoder_rows(examples, tokenizer, task_cfg.max_length), tokenizer, batch_size, device)
+    if task.kind == "generate":
+        return _generate(model, tokenizer, task, examples, architecture, task_cfg, batch_size, device)
+    return _rank(model, tokenizer, task, examples, architecture, task_cfg, batch_size, device)
+
+
+def _classify(model, rows, tokenizer, batch_size, device):
+    scores, loss_sum = [None] * len(rows), 0.0
+    for batch in loader(rows, tokenizer, batch_size, shuffle=False):
+        index = batch.pop("index")
+        out = model(**_to(batch, device))
+        for i, row in zip(index.tolist(), out.logits.float().tolist()):
+            scores[i] = row
+        loss_sum += out.loss.item() * len(index)
+    return scores, loss_sum / len(rows)
+
+
+def completion_log_likelihood(model, batch: dict, architecture: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row: the summed log-probability of the label tokens, and how many there are."""
+    labels = batch["labels"]
+    if architecture == "encoder_decoder":
+        logits = model(**batch).logits  # decoder positions line up with the labels
+    else:
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        # prompt tuning prepends virtual tokens: the positions of the real tokens are the last ones
+        logits = model(**inputs).logits[:, -labels.shape[1]:-1]
+        labels = labels[:, 1:]
+    mask = labels != IGNORE
+    # log-softmax only where a label is, not over every position of the vocabulary-wide logits
+    picked = logits[mask].float().log_softmax(-1).gather(-1, labels[mask].unsqueeze(-1)).squeeze(-1)
+    sums = torch.zeros(labels.shape[0], device=labels.device).index_put_((mask.nonzero()[:, 0],), picked, accumulate=True)
+    return sums, mask.sum(-1)
+
+
+def _rank(model, tokenizer, task, examples, architecture, task_cfg, batch_size, device):
+    rows = []
+    for i, e in enumerate(examples):
+        for j, choice in enumerate(task.choices(e)):
+            row = text_to_text_row(tokenizer, e.prompt or e.text, choice, architecture, task_cfg.max_length,
+                                   task_cfg.max_new_tokens, stop=False)
+            rows.append({**row, "example": i, "choice": j})
+    scores = [[0.0] * len(task.choices(e)) for e in examples]
+    gold_loss = 0.0
+    for batch in loader(rows, tokenizer, batch_size, shuffle=False):
+        example, choice = batch.pop("example").tolist(), batch.pop("choice").tolist()
+        batch.pop("index")
+        sums, counts = completion_log_likelihood(model, _to(batch, device), architecture)
+        for i, j, s, n in zip(example, choice, sums.tolist(), counts.tolist()):
+            scores[i][j] = s / n
+            if j == examples[i].label:
+                gold_loss -= s / n
+    return scores, gold_loss / len(examples)
+
+
+def _generate(model, tokenizer, task, examples, architecture, task_cfg, batch_size, device):
+    # the loss: teacher-forced on the gold completions
+    rows = training_rows(task, examples, tokenizer, architecture, task_cfg.max_length, task_cfg.max_new_tokens)
+    loss_sum = 0.0
+    for batch in loader(rows, tokenizer, batch_size, shuffle=False):
+        n = len(batch.pop("index"))
+        loss_sum += model(**_to(batch, device)).loss.item() * n
+    texts = [None] * len(examples)
+    prompts = [{"input_ids": ids, "attention_mask": [1] * len(ids), "index": i}
+               for i, ids in enumerate(prompt_ids(tokenizer, e.prompt or e.text, task_cfg.max_length) for e in examples)]
+    prompts.sort(key=lambda row: len(row["input_ids"]))
+    for start in range(0, len(prompts), batch_size):
+        # decoders continue the prompt, so prompts are padded on the left
+        batch = pad(prompts[start : start + batch_size], tokenizer.pad_token_id, left=architecture == "decoder")
+        index = batch.pop("index").tolist()
+        batch = _to(batch, device)
+        out = model.generate(**batch, max_new_tokens=task_cfg.max_new_tokens, do_sample=False,
+                             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+        if architecture == "decoder":
+            out = out[:, batch["input_ids"].shape[1]:]
+        for i, ids in zip(index, out.tolist()):
+            texts[i] = tokenizer.decode(ids, skip_special_tokens=True).strip()
+    return texts, loss_sum / len(examples)

@@ -1,0 +1,169 @@
+"""Every method on every family, on tiny random models (plumbing only), with trainable counts
+checked against hand formulas; rank classification and greedy generation checked against a
+plain one-sequence-at-a-time computation."""
+
+import pytest
+import tiny
+import torch
+from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
+from bench.predict import predict
+from bench.runner import build, launch
+from bench.tasks import Example, TaskData, continuation
+
+# preset per family, with its weights swapped for the tiny model of that family
+PRESETS = {"bert": "minilm-l6", "llama": "smollm2-135m", "gpt2": "gpt2", "gpt_neox": "pythia-70m", "t5": "flan-t5-small"}
+FUSED = {"gpt2", "gpt_neox"}  # one q,k,v matrix: LoRA targets 'qkv' there
+
+# tiny sizes (tests/tiny.py): hidden 32, 2 layers, 4 heads of 8; Llama 2 key/value heads; feed-forward 64
+# (GPT-2's default inner size is 4 x 32 = 128); T5: 2 encoder + 2 decoder layers, gated wi_0/wi_1
+H, R, L = 32, 8, 2
+LORA_QV = {
+    "bert": L * 2 * R * (H + H),
+    "llama": L * (R * (H + H) + R * (H + 16)),  # v maps 32 -> 2 heads x 8
+    "gpt2": L * R * (H + 3 * H),  # qkv: 32 -> 96
+    "gpt_neox": L * R * (H + 3 * H),
+    "t5": (2 * 2 + 2 * 4) * R * (H + H),  # q,v: encoder self-attention; decoder self- and cross-attention
+}
+IA3 = {  # k and v outputs, the feed-forward output matrix's input
+    "bert": L * (H + H + 64),
+    "llama": L * (16 + 16 + 64),
+    "gpt2": L * (3 * H + 128),  # qkv output and mlp.c_proj's 128 inputs
+    "gpt_neox": L * (3 * H + 64),
+    "t5": 6 * (H + H) + 4 * 64,  # six attention modules; four feed-forward blocks
+}
+PREFIX = {  # 10 tokens x key and value x key/value heads x head width, per attention module
+    "bert": L * 2 * 10 * 4 * 8,
+    "llama": L * 2 * 10 * 2 * 8,
+    "gpt2": L * 2 * 10 * 4 * 8,
+    "gpt_neox": L * 2 * 10 * 4 * 8,
+    "t5": 6 * 2 * 10 * 4 * 8,
+}
+BITFIT = {
+    # per layer q,k,v,attention-output, 2 LayerNorms, output dense: 32 each; intermediate 64; + embeddings LayerNorm
+    "bert": L * (7 * H + 64) + H,
+    # per layer 2 LayerNorms 32, c_attn 96, attn.c_proj 32, c_fc 128, mlp.c_proj 32; + final LayerNorm
+    "gpt2": L * (2 * H + 3 * H + H + 128 + H) + H,
+    "gpt_neox": L * (2 * H + 3 * H + H + 64 + H) + H,
+}
+HEAD = {"bert": (H * H + H) + (H * 3 + 3)}  # pooler, 3-way classifier; text-to-text families have none
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    return tiny.save_all(tmp_path_factory.mktemp("tiny"))
+
+
+def expected(family, method):
+    """(status, method parameters) for a method on a family."""
+    table = {
+        "lora": LORA_QV.get(family), "ia3": IA3.get(family), "prefix_tuning": PREFIX.get(family),
+        "prompt_tuning": 20 * H,  # T5: the encoder's prompt only
+        "bitfit": BITFIT.get(family), "full_ft": None, "icl": 0, "probe": 0,
+    }
+    if method == "bitfit" and family in ("llama", "t5"):
+        return "not_applicable", None
+    if method == "icl" and family == "bert":
+        return "not_applicable", None
+    return "ok", table[method]
+
+
+def run_config(make_config, tiny_models, family, *overrides):
+    extra = ["method.targets=[qkv]"] if family in FUSED and "method=lora" in overrides else []
+    extra += ["method.targets=[qkv,ff_out]"] if family in FUSED and "method=ia3" in overrides else []
+    # the test's own overrides come last and win
+    return make_config(f"model={PRESETS[family]}", "model.source=hub", f"model.hub_id={tiny_models[family]}",
+                       "task.max_length=48", *[o for o in overrides if o.startswith("method=")], *extra, *overrides)
+
+
+@pytest.mark.parametrize("method", ["full_ft", "bitfit", "lora", "ia3", "prompt_tuning", "prefix_tuning", "icl", "probe"])
+@pytest.mark.parametrize("family", list(PRESETS))
+def test_every_method_runs_on_every_family(make_config, tiny_models, family, method):
+    overrides = [f"method={method}"] + (["method.shots=2"] if method == "icl" else [])
+    rec = launch(run_config(make_config, tiny_models, family, *overrides))
+    status, count = expected(family, method)
+    assert rec["status"] == status, rec.get("error")
+    if status != "ok":
+        assert rec["error"]["message"]
+        return
+    params = rec["params"]
+    assert params["head"] == (0 if method in ("icl", "probe") else HEAD.get(family, 0))  # baselines train nothing
+    assert params["method"] == (params["total"] - params["head"] if count is None else count)
+    assert rec["metrics"]["size"] == 32 and 0 <= rec["metrics"]["accuracy"] <= 1
+    assert rec["time"]["steps"] == {"icl": 0, "probe": 1}.get(method, 2)
+
+
+def test_gpt2_refuses_q_alone_and_names_the_fusion(make_config, tiny_models):
+    from bench.config import ConfigError, validate
+
+    with pytest.raises(ConfigError, match=r"method.targets.*fused matrix \(attn.c_attn\); target 'qkv'"):
+        validate(run_config(make_config, tiny_models, "gpt2", "method=lora", "method.targets=[q]"))
+
+
+def _plain_score(model, tokenizer, prompt, choice, architecture):
+    """Mean log-probability per token of `choice` after `prompt`, one sequence, no padding."""
+    if architecture == "encoder_decoder":
+        source, target = tokenizer(prompt, return_tensors="pt"), tokenizer(choice, return_tensors="pt").input_ids
+        logits = model(**source, labels=target).logits[0]
+        return logits.log_softmax(-1)[torch.arange(target.shape[1]), target[0]].mean().item()
+    source = tokenizer(prompt).input_ids
+    target = tokenizer(continuation(prompt, choice), add_special_tokens=False).input_ids
+    ids = torch.tensor([source + target])
+    logits = model(input_ids=ids).logits[0, len(source) - 1 : -1]
+    return logits.log_softmax(-1)[torch.arange(len(target)), torch.tensor(target)].mean().item()
+
+
+@pytest.mark.parametrize("family", ["llama", "t5"])
+def test_rank_classification_matches_one_sequence_at_a_time(make_config, tiny_models, family):
+    auto = AutoModelForSeq2SeqLM if family == "t5" else AutoModelForCausalLM
+    architecture = "encoder_decoder" if family == "t5" else "decoder"
+    torch.manual_seed(0)
+    model, tokenizer = auto.from_pretrained(tiny_models[family]).eval(), AutoTokenizer.from_pretrained(tiny_models[family])
+    # prompts of different lengths and choices of different token counts, so padding and masking matter
+    examples = [Example("a", 0, prompt="the quick brown fox"), Example("b", 2, prompt="what is 12 + 34 ?"),
+                Example("c", 1, prompt="lazy dog", choices=("yes", "no entailment"))]
+    task = TaskData(labels=["negative", "neutral", "positive tweet"], metrics=("accuracy",), train=[], validation=[], test=examples)
+    cfg = make_config().task
+    scores, loss = predict(model, tokenizer, task, examples, architecture, cfg, batch_size=4, device="cpu")
+    with torch.no_grad():
+        plain = [[_plain_score(model, tokenizer, e.prompt, c, architecture) for c in task.choices(e)] for e in examples]
+    for got, want in zip(scores, plain):
+        assert got == pytest.approx(want, abs=1e-4)
+    assert loss == pytest.approx(-sum(p[e.label] for p, e in zip(plain, examples)) / 3, abs=1e-4)
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2", "t5"])
+def test_batched_greedy_generation_matches_token_by_token_argmax(make_config, tiny_models, family):
+    auto = AutoModelForSeq2SeqLM if family == "t5" else AutoModelForCausalLM
+    architecture = "encoder_decoder" if family == "t5" else "decoder"
+    model, tokenizer = auto.from_pretrained(tiny_models[family]).eval(), AutoTokenizer.from_pretrained(tiny_models[family])
+    examples = [Example("a", prompt="what is 12 + 34 ?", target="46"), Example("b", prompt="the lazy dog", target="x")]
+    task = TaskData(labels=[], metrics=("exact_match",), train=[], validation=[], test=examples, kind="generate")
+    cfg = make_config("task.max_new_tokens=5").task
+    texts, _ = predict(model, tokenizer, task, examples, architecture, cfg, batch_size=2, device="cpu")
+    for e, text in zip(examples, texts):
+        ids = tokenizer(e.prompt, return_tensors="pt").input_ids
+        out = []
+        with torch.no_grad():
+            for _ in range(5):
+                if architecture == "encoder_decoder":
+                    decoder = torch.tensor([[model.config.decoder_start_token_id] + out])
+                    nxt = model(input_ids=ids, decoder_input_ids=decoder).logits[0, -1].argmax().item()
+                else:
+                    nxt = model(input_ids=torch.cat([ids, torch.tensor([out], dtype=torch.long)], 1)).logits[0, -1].argmax().item()
+                if nxt == tokenizer.eos_token_id:
+                    break
+                out.append(nxt)
+        assert text == tokenizer.decode(out, skip_special_tokens=True).strip()
+
+
+def test_decoder_batches_score_only_the_completion(make_config, tiny_models):
+    cfg = run_config(make_config, tiny_models, "llama", "method=lora")
+    task, _, _, _, tokenizer, _, architecture = build(cfg)
+    from bench.batching import IGNORE, training_rows
+
+    row = training_rows(task, task.train[:1], tokenizer, architecture, cfg.task.max_length, cfg.task.max_new_tokens)[0]
+    completion = [t for t in row["labels"] if t != IGNORE]
+    # the label word after a space, then end-of-sequence; nothing of the prompt is a target
+    assert tokenizer.decode(completion) == continuation("x", task.completion(task.train[0])) + tokenizer.eos_token
+    assert row["input_ids"][-len(completion):] == completion
