@@ -30,17 +30,21 @@ def concurrent_jobs(hydra_cfg) -> int | None:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
+    from bench import count
     from bench.runner import launch
 
     try:
-        launch(cfg, concurrent_jobs(HydraConfig.get()))
+        if cfg.mode == "count":  # parameters only, on the meta device: no weights, no training
+            count.launch(cfg)
+        else:
+            launch(cfg, concurrent_jobs(HydraConfig.get()))
     except ConfigError as e:
         if HydraConfig.get().mode != RunMode.MULTIRUN:
             sys.exit(f"error: {e}")
         # one bad combination in a sweep is recorded (unless a record stands) and the sweep goes on
         print(f"error: {e}", file=sys.stderr)
         config = to_container(cfg)
-        path = record.path_for(config)
+        path = count.path_for(config) if config.get("mode") == "count" else record.path_for(config)
         if record.should_skip(record.read(path), config["force"], config["retry_failed"]):
             return
         try:
