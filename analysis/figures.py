@@ -7,10 +7,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
 
-from analysis.tables import weight_type  # noqa: E402
+from analysis.tables import weight_type
 
 # no software version or date in the files: the same records give byte-identical figures
 PNG_METADATA = {"Software": None}

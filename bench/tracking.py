@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Optional
 
 
 def flatten(d: dict, prefix: str = "") -> dict:
@@ -50,7 +49,7 @@ class Tracker:
         self.info["error"] = f"{what}: {type(e).__name__}: {e}"
         self.run = None
 
-    def log(self, metrics: dict, step: Optional[int] = None) -> None:
+    def log(self, metrics: dict, step: int | None = None) -> None:
         if self.run is not None:
             try:
                 self.run.log(metrics, step=step)

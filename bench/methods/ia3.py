@@ -20,7 +20,6 @@ class IA3(Method):
 
     def check(self, cfg, family):
         check_targets("method.targets", cfg.targets, family)
-        return None
 
     def apply(self, model, cfg, family, tokenizer):
         targets = family.modules(model, cfg.targets)

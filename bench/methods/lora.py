@@ -30,7 +30,6 @@ class Lora(Method):
         if not 0 <= cfg.dropout < 1:
             raise ConfigError("method.dropout", cfg.dropout, "a probability in [0, 1)")
         check_targets("method.targets", cfg.targets, family)
-        return None
 
     def apply(self, model, cfg, family, tokenizer):
         config = LoraConfig(
