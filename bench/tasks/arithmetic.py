@@ -106,7 +106,7 @@ def load(cfg, form) -> TaskData:
             left = {s: {op: n for op, n in q.items() if n} for s, q in quota.items() if any(q.values())}
             raise ConfigError("task.digits", {k: dict(v) for k, v in cfg.digits.items()},
                               f"digit ranges with enough distinct problems for the split sizes (still missing {left})")
-    return TaskData(labels=[], metrics=("answer_exact_match",), kind="generate", **splits)
+    return TaskData(labels=[], metrics=("answer_exact_match",), kind="generate", instruction="Solve each arithmetic problem.", **splits)
 
 
 def problems(cfg, ops):

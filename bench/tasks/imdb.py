@@ -42,4 +42,5 @@ def example(row: dict) -> Example:
 def load(cfg, form) -> TaskData:
     train, test = ([example(r) for r in rows(cfg, split)] for split in ("train", "test"))
     train, validation, test = held_out(train, test, cfg)
-    return TaskData(labels=LABELS, metrics=("accuracy",), train=train, validation=validation, test=test)
+    return TaskData(labels=LABELS, metrics=("accuracy",), train=train, validation=validation, test=test,
+                    instruction="Classify the sentiment of each review as negative or positive.")
