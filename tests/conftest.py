@@ -44,3 +44,11 @@ def make_config(tmp_path):
 
     yield make
     GlobalHydra.instance().clear()
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    """family -> folder of a tiny random model of that family (tests/tiny.py): plumbing only."""
+    import tiny
+
+    return tiny.save_all(tmp_path_factory.mktemp("tiny"))

@@ -3,7 +3,6 @@ checked against hand formulas; rank classification and greedy generation checked
 plain one-sequence-at-a-time computation."""
 
 import pytest
-import tiny
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
@@ -47,11 +46,6 @@ BITFIT = {
     "gpt_neox": L * (2 * H + 3 * H + H + 64 + H) + H,
 }
 HEAD = {"bert": (H * H + H) + (H * 3 + 3)}  # pooler, 3-way classifier; text-to-text families have none
-
-
-@pytest.fixture(scope="session")
-def tiny_models(tmp_path_factory):
-    return tiny.save_all(tmp_path_factory.mktemp("tiny"))
 
 
 def expected(family, method):
