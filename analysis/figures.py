@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from analysis.tables import weight_type
+from analysis.tables import measure, weight_type
 
 # no software version or date in the files: the same records give byte-identical figures
 PNG_METADATA = {"Software": None}
@@ -19,9 +19,9 @@ PNG_METADATA = {"Software": None}
 def pareto_front(points: pd.DataFrame) -> pd.DataFrame:
     """Runs that no other run beats with fewer or equal trainable parameters."""
     best, front = -1.0, []
-    for _, row in points.sort_values(["method_params", "accuracy"], ascending=[True, False]).iterrows():
-        if row.accuracy > best:
-            best = row.accuracy
+    for _, row in points.sort_values(["method_params", "score"], ascending=[True, False]).iterrows():
+        if row.score > best:
+            best = row.score
             front.append(row)
     return pd.DataFrame(front)
 
@@ -38,12 +38,12 @@ def accuracy_vs_parameters(ok: pd.DataFrame, path: Path) -> Path | None:
         return None
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for method, runs in ok.groupby("method", sort=True):
-        ax.scatter(runs.method_params, 100 * runs.accuracy, label=method, alpha=0.8)
+        ax.scatter(runs.method_params, 100 * runs.score, label=method, alpha=0.8)
     front = pareto_front(ok)
-    ax.step(front.method_params, 100 * front.accuracy, where="post", color="black", linewidth=1, label="Pareto front")
+    ax.step(front.method_params, 100 * front.score, where="post", color="black", linewidth=1, label="Pareto front")
     ax.set_xscale("log")
     ax.set_xlabel("trainable parameters of the method (log scale; head excluded)")
-    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylabel(measure(ok).lower())
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return _save(fig, path)
@@ -61,17 +61,17 @@ def peak_memory(ok: pd.DataFrame, path: Path) -> Path | None:
 
 
 def curve(ok: pd.DataFrame, column: str, xlabel: str, path: Path, by=("task", "method"), label=None) -> Path | None:
-    """Mean test accuracy (± std over seeds) against `column`, a line per `by` group, log2 x axis."""
+    """Mean test score (± std over seeds) against `column`, a line per `by` group, log2 x axis."""
     if ok[column].nunique() < 2:
         return None
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for key, runs in ok.groupby(list(by), sort=True):
-        mean = runs.groupby(column).accuracy.agg(["mean", "std"]).fillna(0)
+        mean = runs.groupby(column).score.agg(["mean", "std"]).fillna(0)
         ax.errorbar(mean.index, 100 * mean["mean"], yerr=100 * mean["std"], marker="o", capsize=3,
                     label=label(*key) if label else ": ".join(map(str, key)))
     ax.set_xscale("log", base=2)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylabel(measure(runs).lower())
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return _save(fig, path)

@@ -58,6 +58,13 @@ def _get(record: dict, path: tuple):
     return ",".join(record) if isinstance(record, list) else record
 
 
+def primary_metric(record: dict) -> str | None:
+    """The task's first metric (accuracy for classification, answer exact match for arithmetic, ...):
+    what tables and figures show. Records list the task's metrics in its order after split, size, loss."""
+    names = [k for k in record.get("metrics") or {} if k not in ("split", "size", "loss") and "/" not in k]
+    return names[0] if names else None
+
+
 def load(results: Path) -> pd.DataFrame:
     """Every record under `results`, sorted by sweep and run id so output is reproducible."""
     rows = []
@@ -68,6 +75,8 @@ def load(results: Path) -> pd.DataFrame:
         except (OSError, ValueError, KeyError, TypeError) as e:
             warnings.warn(f"{path}: not a run record, skipped ({type(e).__name__}: {e})", stacklevel=2)
             continue
-        rows.append({**{column: _get(record, keys) for column, keys in COLUMNS.items()}, "setting": setting})
-    frame = pd.DataFrame(rows, columns=[*COLUMNS, "setting"])
+        metric = primary_metric(record)
+        rows.append({**{column: _get(record, keys) for column, keys in COLUMNS.items()}, "setting": setting,
+                     "metric": metric, "score": record["metrics"][metric] if metric else None})
+    frame = pd.DataFrame(rows, columns=[*COLUMNS, "setting", "metric", "score"])
     return frame.sort_values(["sweep", "run_id"], kind="stable").reset_index(drop=True)

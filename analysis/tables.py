@@ -3,8 +3,9 @@
 Which tables a sweep gets follows from what varies in it, not from its name: LoRA runs over
 several ranks or target sets give the rank x weight-type grid (LoRA paper, Table 6); several
 methods give the methods table with trainable parameters (Tables 2 and 4); several prompt lengths,
-prompt inits, training-set sizes or models give their tables. Cells are mean accuracy in percent,
-with the standard deviation over seeds when a setting ran with more than one.
+prompt inits, training-set sizes or models give their tables. Cells are the mean of each task's
+primary test metric (accuracy; answer exact match for arithmetic; F1a for MultiRC ...) in
+percent, with the standard deviation over seeds when a setting ran with more than one.
 """
 
 from __future__ import annotations
@@ -79,13 +80,18 @@ def human(n: float) -> str:
 
 
 def score(values: pd.Series) -> str:
-    """Mean accuracy in percent; ± standard deviation over seeds when there are several."""
+    """Mean score in percent; ± standard deviation over seeds when there are several."""
     values = values.dropna()
     if values.empty:
         return "-"
     if len(values) == 1:
         return f"{100 * values.iloc[0]:.1f}"
     return f"{100 * values.mean():.1f} ± {100 * values.std(ddof=1):.1f} (n={len(values)})"
+
+
+def measure(frame: pd.DataFrame) -> str:
+    """What the cells hold: the tasks' primary test metrics, in percent."""
+    return "Test " + ", ".join(sorted(frame.metric.dropna().unique())) + " (%)"
 
 
 def _method_label(row) -> str:
@@ -95,7 +101,8 @@ def _method_label(row) -> str:
         return f"prompt tuning ({row.num_virtual_tokens:g} tokens)"
     if row.method == "prefix_tuning":
         return f"prefix tuning ({row.num_virtual_tokens:g} tokens)"
-    return {"full_ft": "full fine-tuning", "bitfit": "BitFit", "ia3": "IA3"}.get(row.method, row.method)
+    return {"full_ft": "full fine-tuning", "bitfit": "BitFit", "ia3": "IA3", "icl": "few-shot prompting",
+            "probe": "frozen features + classifier"}.get(row.method, row.method)
 
 
 def rank_grid(ok: pd.DataFrame) -> Table | None:
@@ -104,13 +111,13 @@ def rank_grid(ok: pd.DataFrame) -> Table | None:
         return None
     _check_repeats(lora, ["task", "targets", "r"], "rank_grid")
     frame = lora.assign(weight_type=lora.targets.map(weight_type))
-    grid = frame.pivot_table(index=["task", "weight_type"], columns="r", values="accuracy", aggfunc=score, sort=True)
+    grid = frame.pivot_table(index=["task", "weight_type"], columns="r", values="score", aggfunc=score, sort=True)
     # the paper's row order: fewer matrices first
     grid = grid.sort_index(key=lambda idx: idx.map(lambda v: (v.count(",") if isinstance(v, str) else 0, v)))
     grid.columns = [f"r={c:g}" for c in grid.columns]
     grid.index = [f"{task}: {wt}" for task, wt in grid.index]
     grid.index.name = "weight type"
-    return Table("rank_grid", "Accuracy (%) by LoRA rank and adapted weight type", grid.fillna("-"))
+    return Table("rank_grid", f"{measure(lora)} by LoRA rank and adapted weight type", grid.fillna("-"))
 
 
 def methods_table(ok: pd.DataFrame) -> Table | None:
@@ -119,14 +126,14 @@ def methods_table(ok: pd.DataFrame) -> Table | None:
     frame = ok.assign(label=ok.apply(_method_label, axis=1))
     _check_repeats(frame, ["label", "task"], "methods")
     params = frame.groupby("label", sort=False).agg(method_params=("method_params", "first"), head_params=("head_params", "first"))
-    cells = frame.pivot_table(index="label", columns="task", values="accuracy", aggfunc=score, sort=False)
+    cells = frame.pivot_table(index="label", columns="task", values="score", aggfunc=score, sort=False)
     table = pd.DataFrame({
         "trainable (method)": params.method_params.map(human),
         "trainable (+head)": (params.method_params + params.head_params).map(human),
     }).join(cells)
     table = table.loc[params.sort_values("method_params").index]  # fewest parameters first
     table.index.name = "method"
-    return Table("methods", "Accuracy (%) by method, with trainable parameters", table.fillna("-"))
+    return Table("methods", f"{measure(frame)} by method, with trainable parameters", table.fillna("-"))
 
 
 def _by(ok: pd.DataFrame, column: str, name: str, title: str, subset=None) -> Table | None:
@@ -135,12 +142,12 @@ def _by(ok: pd.DataFrame, column: str, name: str, title: str, subset=None) -> Ta
         return None
     _check_repeats(frame, ["task", "method", column], name)
     table = frame.groupby(["task", "method", column], sort=True).agg(
-        accuracy=("accuracy", score), trainable=("method_params", "first")).reset_index()
+        score=("score", score), trainable=("method_params", "first")).reset_index()
     table["trainable"] = table.trainable.map(human)
     if pd.api.types.is_float_dtype(table[column]) and (table[column] % 1 == 0).all():
         table[column] = table[column].astype(int)  # counts read back as floats where other runs lack them
     table = table.set_index(column)
-    return Table(name, title, table)
+    return Table(name, f"{measure(frame)} {title}", table)
 
 
 def tables(frame: pd.DataFrame) -> list[Table]:
@@ -149,11 +156,11 @@ def tables(frame: pd.DataFrame) -> list[Table]:
     builders = [
         lambda: rank_grid(ok),
         lambda: methods_table(ok),
-        lambda: _by(ok, "num_virtual_tokens", "prompt_length", "Accuracy (%) by number of virtual tokens",
+        lambda: _by(ok, "num_virtual_tokens", "prompt_length", "by number of virtual tokens",
                     lambda f: f.method.isin(["prompt_tuning", "prefix_tuning"])),
-        lambda: _by(ok, "prompt_init", "prompt_init", "Accuracy (%) by prompt initialisation", lambda f: f.method == "prompt_tuning"),
-        lambda: _by(ok, "train_size", "data_size", "Accuracy (%) by training-set size"),
-        lambda: _by(ok, "model", "model_scale", "Accuracy (%) by model"),
+        lambda: _by(ok, "prompt_init", "prompt_init", "by prompt initialisation", lambda f: f.method == "prompt_tuning"),
+        lambda: _by(ok, "train_size", "data_size", "by training-set size"),
+        lambda: _by(ok, "model", "model_scale", "by model"),
     ]
     found = []
     for build in builders:
@@ -172,7 +179,8 @@ def runs_table(frame: pd.DataFrame) -> Table:
         "train size": frame.train_size.map(lambda v: "-" if pd.isna(v) else f"{v:.0f}"),
         "seed": frame.seed,
         "steps": frame.steps.map(lambda v: "-" if pd.isna(v) else f"{v:.0f}"),
-        "accuracy %": frame.accuracy.map(lambda v: "-" if pd.isna(v) else f"{100 * v:.1f}"),
+        "metric": frame.metric.fillna("-"),
+        "score %": frame.score.map(lambda v: "-" if pd.isna(v) else f"{100 * v:.1f}"),
         "macro-F1 %": frame.macro_f1.map(lambda v: "-" if pd.isna(v) else f"{100 * v:.1f}"),
         "trainable": frame.trainable.map(lambda v: "-" if pd.isna(v) else human(v)),
         "peak MiB": frame.peak_memory_bytes.map(lambda v: "-" if pd.isna(v) else f"{v / 2**20:.0f}"),

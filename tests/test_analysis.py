@@ -86,7 +86,7 @@ def test_markdown_and_latex(results):
 def test_pareto_front():
     import pandas as pd
 
-    points = pd.DataFrame({"method_params": [10, 20, 30, 40], "accuracy": [0.5, 0.4, 0.7, 0.6]})
+    points = pd.DataFrame({"method_params": [10, 20, 30, 40], "score": [0.5, 0.4, 0.7, 0.6]})
     assert list(pareto_front(points).method_params) == [10, 30]
 
 
@@ -103,3 +103,21 @@ def test_report_regenerates_byte_identical(results, tmp_path, capsys):
             "methods/figures/accuracy_vs_parameters.png", "methods/tables/methods.md"} <= names
     page = (out / "lora_rank" / "index.html").read_text()
     assert "65.0 ± 7.1 (n=2)" in page and "no such model" in page
+
+
+def test_tables_show_each_tasks_primary_metric(tmp_path):
+    # arithmetic reports answer exact match (and per operation), not accuracy
+    sweep = tmp_path / "results" / "icl_vs_finetune"
+    _record(sweep, "x", method="icl")
+    _record(sweep, "y", method="lora", r=8, targets=["q", "v"])
+    for run_id, em in (("x", 0.25), ("y", 0.75)):
+        path = sweep / f"{run_id}.json"
+        rec = json.loads(path.read_text())
+        rec["config"]["task"]["name"] = "arithmetic"
+        rec["metrics"] = {"split": "test", "size": 200, "loss": 1.0, "answer_exact_match": em, "answer_exact_match/add": em}
+        path.write_text(json.dumps(rec))
+    frame = records.load(tmp_path / "results")
+    assert list(frame.metric) == ["answer_exact_match"] * 2 and list(frame.score) == [0.25, 0.75]
+    table = tables.methods_table(frame)
+    assert table.title.startswith("Test answer_exact_match (%)")
+    assert list(table.frame.arithmetic) == ["25.0", "75.0"]  # icl (no parameters) first
