@@ -4,7 +4,8 @@
 - text-to-text, classify tasks: rank classification. Each choice is scored by its mean
   log-likelihood per token after the prompt (length-normalised, as GPT-3 scores most tasks,
   so that multi-token choices such as ReCoRD entities are not penalised for their length);
-- text-to-text, generate tasks: greedy decoding up to `task.max_new_tokens`, the text after the prompt.
+- text-to-text, generate tasks: greedy decoding up to `task.max_new_tokens`, the text after the
+  prompt, cut at the task's stop text (few-shot prompts: the separator between examples).
 
 The loss is the mean cross-entropy of the gold label (encoders) or of the gold completion's
 tokens (text-to-text), so that validation loss means the same thing as training loss.
@@ -108,5 +109,6 @@ def _generate(model, tokenizer, task, examples, architecture, task_cfg, batch_si
         if architecture == "decoder":
             out = out[:, batch["input_ids"].shape[1]:]
         for i, ids in zip(index, out.tolist()):
-            texts[i] = tokenizer.decode(ids, skip_special_tokens=True).strip()
+            text = tokenizer.decode(ids, skip_special_tokens=True)
+            texts[i] = (text.split(task.stop, 1)[0] if task.stop else text).strip()
     return texts, loss_sum / len(examples)

@@ -24,6 +24,7 @@ def test_icl_prompt_is_instruction_then_k_solved_training_examples_then_the_ques
             prompt, answer = demo.rsplit(" ", 1)
             assert train_prompts[prompt] == answer
     assert task.train == plain.train and [e.label for e in task.test] == [e.label for e in plain.test]
+    assert task.stop == "\n\n"  # the model's answer ends where it would start the next example
 
 
 def test_icl_draws_are_seeded(make_config):

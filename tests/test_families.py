@@ -2,6 +2,8 @@
 checked against hand formulas; rank classification and greedy generation checked against a
 plain one-sequence-at-a-time computation."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
@@ -149,6 +151,10 @@ def test_batched_greedy_generation_matches_token_by_token_argmax(make_config, ti
                     break
                 out.append(nxt)
         assert text == tokenizer.decode(out, skip_special_tokens=True).strip()
+    # a stop text (few-shot prompting's separator) cuts each output where it first occurs
+    stop = texts[0][len(texts[0]) // 2 :][:2]
+    stopped, _ = predict(model, tokenizer, replace(task, stop=stop), examples, architecture, cfg, batch_size=2, device="cpu")
+    assert stopped == [t.split(stop, 1)[0].strip() for t in texts] and stopped[0] != texts[0]
 
 
 def test_decoder_batches_score_only_the_completion(make_config, tiny_models):

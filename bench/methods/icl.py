@@ -45,7 +45,9 @@ class Icl(Method):
                      for d in rng.sample(task.train, cfg.shots)]
             return replace(e, prompt=cfg.separator.join(([instruction] if instruction else []) + demos + [e.prompt or e.text]))
 
-        return replace(task, validation=[with_shots(e) for e in task.validation], test=[with_shots(e) for e in task.test])
+        # a model that was shown examples goes on to write the next one: the separator ends its answer
+        return replace(task, validation=[with_shots(e) for e in task.validation], test=[with_shots(e) for e in task.test],
+                       stop=cfg.separator)
 
     def apply(self, model, cfg, family, tokenizer):
         model.requires_grad_(False)

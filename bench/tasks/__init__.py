@@ -49,6 +49,7 @@ class TaskData:
     test: list[Example]
     kind: str = "classify"  # classify: pick one of the choices; generate: produce `target` (text-to-text only)
     instruction: str = ""  # what few-shot prompting (method=icl) puts before its examples
+    stop: str | None = None  # generate tasks: text that ends a completion besides end-of-sequence
 
     def choices(self, example: Example) -> tuple[str, ...]:
         return example.choices if example.choices is not None else tuple(self.labels)
