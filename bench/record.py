@@ -29,11 +29,16 @@ NOT_IDENTITY = {
 }
 
 
+# keys added after records existed: at these values (their defaults) they leave a run id as it was,
+# so earlier results keep being found (and skipped) by the same command
+ADDED_LATER = {"task.max_new_tokens": 16}
+
+
 def _identity(config: dict, prefix: str = "") -> dict:
     return {
         k: _identity(v, f"{prefix}{k}.") if isinstance(v, dict) else v
         for k, v in config.items()
-        if f"{prefix}{k}" not in NOT_IDENTITY
+        if f"{prefix}{k}" not in NOT_IDENTITY and ADDED_LATER.get(f"{prefix}{k}", object()) != v
     }
 
 

@@ -64,6 +64,14 @@ def test_run_id_ignores_paths_logging_and_tracking(make_config):
     assert record.run_id(base) == record.run_id(same) != record.run_id(other)
 
 
+def test_keys_added_later_keep_earlier_run_ids_at_their_default(make_config):
+    # the default run's id from before task.max_new_tokens existed (experiments/methods cites it)
+    default = to_container(make_config(fast=False))
+    assert record.run_id(default) == "minilm-l6-tweets-lora-01f8496c42"
+    longer = to_container(make_config("task.max_new_tokens=32", fast=False))
+    assert record.run_id(longer) != record.run_id(default)
+
+
 def test_failed_run_is_recorded_and_retried_only_when_asked(make_config, tmp_path, capsys):
     bad = ["model.source=hub", "model.hub_id=peft-bench/no-such-model"]
     rec = launch(make_config(*bad))
