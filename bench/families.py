@@ -46,21 +46,23 @@ class Family:
         return [m for m, _ in model.named_modules() if any(p.search(m) for p in patterns)]
 
 
+BERT_MATRICES = {
+    "q": r"attention\.self\.query$",
+    "k": r"attention\.self\.key$",
+    "v": r"attention\.self\.value$",
+    "o": r"attention\.output\.dense$",
+    "ff_in": r"intermediate\.dense$",
+    # plain `output.dense` would also match the attention output: anchor on the layer
+    "ff_out": r"layer\.\d+\.output\.dense$",
+}
+
 FAMILIES: dict[str, Family] = {
     f.name: f
     for f in [
         Family(
             name="bert",
             architecture="encoder",
-            matrices={
-                "q": r"attention\.self\.query$",
-                "k": r"attention\.self\.key$",
-                "v": r"attention\.self\.value$",
-                "o": r"attention\.output\.dense$",
-                "ff_in": r"intermediate\.dense$",
-                # plain `output.dense` would also match the attention output: anchor on the layer
-                "ff_out": r"layer\.\d+\.output\.dense$",
-            },
+            matrices=BERT_MATRICES,
             has_biases=True,
             head=("pooler", "classifier"),
         ),
@@ -110,14 +112,7 @@ FAMILIES: dict[str, Family] = {
         Family(
             name="roberta",
             architecture="encoder",
-            matrices={
-                "q": r"attention\.self\.query$",
-                "k": r"attention\.self\.key$",
-                "v": r"attention\.self\.value$",
-                "o": r"attention\.output\.dense$",
-                "ff_in": r"intermediate\.dense$",
-                "ff_out": r"layer\.\d+\.output\.dense$",
-            },
+            matrices=BERT_MATRICES,
             has_biases=True,
             head=("classifier",),
         ),

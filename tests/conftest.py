@@ -52,3 +52,23 @@ def tiny_models(tmp_path_factory):
     import tiny
 
     return tiny.save_all(tmp_path_factory.mktemp("tiny"))
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+# where each file-based task's hand-written files in its official layout live
+FIXTURE_DIRS = {**{t: "superglue" for t in ("boolq", "cb", "copa", "multirc", "record", "rte", "wic", "wsc")},
+                "sst2": "sst2", "imdb": "imdb"}
+
+
+@pytest.fixture
+def task_config(make_config):
+    """A validated task config reading the tests' own files, with every official test example."""
+    from bench.config import validate
+
+    def make(task, *overrides):
+        cfg = make_config(f"task={task}", f"task.data_dir={FIXTURES / FIXTURE_DIRS[task]}", "task.val_size=1",
+                          "task.test_size=null", *overrides)
+        validate(cfg)
+        return cfg.task
+
+    return make

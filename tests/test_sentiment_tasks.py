@@ -11,16 +11,6 @@ from bench.tasks import FORMS, load, sources
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
-@pytest.fixture
-def task_config(make_config):
-    def make(task, *overrides):
-        cfg = make_config(f"task={task}", f"task.data_dir={FIXTURES / task}", "task.val_size=1", "task.test_size=null", *overrides)
-        validate(cfg)
-        return cfg.task
-
-    return make
-
-
 @pytest.mark.parametrize("form", FORMS)
 def test_sst2_dev_is_the_test_split_and_train_is_deduplicated(task_config, form):
     data = load(task_config("sst2"), form)

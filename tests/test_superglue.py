@@ -17,16 +17,6 @@ GROUPED = ["copa", "multirc", "record"]
 QUESTIONS = {"boolq": (5, 3), "cb": (5, 3), "copa": (5, 3), "multirc": (4, 2), "record": (3, 2), "rte": (5, 3), "wic": (5, 3), "wsc": (5, 3)}
 
 
-@pytest.fixture
-def task_config(make_config):
-    def make(task, *overrides):
-        cfg = make_config(f"task={task}", f"task.data_dir={FIXTURES}", "task.val_size=1", "task.test_size=null", *overrides)
-        validate(cfg)
-        return cfg.task
-
-    return make
-
-
 def questions(split):
     return {e.group if e.group is not None else (e.text, e.text_pair) for e in split}
 
