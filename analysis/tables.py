@@ -138,7 +138,8 @@ def methods_table(ok: pd.DataFrame) -> Table | None:
 
 def _by(ok: pd.DataFrame, column: str, name: str, title: str, subset=None) -> Table | None:
     frame = ok if subset is None else ok[subset(ok)]
-    if frame[column].nunique() < 2:
+    # a table needs some task and method run at two values or more (not two methods at one each)
+    if frame.empty or frame.groupby(["task", "method"])[column].nunique().max() < 2:
         return None
     _check_repeats(frame, ["task", "method", column], name)
     table = frame.groupby(["task", "method", column], sort=True).agg(

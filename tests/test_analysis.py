@@ -121,3 +121,15 @@ def test_tables_show_each_tasks_primary_metric(tmp_path):
     table = tables.methods_table(frame)
     assert table.title.startswith("Test answer_exact_match (%)")
     assert list(table.frame.arithmetic) == ["25.0", "75.0"]  # icl (no parameters) first
+
+
+def test_one_value_per_method_makes_no_by_table(results):
+    # prefix tuning at 10 tokens beside prompt tuning at 20 is not a prompt-length experiment
+    _record(results / "methods", "p", method="prefix_tuning", num_virtual_tokens=10)
+    _record(results / "methods", "q", method="prompt_tuning", num_virtual_tokens=20)
+    frame = records.load(results)
+    names = [t.name for t in tables.tables(frame[frame.sweep == "methods"])]
+    assert "prompt_length" not in names and "methods" in names
+    _record(results / "methods", "q2", method="prompt_tuning", num_virtual_tokens=5)
+    frame = records.load(results)
+    assert "prompt_length" in [t.name for t in tables.tables(frame[frame.sweep == "methods"])]
