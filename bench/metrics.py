@@ -47,7 +47,11 @@ def exact_match(examples: Sequence[Example], outputs: Sequence[str]) -> float:
 
 
 def final_answer(text: str) -> str:
-    """The text after the last "=", whitespace-normalised ("139 R 18" from Goat's division)."""
+    """The text after the last "=", whitespace-normalised ("139 R 18" from Goat's division); in a
+    text without "=" (a model not yet taught the format: "The answer is 15."), its last number."""
+    if "=" not in text:
+        numbers = re.findall(r"-?\d+(?: R \d+)?", " ".join(text.split()))
+        text = numbers[-1] if numbers else text
     return " ".join(text.rsplit("=", 1)[-1].split())
 
 
