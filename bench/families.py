@@ -29,8 +29,9 @@ class Family:
     head: tuple[str, ...] = ()
     # abstract names that cannot be targeted alone, with the reason
     fused: dict[str, str] = field(default_factory=dict)
-    # attention goes through transformers' attention-function registry (prefix tuning enters there)
-    attention_registry: bool = True
+    # how attention is computed: through transformers' attention-function registry (where prefix
+    # tuning enters), or by DeBERTa's own disentangled attention (prefix tuning replaces its forward)
+    attention: str = "registry"
 
     @property
     def form(self) -> str:
@@ -129,7 +130,7 @@ FAMILIES: dict[str, Family] = {
             },
             has_biases=True,
             head=("pooler", "classifier"),  # ContextPooler (dense + gelu), then the linear classifier
-            attention_registry=False,  # DeBERTa's disentangled attention computes its scores itself
+            attention="disentangled",
         ),
         Family(
             name="gpt_neox",  # Pythia

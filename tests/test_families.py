@@ -13,7 +13,7 @@ from bench.runner import build, launch
 from bench.tasks import Example, TaskData, continuation
 
 # preset per family, with its weights swapped for the tiny model of that family
-PRESETS = {"bert": "minilm-l6", "llama": "smollm2-135m", "gpt2": "gpt2", "gpt_neox": "pythia-70m", "t5": "flan-t5-small"}
+PRESETS = {"bert": "minilm-l6", "deberta_v2": "deberta-v2-xxlarge", "llama": "smollm2-135m", "gpt2": "gpt2", "gpt_neox": "pythia-70m", "t5": "flan-t5-small"}
 FUSED = {"gpt2", "gpt_neox"}  # one q,k,v matrix: LoRA targets 'qkv' there
 
 # tiny sizes (tests/tiny.py): hidden 32, 2 layers, 4 heads of 8; Llama 2 key/value heads; feed-forward 64
@@ -21,6 +21,7 @@ FUSED = {"gpt2", "gpt_neox"}  # one q,k,v matrix: LoRA targets 'qkv' there
 H, R, L = 32, 8, 2
 LORA_QV = {
     "bert": L * 2 * R * (H + H),
+    "deberta_v2": L * 2 * R * (H + H),
     "llama": L * (R * (H + H) + R * (H + 16)),  # v maps 32 -> 2 heads x 8
     "gpt2": L * R * (H + 3 * H),  # qkv: 32 -> 96
     "gpt_neox": L * R * (H + 3 * H),
@@ -28,6 +29,7 @@ LORA_QV = {
 }
 IA3 = {  # k and v outputs, the feed-forward output matrix's input
     "bert": L * (H + H + 64),
+    "deberta_v2": L * (H + H + 64),
     "llama": L * (16 + 16 + 64),
     "gpt2": L * (3 * H + 128),  # qkv output and mlp.c_proj's 128 inputs
     "gpt_neox": L * (3 * H + 64),
@@ -35,6 +37,7 @@ IA3 = {  # k and v outputs, the feed-forward output matrix's input
 }
 PREFIX = {  # 10 tokens x key and value x key/value heads x head width, per attention module
     "bert": L * 2 * 10 * 4 * 8,
+    "deberta_v2": L * 2 * 10 * 4 * 8,
     "llama": L * 2 * 10 * 2 * 8,
     "gpt2": L * 2 * 10 * 4 * 8,
     "gpt_neox": L * 2 * 10 * 4 * 8,
@@ -43,11 +46,14 @@ PREFIX = {  # 10 tokens x key and value x key/value heads x head width, per atte
 BITFIT = {
     # per layer q,k,v,attention-output, 2 LayerNorms, output dense: 32 each; intermediate 64; + embeddings LayerNorm
     "bert": L * (7 * H + 64) + H,
+    # BERT's per layer plus the relative-position key and query projections (pos_key_proj,
+    # pos_query_proj); the embeddings' LayerNorm and the relative embeddings' LayerNorm
+    "deberta_v2": L * (9 * H + 64) + H + H,
     # per layer 2 LayerNorms 32, c_attn 96, attn.c_proj 32, c_fc 128, mlp.c_proj 32; + final LayerNorm
     "gpt2": L * (2 * H + 3 * H + H + 128 + H) + H,
     "gpt_neox": L * (2 * H + 3 * H + H + 64 + H) + H,
 }
-HEAD = {"bert": (H * H + H) + (H * 3 + 3)}  # pooler, 3-way classifier; text-to-text families have none
+HEAD = {"bert": (H * H + H) + (H * 3 + 3), "deberta_v2": (H * H + H) + (H * 3 + 3)}  # pooler, 3-way classifier; text-to-text families have none
 
 
 def expected(family, method):
@@ -59,7 +65,7 @@ def expected(family, method):
     }
     if method == "bitfit" and family in ("llama", "t5"):
         return "not_applicable", None
-    if method == "icl" and family == "bert":
+    if method == "icl" and family in ("bert", "deberta_v2"):
         return "not_applicable", None
     return "ok", table[method]
 

@@ -1,4 +1,4 @@
-"""Prefix tuning through the attention-function registry, on an encoder."""
+"""Prefix tuning through the attention-function registry (BERT), and through DeBERTa-v2's own attention."""
 
 import torch
 
@@ -34,3 +34,24 @@ def test_prefix_changes_the_output_and_ignores_padding(make_config):
     # the short text's logits do not depend on the padding added for the long one
     torch.testing.assert_close(batched[0], alone[0], atol=1e-5, rtol=1e-5)
     assert not torch.allclose(plain, alone, atol=1e-3)
+
+
+
+def test_deberta_prefix_changes_the_output_and_ignores_padding(make_config, tiny_models):
+    """DeBERTa computes attention itself: its prefix goes through the module's own forward."""
+    cfg = make_config("model=deberta-v2-xxlarge", "model.source=hub", f"model.hub_id={tiny_models['deberta_v2']}",
+                      "method=prefix_tuning", "method.init_std=1.0")
+    _, _, _, model, tokenizer, _, _ = build(cfg)
+    model.eval()
+    short, long = "good morning", "what a terrible , terrible day it has been for the lazy dog"
+    with torch.no_grad():
+        def last_hidden(texts):  # the tiny head's logits are too small to tell apart
+            return model(**tokenizer(texts, padding=True, return_tensors="pt"), output_hidden_states=True).hidden_states[-1]
+
+        alone, batched = last_hidden([short]), last_hidden([short, long])
+        for m in model.modules():
+            if "forward" in vars(m):
+                del m.forward  # the class's own attention: the same weights without the prefix
+        plain = last_hidden([short])
+    torch.testing.assert_close(batched[0, : alone.shape[1]], alone[0], atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(plain, alone, atol=1e-2)

@@ -11,6 +11,8 @@ from transformers import (
     AutoModelForSeq2SeqLM,
     BertConfig,
     BertModel,
+    DebertaV2Config,
+    DebertaV2Model,
     GPT2Config,
     GPTNeoXConfig,
     LlamaConfig,
@@ -42,6 +44,11 @@ def configs(vocab: int) -> dict:
     return {
         "bert": (BertModel, BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                                                            intermediate_size=64, **small)),
+        # relative attention in both directions, as DeBERTa-v2-XXL (disentangled attention)
+        "deberta_v2": (DebertaV2Model, DebertaV2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                                       intermediate_size=64, relative_attention=True, position_buckets=16,
+                                                       pos_att_type=["p2c", "c2p"], norm_rel_ebd="layer_norm",
+                                                       position_biased_input=False, **small)),
         "llama": (AutoModelForCausalLM, LlamaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                                                     num_key_value_heads=2, intermediate_size=64, tie_word_embeddings=True, **small)),
         "gpt2": (AutoModelForCausalLM, GPT2Config(n_embd=32, n_layer=2, n_head=4, n_positions=256, **small)),

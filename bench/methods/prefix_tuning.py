@@ -6,9 +6,11 @@ refuse and which transformers deprecates (renamed `cache` on the way to 5.40). H
 through transformers' attention-function registry instead: a registered attention function prepends
 each layer's prefix to the keys and values it is handed (after any rotary embedding), extends the mask,
 then calls the stock SDPA kernel (T5's relative-position bias gets zero columns for the prefix). No model code is patched and no cache is involved, so it works on
-encoders, decoders (fused q,k,v included) and T5 alike.
+encoders, decoders (fused q,k,v included) and T5 alike. DeBERTa-v2 computes attention outside the
+registry: there each attention module gets a forward of its own (`disentangled_prefix_forward`).
 """
 
+import types
 from dataclasses import dataclass
 
 import torch
@@ -16,6 +18,7 @@ from torch import nn
 from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+from transformers.models.deberta_v2.modeling_deberta_v2 import scaled_size_sqrt
 
 from bench.config import ConfigError
 from bench.methods import Method, MethodSchema, freeze_all_but_head, register
@@ -69,6 +72,37 @@ AttentionInterface.register(ATTENTION, prefix_attention)
 AttentionMaskInterface.register(ATTENTION, sdpa_mask)
 
 
+def disentangled_prefix_forward(self, hidden_states, attention_mask, output_attentions=False, query_states=None,
+                                relative_pos=None, rel_embeddings=None):
+    """DeBERTa-v2's DisentangledSelfAttention.forward (transformers 5.24), with this layer's prefix
+    keys and values placed before the real ones. DeBERTa computes its attention itself, outside the
+    attention-function registry, and its relative-position terms index the real keys only: the
+    prefix gets content scores (it has no position), the real keys keep theirs."""
+    if query_states is None:
+        query_states = hidden_states
+    heads = self.num_attention_heads
+    query = self.transpose_for_scores(self.query_proj(query_states), heads)  # (batch * heads, n, head_dim)
+    key = self.transpose_for_scores(self.key_proj(hidden_states), heads)
+    value = self.transpose_for_scores(self.value_proj(hidden_states), heads)
+    scale_factor = 1 + ("c2p" in self.pos_att_type) + ("p2c" in self.pos_att_type)
+    scale = scaled_size_sqrt(query, scale_factor).to(query.dtype)
+    scores = torch.bmm(query, key.transpose(-1, -2) / scale)
+    if self.relative_attention:
+        scores = scores + self.disentangled_attention_bias(query, key, relative_pos, self.pos_dropout(rel_embeddings), scale_factor)
+    batch, n = hidden_states.shape[0], self.prefix.key.shape[1]
+    prefix_key = self.prefix.key.to(key.dtype).expand(batch, -1, -1, -1).reshape(batch * heads, n, -1)
+    prefix_value = self.prefix.value.to(value.dtype).expand(batch, -1, -1, -1).reshape(batch * heads, n, -1)
+    scores = torch.cat([torch.bmm(query, prefix_key.transpose(-1, -2) / scale), scores], dim=-1)
+    scores = scores.view(-1, heads, scores.size(-2), scores.size(-1))
+    mask = attention_mask.bool()
+    mask = torch.cat([torch.ones(*mask.shape[:-1], n, dtype=torch.bool, device=mask.device), mask], dim=-1)
+    probs = self.dropout(nn.functional.softmax(scores.masked_fill(~mask, torch.finfo(query.dtype).min), dim=-1))
+    context = torch.bmm(probs.view(-1, probs.size(-2), probs.size(-1)), torch.cat([prefix_value, value], dim=1))
+    context = context.view(-1, heads, context.size(-2), context.size(-1)).permute(0, 2, 1, 3).contiguous()
+    context = context.view(*context.size()[:-2], -1)
+    return (context, probs) if output_attentions else (context, None)
+
+
 def _head_shape(attention: nn.Module, config) -> tuple[int, int]:
     """Key/value heads and head width, whatever each architecture calls them."""
     head_dim = next(getattr(attention, a) for a in ("attention_head_size", "head_dim", "head_size", "key_value_proj_dim")
@@ -88,9 +122,6 @@ class PrefixTuning(Method):
     schema = PrefixTuningSchema
 
     def check(self, cfg, family):
-        if not family.attention_registry:
-            raise ConfigError("method", "prefix_tuning", f"a method other than prefix_tuning on family {family.name}: its "
-                              "attention does not go through transformers' attention-function registry, where prefixes enter")
         if cfg.num_virtual_tokens < 1:
             raise ConfigError("method.num_virtual_tokens", cfg.num_virtual_tokens, "a count >= 1")
         if not cfg.init_std > 0:
@@ -103,5 +134,8 @@ class PrefixTuning(Method):
             attention = model.get_submodule(k_name.rsplit(".", 1)[0])
             kv_heads, head_dim = _head_shape(attention, model.config)
             attention.prefix = Prefix(kv_heads, cfg.num_virtual_tokens, head_dim, cfg.init_std)
-        model.set_attn_implementation(ATTENTION)
+            if family.attention == "disentangled":  # this module's own forward, with the prefix in it
+                attention.forward = types.MethodType(disentangled_prefix_forward, attention)
+        if family.attention == "registry":
+            model.set_attn_implementation(ATTENTION)
         return model
