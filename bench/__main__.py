@@ -23,8 +23,8 @@ def concurrent_jobs(hydra_cfg) -> int | None:
     if "joblib" in target:
         n = launcher.get("n_jobs", -1) or 1
         return n if n > 0 else max(1, cpu_count() + 1 + n)  # joblib: -1 all CPUs, -2 all but one
-    if target.endswith("submitit_launcher.LocalLauncher"):
-        return None  # submitit's local executor starts every job of the sweep at once
+    if target.endswith("submitit_launcher.LocalLauncher") or "hydra_ray_launcher" in target:
+        return None  # submitit's local executor starts every job at once; Ray as many as it has CPUs
     return 1
 
 

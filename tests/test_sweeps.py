@@ -133,3 +133,19 @@ def test_slurm_preset_composes(make_config):
     launcher = make_config("hydra/launcher=slurm", "hydra.launcher.partition=gpu", hydra=True).hydra.launcher
     assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
     assert (launcher.partition, launcher.gpus_per_node, launcher.timeout_min) == ("gpu", 1, 240)
+
+
+def test_launchers_that_share_a_machine_are_marked():
+    from omegaconf import OmegaConf
+
+    from bench.__main__ import concurrent_jobs
+
+    def launcher(target, **keys):
+        return OmegaConf.create({"launcher": {"_target_": target, **keys}})
+
+    assert concurrent_jobs(launcher("hydra._internal.core_plugins.basic_launcher.BasicLauncher")) == 1
+    assert concurrent_jobs(launcher("hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher", n_jobs=2)) == 2
+    assert concurrent_jobs(launcher("hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher")) is None
+    assert concurrent_jobs(launcher("hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher")) is None
+    assert concurrent_jobs(launcher("hydra_plugins.hydra_ray_launcher.ray_aws_launcher.RayAWSLauncher")) is None
+    assert concurrent_jobs(launcher("hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher")) == 1
