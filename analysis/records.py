@@ -26,6 +26,7 @@ COLUMNS = {
     "targets": ("config", "method", "targets"),
     "num_virtual_tokens": ("config", "method", "num_virtual_tokens"),
     "prompt_init": ("config", "method", "init"),
+    "shots": ("config", "method", "shots"),
     "train_size": ("data", "train", "size"),
     "seed": ("config", "seed"),
     "steps": ("time", "steps"),

@@ -101,7 +101,9 @@ def _method_label(row) -> str:
         return f"prompt tuning ({row.num_virtual_tokens:g} tokens)"
     if row.method == "prefix_tuning":
         return f"prefix tuning ({row.num_virtual_tokens:g} tokens)"
-    return {"full_ft": "full fine-tuning", "bitfit": "BitFit", "ia3": "IA3", "icl": "few-shot prompting",
+    if row.method == "icl":
+        return f"{row.shots:g}-shot prompting"
+    return {"full_ft": "full fine-tuning", "bitfit": "BitFit", "ia3": "IA3",
             "probe": "frozen features + classifier"}.get(row.method, row.method)
 
 

@@ -108,7 +108,7 @@ def test_report_regenerates_byte_identical(results, tmp_path, capsys):
 def test_tables_show_each_tasks_primary_metric(tmp_path):
     # arithmetic reports answer exact match (and per operation), not accuracy
     sweep = tmp_path / "results" / "icl_vs_finetune"
-    _record(sweep, "x", method="icl")
+    _record(sweep, "x", method="icl", shots=4)
     _record(sweep, "y", method="lora", r=8, targets=["q", "v"])
     for run_id, em in (("x", 0.25), ("y", 0.75)):
         path = sweep / f"{run_id}.json"
@@ -121,6 +121,7 @@ def test_tables_show_each_tasks_primary_metric(tmp_path):
     table = tables.methods_table(frame)
     assert table.title.startswith("Test answer_exact_match (%)")
     assert list(table.frame.arithmetic) == ["25.0", "75.0"]  # icl (no parameters) first
+    assert list(table.frame.index) == ["4-shot prompting", "LoRA (r=8; q,v)"]
 
 
 def test_one_value_per_method_makes_no_by_table(results):
