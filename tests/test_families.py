@@ -158,9 +158,13 @@ def test_batched_greedy_generation_matches_token_by_token_argmax(make_config, ti
                 out.append(nxt)
         assert text == tokenizer.decode(out, skip_special_tokens=True).strip()
     # a stop text (few-shot prompting's separator) cuts each output where it first occurs
-    stop = texts[0][len(texts[0]) // 2 :][:2]
+    if family == "t5":
+        return  # the seeded tiny T5 ends every output at once: nothing for a stop text to cut
+    longest = max(texts, key=len)
+    assert len(longest) >= 2, texts  # the tiny models are seeded: their greedy outputs are fixed
+    stop = longest[len(longest) // 2 :][:2]
     stopped, _ = predict(model, tokenizer, replace(task, stop=stop), examples, architecture, cfg, batch_size=2, device="cpu")
-    assert stopped == [t.split(stop, 1)[0].strip() for t in texts] and stopped[0] != texts[0]
+    assert stopped == [t.split(stop, 1)[0].strip() for t in texts] and longest not in stopped
 
 
 def test_decoder_batches_score_only_the_completion(make_config, tiny_models):

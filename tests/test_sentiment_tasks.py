@@ -55,6 +55,8 @@ def test_missing_folder_names_the_key(make_config, tmp_path, monkeypatch, task, 
         validate(make_config(f"task={task}", f"task.data_dir={tmp_path}"))
     assert err.value.key == "task.data_dir"
 
+    # no folder: the hub through `datasets` (present or not on this machine), offline, nothing cached
+    monkeypatch.setattr(sources, "find_spec", lambda name: object())
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(sources, "_hub_cached", lambda hub_id: False)
     with pytest.raises(ConfigError, match="offline") as err:

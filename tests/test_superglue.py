@@ -121,10 +121,11 @@ def test_missing_folder_names_the_key(make_config, tmp_path, monkeypatch):
         validate(cfg)
     assert err.value.key == "task.data_dir"
 
-    # no folder: the hub, which is offline here and holds no cached copy
+    # no folder: the hub through `datasets` (present or not on this machine), offline, nothing cached
+    monkeypatch.setattr(sources, "find_spec", lambda name: object())
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(sources, "_hub_cached", lambda hub_id: False)
-    with pytest.raises(ConfigError, match="aps/super_glue") as err:
+    with pytest.raises(ConfigError, match="offline.*aps/super_glue") as err:
         validate(make_config("task=record"))
     assert err.value.key == "task.data_dir"
 

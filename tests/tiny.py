@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
 from transformers import (
     AutoModelForCausalLM,
@@ -64,6 +66,7 @@ def save_all(folder: Path) -> dict[str, Path]:
     out = {}
     for family, (auto, config) in configs(300).items():
         path = folder / family
+        torch.manual_seed(0)  # the same tiny weights on every machine
         model = auto.from_config(config) if hasattr(auto, "from_config") else auto(config)
         model.save_pretrained(path)
         tokenizer(eos_suffix=family == "t5").save_pretrained(path)
