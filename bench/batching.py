@@ -17,14 +17,14 @@ from bench.tasks import Example, continuation
 IGNORE = -100  # label id the loss skips
 
 
-def loader(rows: list[dict], tokenizer, batch_size: int, shuffle: bool, seed: int = 0) -> DataLoader:
-    """Batches of tokenized rows, padded per batch to their longest member."""
+def loader(rows: list[dict], tokenizer, batch_size: int, shuffle: bool, seed: int = 0, left: bool = False) -> DataLoader:
+    """Batches of tokenized rows, padded per batch to their longest member (on the left for generation)."""
     rows = [{**row, "index": i} for i, row in enumerate(rows)]
     if not shuffle:  # evaluation: length-sorted batches waste little on padding
         rows.sort(key=lambda row: len(row["input_ids"]))
     generator = torch.Generator().manual_seed(seed) if shuffle else None
     return DataLoader(rows, batch_size=batch_size, shuffle=shuffle, generator=generator,
-                      collate_fn=lambda batch: pad(batch, tokenizer.pad_token_id))
+                      collate_fn=lambda batch: pad(batch, tokenizer.pad_token_id, left))
 
 
 def pad(batch: list[dict], pad_id: int, left: bool = False) -> dict:

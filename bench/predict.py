@@ -19,7 +19,6 @@ from bench.batching import (
     IGNORE,
     encoder_rows,
     loader,
-    pad,
     prompt_ids,
     text_to_text_row,
     training_rows,
@@ -96,12 +95,10 @@ def _generate(model, tokenizer, task, examples, architecture, task_cfg, batch_si
         n = len(batch.pop("index"))
         loss_sum += model(**_to(batch, device)).loss.item() * n
     texts = [None] * len(examples)
-    prompts = [{"input_ids": ids, "attention_mask": [1] * len(ids), "index": i}
-               for i, ids in enumerate(prompt_ids(tokenizer, e.prompt or e.text, task_cfg.max_length) for e in examples)]
-    prompts.sort(key=lambda row: len(row["input_ids"]))
-    for start in range(0, len(prompts), batch_size):
-        # decoders continue the prompt, so prompts are padded on the left
-        batch = pad(prompts[start : start + batch_size], tokenizer.pad_token_id, left=architecture == "decoder")
+    prompts = [{"input_ids": ids, "attention_mask": [1] * len(ids)}
+               for ids in (prompt_ids(tokenizer, e.prompt or e.text, task_cfg.max_length) for e in examples)]
+    # decoders continue the prompt, so prompts are padded on the left
+    for batch in loader(prompts, tokenizer, batch_size, shuffle=False, left=architecture == "decoder"):
         index = batch.pop("index").tolist()
         batch = _to(batch, device)
         out = model.generate(**batch, max_new_tokens=task_cfg.max_new_tokens, do_sample=False,
