@@ -55,8 +55,11 @@ class TrainConfig:
     epochs: float | None = None
     weight_decay: float = 0.0
     warmup_ratio: float = 0.06
+    lr_schedule: str = "linear"  # after warmup: linear decay to zero at the last step, or constant
     max_grad_norm: float = 1.0
     eval_every: int = 50  # validation every N steps (0: only at the end)
+    # stop after this many validations without a better score and restore the best weights (0: off)
+    early_stopping_patience: int = 0
     eval_batch_size: int = 128
     log_every: int = 10
     device: str = "auto"  # auto | cpu | cuda
@@ -149,6 +152,8 @@ def validate(cfg: DictConfig) -> str | None:
     _one_of("method.name", cfg.method.name, METHODS)
     if METHODS[cfg.method.name].trains and not cfg.method.lr > 0:
         raise ConfigError("method.lr", cfg.method.lr, "a learning rate > 0")
+    if any(not lr > 0 for lr in cfg.method.lr_grid):
+        raise ConfigError("method.lr_grid", list(cfg.method.lr_grid), "learning rates > 0 (the search's grid; [] for none)")
 
     t = cfg.train
     _at_least("train.batch_size", t.batch_size, 1)
@@ -167,6 +172,11 @@ def validate(cfg: DictConfig) -> str | None:
     _at_least("train.max_steps", t.max_steps, 1, "a step count >= 1, or null to train by train.epochs")
     if t.epochs is not None and not t.epochs > 0:
         raise ConfigError("train.epochs", t.epochs, "a number of epochs > 0, or null to train by train.max_steps")
+    _one_of("train.lr_schedule", t.lr_schedule, {"linear", "constant"})
+    _at_least("train.early_stopping_patience", t.early_stopping_patience, 0, "a number of evaluations >= 0 (0: no early stopping)")
+    if t.early_stopping_patience and not t.eval_every:
+        raise ConfigError("train.eval_every", t.eval_every, "a number of steps >= 1: early stopping "
+                          f"(train.early_stopping_patience={t.early_stopping_patience}) needs validation during training")
     _one_of("train.device", t.device, {"auto", "cpu", "cuda"})
     if t.device == "cuda":
         import torch

@@ -23,6 +23,7 @@ NOT_IDENTITY = {
     "results_dir", "sweep_name", "process", "force", "retry_failed", "tracking",
     "model.source", "model.package", "model.package_dir", "model.asset",
     "model.config",  # the architecture as written for mode=count; the weights define it in a run
+    "method.lr_grid",  # where the learning-rate search looks; each run's own lr is its identity
     "mode",  # count records live apart from run records
     "task.data_dir", "task.hub_id",  # where the same data is read from
     "train.log_every", "train.profile_memory", "train.latency_samples", "train.timing_warmup", "train.eval_batch_size",
@@ -31,14 +32,14 @@ NOT_IDENTITY = {
 
 # keys added after records existed: at these values (their defaults) they leave a run id as it was,
 # so earlier results keep being found (and skipped) by the same command
-ADDED_LATER = {"task.max_new_tokens": 16}
+ADDED_LATER = {"task.max_new_tokens": 16, "train.lr_schedule": "linear", "train.early_stopping_patience": 0}
 
 
-def _identity(config: dict, prefix: str = "") -> dict:
+def _identity(config: dict, prefix: str = "", without: frozenset = frozenset()) -> dict:
     return {
-        k: _identity(v, f"{prefix}{k}.") if isinstance(v, dict) else v
+        k: _identity(v, f"{prefix}{k}.", without) if isinstance(v, dict) else v
         for k, v in config.items()
-        if f"{prefix}{k}" not in NOT_IDENTITY and ADDED_LATER.get(f"{prefix}{k}", object()) != v
+        if f"{prefix}{k}" not in NOT_IDENTITY | without and ADDED_LATER.get(f"{prefix}{k}", object()) != v
     }
 
 
@@ -52,7 +53,12 @@ def run_id(config: dict) -> str:
 
 def setting_id(config: dict) -> str:
     """The experiment without its seed: runs that share it are repeats, averaged in tables."""
-    return _digest({k: v for k, v in _identity(config).items() if k != "seed"})
+    return _digest(_identity(config, without=frozenset({"seed"})))
+
+
+def search_id(config: dict) -> str:
+    """The experiment without its seed and learning rate: the runs among which the search chooses."""
+    return _digest(_identity(config, without=frozenset({"seed", "method.lr"})))
 
 
 def path_for(config: dict) -> Path:

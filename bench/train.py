@@ -1,4 +1,5 @@
-"""The training loop: AdamW, linear warmup then linear decay, clipping, accumulation.
+"""The training loop: AdamW, warmup then linear decay (or constant), clipping, accumulation,
+and early stopping on the validation score with the best weights restored.
 
 Only the optimizer steps are timed; evaluation and the one memory-profiled step are not.
 """
@@ -29,6 +30,9 @@ class TrainResult:
     losses: list[tuple[int, float]] = field(default_factory=list)
     evaluations: list[dict] = field(default_factory=list)
     memory: dict = field(default_factory=dict)
+    examples_seen: int = 0  # training examples read, every step counted (the profiled one too)
+    tokens_seen: int = 0
+    best_step: int | None = None  # early stopping: the step whose weights were kept
 
     def timing(self, warmup: int) -> dict:
         after_warmup = self.step_seconds[warmup:] or self.step_seconds
@@ -40,6 +44,9 @@ class TrainResult:
             "median_step_seconds": statistics.median(after_warmup) if after_warmup else None,
             "tokens_per_second": self.tokens_timed / seconds if seconds else None,
             "eval_seconds": self.eval_seconds,
+            "examples_seen": self.examples_seen,
+            "tokens_seen": self.tokens_seen,
+            "best_step": self.best_step,
         }
 
 
@@ -49,13 +56,42 @@ def total_steps(cfg, batches_per_epoch: int) -> int:
     return max(1, math.ceil(cfg.epochs * batches_per_epoch / cfg.grad_accum))
 
 
-def warmup_then_linear_decay(total: int, warmup: int) -> Callable[[int], float]:
+def warmup_then(schedule: str, total: int, warmup: int) -> Callable[[int], float]:
+    """Linear warmup, then linear decay to zero at `total` or a constant rate. A constant rate
+    makes a run stopped early at step s the same as one trained for s steps."""
+
     def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
+        if schedule == "constant":
+            return 1.0
         return max(0.0, (total - step) / max(1, total - warmup))
 
     return factor
+
+
+class EarlyStopping:
+    """Keeps the trainable weights of the best validation score (higher is better) and says when
+    `patience` evaluations in a row have not beaten it."""
+
+    def __init__(self, model: torch.nn.Module, monitor: str, patience: int):
+        self.model, self.monitor, self.patience = model, monitor, patience
+        self.best_score, self.best_step, self.best_state, self.since_best = -math.inf, None, None, 0
+
+    def update(self, step: int, scores: dict) -> bool:
+        """Record an evaluation; True when training should stop."""
+        if scores[self.monitor] > self.best_score:
+            self.best_score, self.best_step, self.since_best = scores[self.monitor], step, 0
+            self.best_state = {n: p.detach().clone() for n, p in self.model.named_parameters() if p.requires_grad}
+        else:
+            self.since_best += 1
+        return self.since_best >= self.patience
+
+    def restore(self) -> None:
+        with torch.no_grad():
+            for n, p in self.model.named_parameters():
+                if n in self.best_state:
+                    p.copy_(self.best_state[n])
 
 
 def _forever(loader):
@@ -73,14 +109,19 @@ def train(
     log: Callable[[dict, int], None] | None = None,
     measure_memory: bool = False,
     show_progress: bool = True,
+    monitor: str | None = None,
 ) -> TrainResult:
     """Train for cfg.max_steps (or cfg.epochs) optimizer steps; with `measure_memory`, fill
-    result.memory: on CPU from a profile of one step, on CUDA from the allocator over all steps."""
+    result.memory: on CPU from a profile of one step, on CUDA from the allocator over all steps.
+    With cfg.early_stopping_patience, `evaluate` runs every cfg.eval_every steps and at the end,
+    training stops once `monitor` has not improved for that many evaluations, and the weights
+    of the best evaluation are restored."""
     total = total_steps(cfg, len(loader))
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
-    scheduler = LambdaLR(optimizer, warmup_then_linear_decay(total, round(cfg.warmup_ratio * total)))
+    scheduler = LambdaLR(optimizer, warmup_then(cfg.lr_schedule, total, round(cfg.warmup_ratio * total)))
     result = TrainResult()
+    stopping = EarlyStopping(model, monitor, cfg.early_stopping_patience) if cfg.early_stopping_patience and evaluate else None
     # CPU: profile the second step, when AdamW's state exists (the only step of a 1-step run, then
     # untimed); CUDA: the allocator's peak over the loop
     profiled = min(1, total - 1) if measure_memory and device == "cpu" else None
@@ -97,6 +138,7 @@ def train(
                 for _ in range(cfg.grad_accum):
                     batch = {k: v.to(device) for k, v in next(batches).items() if k != "index"}
                     tokens += count_tokens(batch)
+                    result.examples_seen += len(batch["input_ids"])
                     loss = model(**batch).loss / cfg.grad_accum
                     loss.backward()
                     loss_sum += loss.item()
@@ -110,6 +152,7 @@ def train(
             if step != profiled:
                 result.step_seconds.append(time.perf_counter() - start)
                 result.tokens_timed += tokens
+            result.tokens_seen += tokens
             result.steps = step + 1
             bar.update(1)
             bar.set_postfix(loss=f"{loss_sum:.4f}")
@@ -117,7 +160,9 @@ def train(
                 result.losses.append((result.steps, loss_sum))
                 if log:
                     log({"train/loss": loss_sum, "train/lr": scheduler.get_last_lr()[0]}, result.steps)
-            if evaluate and cfg.eval_every and result.steps % cfg.eval_every == 0 and result.steps < total:
+            last = result.steps == total
+            # without early stopping the runner evaluates the final weights itself
+            if evaluate and cfg.eval_every and (result.steps % cfg.eval_every == 0 or stopping and last) and (stopping or not last):
                 start = time.perf_counter()
                 with whole.paused() if isinstance(whole, CudaPeak) else nullcontext():
                     scores = {"step": result.steps, **evaluate()}
@@ -127,5 +172,10 @@ def train(
                 if log:
                     log({f"validation/{k}": v for k, v in scores.items() if k != "step"}, result.steps)
                 model.train()
+                if stopping and stopping.update(result.steps, scores):
+                    break
     bar.close()
+    if stopping and stopping.best_step is not None:
+        stopping.restore()
+        result.best_step = stopping.best_step
     return result

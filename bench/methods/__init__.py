@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -27,6 +27,8 @@ from bench.train import TrainResult, train
 class MethodSchema:
     name: str = MISSING
     lr: float = MISSING  # each method's own default: they differ by orders of magnitude
+    # the learning rates `python -m bench.search` tries for this method (not part of a run's identity)
+    lr_grid: list[float] = field(default_factory=list)
 
 
 class Method:
@@ -49,9 +51,11 @@ class Method:
     def apply(self, model: torch.nn.Module, cfg, family: Family, tokenizer) -> torch.nn.Module:
         raise NotImplementedError
 
-    def fit(self, model: torch.nn.Module, loader, cfg, train_cfg, device: str, evaluate=None, log=None) -> TrainResult:
-        """Train the model's trainable parameters (gradient methods share the one loop)."""
-        return train(model, loader, train_cfg, cfg.lr, device, evaluate, log, train_cfg.profile_memory)
+    def fit(self, model: torch.nn.Module, loader, cfg, train_cfg, device: str, evaluate=None, log=None,
+            monitor: str | None = None) -> TrainResult:
+        """Train the model's trainable parameters (gradient methods share the one loop); `monitor`
+        names the validation score early stopping watches."""
+        return train(model, loader, train_cfg, cfg.lr, device, evaluate, log, train_cfg.profile_memory, monitor=monitor)
 
     def save(self, model: torch.nn.Module, folder: Path) -> None:
         """Write what a user must store per task: the trainable tensors."""

@@ -53,7 +53,7 @@ class Icl(Method):
         model.requires_grad_(False)
         return model
 
-    def fit(self, model, loader, cfg, train_cfg, device, evaluate=None, log=None):
+    def fit(self, model, loader, cfg, train_cfg, device, evaluate=None, log=None, monitor=None):
         return TrainResult()  # no steps: the record's time says so
 
     def save(self, model, folder):

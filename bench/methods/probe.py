@@ -84,7 +84,7 @@ class Probe(Method):
             classifier = RandomForestClassifier(n_estimators=cfg.trees, random_state=0, n_jobs=1)
         return ProbeModel(model, classifier, cfg.pooling)
 
-    def fit(self, model, loader, cfg, train_cfg, device, evaluate=None, log=None):
+    def fit(self, model, loader, cfg, train_cfg, device, evaluate=None, log=None, monitor=None):
         """One pass over the training split for features, then the classifier's own fit: one 'step'."""
         start, tokens, features, labels = time.perf_counter(), 0, [], []
         model.eval()
@@ -93,8 +93,10 @@ class Probe(Method):
                 tokens += count_tokens(batch)
                 features.append(model.features(batch["input_ids"].to(device), batch["attention_mask"].to(device)))
                 labels.append(batch["labels"])
-        model.classifier.fit(torch.cat(features).numpy(), torch.cat(labels).numpy())
-        return TrainResult(steps=1, step_seconds=[time.perf_counter() - start], tokens_timed=tokens)
+        labels = torch.cat(labels)
+        model.classifier.fit(torch.cat(features).numpy(), labels.numpy())
+        return TrainResult(steps=1, step_seconds=[time.perf_counter() - start], tokens_timed=tokens,
+                           examples_seen=len(labels), tokens_seen=tokens)
 
     def save(self, model, folder):
         folder.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,46 @@
+"""The training loop: early stopping keeps the best weights; the learning-rate schedules."""
+
+import pytest
+
+from bench.runner import launch
+from bench.train import warmup_then
+
+# a learning rate high enough that validation accuracy peaks early and then falls
+ES = ["method=full_ft", "method.lr=3e-4", "train.lr_schedule=constant", "train.warmup_ratio=0", "train.max_steps=16",
+      "train.eval_every=2"]
+
+
+@pytest.mark.slow
+def test_early_stopping_restores_the_best_weights(make_config):
+    stopped = launch(make_config(*ES, "train.early_stopping_patience=2"))
+    assert stopped["status"] == "ok", stopped["error"]
+    best, ran = stopped["time"]["best_step"], stopped["time"]["steps"]
+    evaluations = [v for v in stopped["validation"] if not v.get("final")]
+    assert best < ran < 16  # it stopped early, at a later step than the best
+    assert ran == best + 2 * 2  # two evaluations without improvement
+    assert max(evaluations, key=lambda v: v["accuracy"])["step"] == best
+    # the final validation scores the restored weights: the best evaluation's score, at its step
+    final = stopped["validation"][-1]
+    assert final["final"] and final["step"] == best
+    assert final["accuracy"] == pytest.approx(max(v["accuracy"] for v in evaluations))
+
+    # a run trained for exactly best_step steps, with nothing restored, scores the same on test
+    rerun = launch(make_config(*ES, f"train.max_steps={best}", "train.eval_every=0"))
+    assert rerun["time"]["best_step"] is None
+    assert rerun["per_example"] == stopped["per_example"]
+    assert rerun["metrics"] == stopped["metrics"]
+
+
+def test_early_stopping_needs_validation_during_training(make_config):
+    from bench.config import ConfigError, validate
+
+    with pytest.raises(ConfigError, match=r"train.eval_every=0 is not valid: expected a number of steps >= 1: early"):
+        validate(make_config("train.early_stopping_patience=2", "train.eval_every=0"))
+    with pytest.raises(ConfigError, match=r"train.lr_schedule='cosine' is not valid: expected one of constant, linear"):
+        validate(make_config("train.lr_schedule=cosine"))
+
+
+def test_schedules():
+    linear, constant = warmup_then("linear", 10, 2), warmup_then("constant", 10, 2)
+    assert [linear(s) for s in range(0, 11, 2)] == [0.5, 1.0, 0.75, 0.5, 0.25, 0.0]
+    assert [constant(s) for s in (0, 1, 2, 9)] == [0.5, 1.0, 1.0, 1.0]
