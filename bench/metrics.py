@@ -8,10 +8,13 @@ classification), for generate tasks the generated text. Tasks whose examples car
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import string
 from collections import Counter, defaultdict
 from collections.abc import Sequence
+from dataclasses import astuple
 
 from bench.tasks import Example
 
@@ -40,10 +43,15 @@ def macro_f1(examples: Sequence[Example], outputs: Sequence) -> float:
     return sum(scores) / len(scores)
 
 
-def exact_match(examples: Sequence[Example], outputs: Sequence[str]) -> float:
-    """Generated text equal to the target, ignoring surrounding whitespace."""
+def exact_hits(examples: Sequence[Example], outputs: Sequence[str]) -> list[bool]:
+    """Per example: generated text equal to the target, ignoring surrounding whitespace."""
     _same_length(examples, outputs)
-    return sum(o.strip() == e.target.strip() for o, e in zip(outputs, examples)) / len(examples)
+    return [o.strip() == e.target.strip() for o, e in zip(outputs, examples)]
+
+
+def exact_match(examples: Sequence[Example], outputs: Sequence[str]) -> float:
+    hits = exact_hits(examples, outputs)
+    return sum(hits) / len(hits)
 
 
 def final_answer(text: str) -> str:
@@ -55,10 +63,15 @@ def final_answer(text: str) -> str:
     return " ".join(text.rsplit("=", 1)[-1].split())
 
 
-def answer_exact_match(examples: Sequence[Example], outputs: Sequence[str]) -> float:
-    """Final answer of the generation equal to the target's, whatever the steps before it."""
+def answer_hits(examples: Sequence[Example], outputs: Sequence[str]) -> list[bool]:
+    """Per example: final answer of the generation equal to the target's, whatever the steps before it."""
     _same_length(examples, outputs)
-    return sum(final_answer(o) == final_answer(e.target) for o, e in zip(outputs, examples)) / len(examples)
+    return [final_answer(o) == final_answer(e.target) for o, e in zip(outputs, examples)]
+
+
+def answer_exact_match(examples: Sequence[Example], outputs: Sequence[str]) -> float:
+    hits = answer_hits(examples, outputs)
+    return sum(hits) / len(hits)
 
 
 def _best_options(examples: Sequence[Example], outputs: Sequence) -> list[Example]:
@@ -145,6 +158,25 @@ def _same_length(examples, outputs) -> None:
 
 METRICS = {"accuracy": accuracy, "macro_f1": macro_f1, "exact_match": exact_match, "answer_exact_match": answer_exact_match,
            "choice_accuracy": choice_accuracy, "f1a": f1a, "multirc_em": multirc_em, "record_f1": record_f1, "record_em": record_em}
+
+
+# generate-task metrics that are a mean of per-example hits: what per-example results keep for them
+HITS = {"exact_match": exact_hits, "answer_exact_match": answer_hits}
+
+
+def fingerprint(examples: Sequence[Example]) -> str:
+    """A hash of the examples, in order: two runs may be paired example by example only when it matches."""
+    return hashlib.sha256(json.dumps([astuple(e) for e in examples], default=str).encode()).hexdigest()[:16]
+
+
+def per_example(kind: str, names: Sequence[str], examples: Sequence[Example], outputs: Sequence) -> dict:
+    """The compact per-example test results that analysis bootstraps and pairs: the gold and the
+    chosen choice of each example (classify tasks), or each exact-match metric's hit (generate)."""
+    if kind == "generate":
+        results = {"hits": {n: [int(h) for h in HITS[n](examples, outputs)] for n in names if n in HITS}}
+    else:
+        results = {"gold": [e.label for e in examples], "predicted": chosen(outputs)}
+    return {"fingerprint": fingerprint(examples), **results}
 
 
 def compute(names: Sequence[str], examples: Sequence[Example], outputs: Sequence) -> dict[str, float]:

@@ -25,7 +25,7 @@ from bench import batching, measure, models, record, tasks
 from bench.config import device_of, to_container, validate
 from bench.families import FAMILIES
 from bench.methods import METHODS
-from bench.metrics import chosen, compute
+from bench.metrics import chosen, compute, per_example
 from bench.predict import predict
 from bench.tracking import Tracker
 
@@ -110,23 +110,28 @@ def execute(config: dict, attempt: str | None = None, concurrent_jobs: int | Non
         task, family, method, model, tokenizer, fields["model_source"], architecture = build(cfg)
         fields["params"] = measure.count_params(model, family)
         model.to(device)
-        fields["data"] = {"task_version": t.version, "split_seed": t.split_seed, "kind": task.kind, **task.describe()}
+        fields["data"] = {"task_version": t.version, "split_seed": t.split_seed, "kind": task.kind,
+                          "majority_label": _majority(task), **task.describe()}
 
         def evaluate(examples):
             outputs, loss = predict(model, tokenizer, task, examples, architecture, t, tc.eval_batch_size, device)
             return outputs, {"loss": loss, **compute(task.metrics, examples, outputs)}
 
         train_loader = batching.train_loader(task, tokenizer, architecture, t, tc.batch_size, cfg.seed)
-        result = method.fit(model, train_loader, m, tc, device, lambda: evaluate(task.validation)[1], tracker.log)
+        result = method.fit(model, train_loader, m, tc, device, lambda: evaluate(task.validation)[1], tracker.log,
+                            monitor=task.metrics[0])
 
         outputs, scores = evaluate(task.test)
         fields["metrics"] = {"split": "test", "size": len(task.test), **scores}
+        fields["per_example"] = per_example(task.kind, task.metrics, task.test, outputs)
         fields["predictions"] = _sample(task, outputs)
         final = evaluate(task.validation)[1]
         tracker.log({f"validation/{k}": v for k, v in final.items()}, result.steps)
-        fields["validation"] = result.evaluations + [{"step": result.steps, **final}]
+        # the weights scored on test: the last step's, or early stopping's best
+        fields["validation"] = result.evaluations + [{"step": result.best_step or result.steps, "final": True, **final}]
         fields["time"] = {
             **result.timing(tc.timing_warmup),
+            "epochs": result.examples_seen / len(task.train) if task.train else None,
             # timings of runs that shared a process or the machine with other runs are not clean
             "shared_process": cfg.process == "inline",
             "concurrent_jobs": concurrent_jobs,
@@ -153,6 +158,14 @@ def execute(config: dict, attempt: str | None = None, concurrent_jobs: int | Non
         rec["tracking"] = tracker.info
         record.write(path, rec)
     return rec
+
+
+def _majority(task) -> int | None:
+    """The most frequent training label (the majority-class baseline), for tasks with one label set."""
+    if task.kind != "classify" or not task.labels or not task.train or task.train[0].choices is not None:
+        return None
+    counts = np.bincount([e.label for e in task.train], minlength=len(task.labels))
+    return int(counts.argmax())
 
 
 def _sample(task, outputs, n: int = 20) -> list[dict]:

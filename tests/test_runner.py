@@ -37,6 +37,13 @@ def test_inline_run_writes_a_complete_record(make_config, tmp_path, capsys):
     assert "adapter_model.safetensors" in rec["size"]["files"]
     assert rec["latency"]["median_ms"] > 0 and rec["latency"]["merged"]["median_ms"] > 0
     assert rec["environment"]["cpu_count"] >= 1 and rec["environment"]["torch"]
+    # per-example test results, enough to recompute the metric and to pair runs
+    results = rec["per_example"]
+    assert len(results["gold"]) == len(results["predicted"]) == 32 and len(results["fingerprint"]) == 16
+    assert sum(g == p for g, p in zip(results["gold"], results["predicted"])) / 32 == rec["metrics"]["accuracy"]
+    train_labels = rec["data"]["train"]["labels"]
+    assert ["negative", "neutral", "positive"][rec["data"]["majority_label"]] == max(train_labels, key=train_labels.get)
+    assert rec["time"]["examples_seen"] == 2 * 8 and rec["time"]["epochs"] == 16 / 64 and rec["time"]["tokens_seen"] > 16
     out = capsys.readouterr().out
     assert f"run {rec['run_id']}: ok" in out and "trainable 222,723 of" in out
 
