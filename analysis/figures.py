@@ -10,7 +10,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from analysis.tables import measure, weight_type
+from analysis.selection import select
+from analysis import uncertainty
+from analysis.tables import MAJORITY, majority, measure, method_label, weight_type
 
 # no software version or date in the files: the same records give byte-identical figures
 PNG_METADATA = {"Software": None}
@@ -33,18 +35,68 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def accuracy_vs_parameters(ok: pd.DataFrame, path: Path) -> Path | None:
-    if len(ok) < 2:
+def _baseline_line(ax, y: float, label: str, color) -> None:
+    """A method that trains no parameter of the model, drawn as a labelled reference line."""
+    ax.axhline(y, linestyle="--", linewidth=1, color=color)
+    ax.annotate(label, (1, y), xycoords=("axes fraction", "data"), ha="right", va="bottom", fontsize=7, color=color)
+
+
+def accuracy_vs_parameters(selected: pd.DataFrame, path: Path) -> Path | None:
+    """Each method at its selected setting (mean over seeds, bars: their standard deviation)
+    against its trainable parameters; baselines that train no model parameter, and the majority
+    class, as reference lines."""
+    if selected.label.nunique() < 2:
         return None
+    points = selected.groupby("label", sort=True).agg(method_params=("method_params", "first"), score=("score", "mean"),
+                                                       std=("score", "std"))
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for method, runs in ok.groupby("method", sort=True):
-        ax.scatter(runs.method_params, 100 * runs.score, label=method, alpha=0.8)
-    front = pareto_front(ok)
-    ax.step(front.method_params, 100 * front.score, where="post", color="black", linewidth=1, label="Pareto front")
+    colors = iter(plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4)
+    for label, p in points.iterrows():
+        if p.method_params > 0:
+            ax.errorbar(p.method_params, 100 * p.score, yerr=100 * (0 if pd.isna(p["std"]) else p["std"]), fmt="o",
+                        capsize=3, label=label, color=next(colors))
+        else:
+            _baseline_line(ax, 100 * p.score, label, next(colors))
+    baseline = majority(selected)
+    if baseline is not None:
+        _baseline_line(ax, 100 * uncertainty.point(selected.metric.dropna().iloc[0], [baseline]), MAJORITY, "grey")
+    trained = points[points.method_params > 0]
+    if len(trained) > 1:
+        front = pareto_front(trained)
+        ax.step(front.method_params, 100 * front.score, where="post", color="black", linewidth=1, label="Pareto front")
     ax.set_xscale("log")
     ax.set_xlabel("trainable parameters of the method (log scale; head excluded)")
-    ax.set_ylabel(measure(ok).lower())
-    ax.legend(fontsize=8)
+    ax.set_ylabel(measure(selected).lower())
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def _curve(runs: pd.DataFrame) -> pd.Series:
+    """Mean validation score (over seeds) by training examples seen, from each record's evaluations."""
+    return pd.DataFrame([
+        {"examples": e["step"] * r.batch_size * (r.grad_accum or 1), "score": e.get(r.metric)}
+        for r in runs.itertuples() for e in r.validation
+    ], columns=["examples", "score"]).dropna().groupby("examples").score.mean()
+
+
+def learning_curve(selected: pd.DataFrame, path: Path) -> Path | None:
+    """Validation score against training examples seen, a line per method at its selected setting
+    (mean over seeds); methods that do not train as reference lines at their validation score."""
+    trained = selected.steps.fillna(0) > 1
+    curves = {label: _curve(runs) for label, runs in selected[trained].groupby("label", sort=True)}
+    curves = {label: points for label, points in curves.items() if len(points)}  # older records kept no curve
+    if not curves:
+        return None
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    colors = iter(plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4)
+    for label, points in curves.items():
+        ax.plot(points.index, 100 * points.values, marker=".", label=label, color=next(colors))
+    for label, runs in selected[~trained].groupby("label", sort=True):
+        _baseline_line(ax, 100 * runs.val_score.mean(), label, next(colors))
+    ax.set_xlabel("training examples seen")
+    ax.set_ylabel(f"validation {selected.metric.dropna().iloc[0]} (%)")
+    ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     return _save(fig, path)
 
@@ -79,8 +131,13 @@ def curve(ok: pd.DataFrame, column: str, xlabel: str, path: Path, by=("task", "m
 
 def figures(frame: pd.DataFrame, folder: Path) -> list[Path]:
     ok = frame[frame.status == "ok"]
+    selected = select(ok)
+    selected = selected.assign(label=selected.apply(method_label, axis=1)) if len(selected) else selected.assign(label=None)
+    tasks = sorted(selected.task.unique())
+    per_task = [(selected[selected.task == task], "" if len(tasks) == 1 else f"_{task}") for task in tasks]
     drawn = [
-        accuracy_vs_parameters(ok, folder / "accuracy_vs_parameters.png"),
+        *(accuracy_vs_parameters(runs, folder / f"accuracy_vs_parameters{suffix}.png") for runs, suffix in per_task),
+        *(learning_curve(runs, folder / f"learning_curve{suffix}.png") for runs, suffix in per_task),
         curve(ok[ok.method == "lora"], "r", "LoRA rank r (log scale)", folder / "accuracy_vs_rank.png",
               by=("task", "targets"), label=lambda task, targets: f"{task}: {weight_type(targets)}"),
         peak_memory(ok, folder / "peak_memory.png"),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.record import setting_id
+from bench.record import search_id, setting_id
 
 # column -> path into the record; a missing path gives NA (failed runs have no metrics)
 COLUMNS = {
@@ -30,7 +30,13 @@ COLUMNS = {
     "train_size": ("data", "train", "size"),
     "seed": ("config", "seed"),
     "steps": ("time", "steps"),
+    "best_step": ("time", "best_step"),  # early stopping: the step whose weights were scored
+    "epochs": ("time", "epochs"),
+    "examples_seen": ("time", "examples_seen"),
+    "tokens_seen": ("time", "tokens_seen"),
     "batch_size": ("config", "train", "batch_size"),
+    "grad_accum": ("config", "train", "grad_accum"),
+    "majority_label": ("data", "majority_label"),
     "accuracy": ("metrics", "accuracy"),
     "macro_f1": ("metrics", "macro_f1"),
     "test_size": ("metrics", "size"),
@@ -51,6 +57,12 @@ COLUMNS = {
 }
 
 
+# beside COLUMNS: which runs are repeats of one setting (all but the seed), which form one learning-rate
+# search (all but seed and lr), the primary metric and its test and validation scores, every validation
+# evaluation, every headline test metric, and the per-example test results that intervals are computed from
+EXTRA = ["setting", "search", "metric", "score", "val_score", "scores", "validation", "per_example"]
+
+
 def _get(record: dict, path: tuple):
     for key in path:
         if not isinstance(record, dict) or key not in record:
@@ -59,11 +71,16 @@ def _get(record: dict, path: tuple):
     return ",".join(record) if isinstance(record, list) else record
 
 
+def headline_metrics(record: dict) -> dict:
+    """The task's metrics on test, in the task's order (records list them after split, size and loss),
+    without the per-category ones."""
+    return {k: v for k, v in (record.get("metrics") or {}).items() if k not in ("split", "size", "loss") and "/" not in k}
+
+
 def primary_metric(record: dict) -> str | None:
     """The task's first metric (accuracy for classification, answer exact match for arithmetic, ...):
-    what tables and figures show. Records list the task's metrics in its order after split, size, loss."""
-    names = [k for k in record.get("metrics") or {} if k not in ("split", "size", "loss") and "/" not in k]
-    return names[0] if names else None
+    what tables and figures show."""
+    return next(iter(headline_metrics(record)), None)
 
 
 def load(results: Path) -> pd.DataFrame:
@@ -77,7 +94,13 @@ def load(results: Path) -> pd.DataFrame:
             warnings.warn(f"{path}: not a run record, skipped ({type(e).__name__}: {e})", stacklevel=2)
             continue
         metric = primary_metric(record)
+        validation = record.get("validation") or []
         rows.append({**{column: _get(record, keys) for column, keys in COLUMNS.items()}, "setting": setting,
-                     "metric": metric, "score": record["metrics"][metric] if metric else None})
-    frame = pd.DataFrame(rows, columns=[*COLUMNS, "setting", "metric", "score"])
+                     "search": search_id(record["config"]), "metric": metric,
+                     "score": record["metrics"][metric] if metric else None,
+                     # the validation score of the weights that were tested: what a search selects by
+                     "val_score": validation[-1].get(metric) if validation and metric else None,
+                     "scores": headline_metrics(record), "validation": validation,
+                     "per_example": record.get("per_example")})
+    frame = pd.DataFrame(rows, columns=[*COLUMNS, *EXTRA])
     return frame.sort_values(["sweep", "run_id"], kind="stable").reset_index(drop=True)

@@ -15,6 +15,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from analysis import uncertainty
+from analysis.selection import select
+
 # config columns that tell settings apart, to name what differs when a cell would mix them
 SETTING_COLUMNS = ["model", "task", "method", "lr", "r", "alpha", "targets", "num_virtual_tokens", "prompt_init",
                    "train_size", "steps", "batch_size"]
@@ -94,7 +97,7 @@ def measure(frame: pd.DataFrame) -> str:
     return "Test " + ", ".join(sorted(frame.metric.dropna().unique())) + " (%)"
 
 
-def _method_label(row) -> str:
+def method_label(row) -> str:
     if row.method == "lora":
         return f"LoRA (r={row.r:g}; {row.targets})"
     if row.method == "prompt_tuning":
@@ -122,20 +125,116 @@ def rank_grid(ok: pd.DataFrame) -> Table | None:
     return Table("rank_grid", f"{measure(lora)} by LoRA rank and adapted weight type", grid.fillna("-"))
 
 
-def methods_table(ok: pd.DataFrame) -> Table | None:
-    if ok.method.nunique() < 2:
+@dataclass
+class _Entry:
+    """A row of the methods table: a method's runs at its selected setting, or the majority class."""
+
+    label: str
+    runs: pd.DataFrame | None  # None: the majority-class baseline, which is no run
+    results: list[dict] | None  # per-example test results of every run (None if any lacks them)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.runs.run_id) if self.runs is not None else [self.label]
+
+    def values(self, metric: str) -> pd.Series:
+        if self.runs is None:
+            return pd.Series([uncertainty.point(metric, self.results)])
+        return self.runs.scores.map(lambda s: s.get(metric))
+
+    def supports(self, metric: str) -> bool:
+        return bool(self.results) and uncertainty.supports(metric, self.results[0])
+
+
+def _entries(frame: pd.DataFrame) -> list[_Entry]:
+    entries = []
+    for label, runs in frame.groupby("label", sort=False):
+        results = list(runs.per_example)
+        entries.append(_Entry(label, runs, results if all(isinstance(r, dict) for r in results) else None))
+    baseline = majority(frame)
+    if baseline is not None:
+        entries.append(_Entry(MAJORITY, None, [baseline]))
+    return entries
+
+
+MAJORITY = "majority class"
+
+
+def majority(frame: pd.DataFrame) -> dict | None:
+    """The majority-class baseline's per-example test results: the most frequent training label
+    (every classification record keeps it) predicted for every test example."""
+    for row in frame.itertuples():
+        if pd.notna(row.majority_label) and isinstance(row.per_example, dict) and "gold" in row.per_example:
+            return {**row.per_example, "predicted": [int(row.majority_label)] * len(row.per_example["gold"])}
+    return None
+
+
+def _budget(runs: pd.DataFrame | None) -> dict:
+    """What a method's runs were trained on, averaged over its seeds."""
+    def mean(column, fmt):
+        values = runs[column].dropna() if runs is not None else ()
+        return fmt(values.mean()) if len(values) else "-"
+
+    steps = mean("steps", lambda v: f"{v:.0f}")
+    if runs is not None and runs.best_step.notna().any():  # early stopping: the step whose weights were scored
+        steps = f"{runs.best_step.mean():.0f} of {steps}"
+    return {"steps": steps, "epochs": mean("epochs", lambda v: f"{v:.2f}"), "examples": mean("examples_seen", human),
+            "tokens": mean("tokens_seen", human), "train s": mean("train_seconds", lambda v: f"{v:.0f}")}
+
+
+def _versus(entry: _Entry, best: _Entry, metric: str) -> str:
+    """The paired difference from the best row, with its 95% bootstrap interval; n.s. where it holds zero."""
+    if entry is best:
+        return "best"
+    if not (entry.supports(metric) and best.supports(metric)):
+        return "-"
+    try:
+        difference, low, high = uncertainty.paired_difference(metric, entry.results, best.results, entry.names, best.names)
+    except uncertainty.Unpairable as e:
+        warnings.warn(str(e), stacklevel=2)
+        return "not paired: different test sets"
+    mark = "" if uncertainty.significant(low, high) else " n.s."
+    return f"{100 * difference:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]{mark}"
+
+
+def _learning_rate(runs: pd.DataFrame | None) -> dict:
+    if runs is None or not runs.lr.iloc[0]:
+        return {"lr": "-", "lr grid": "-"}
+    grid = runs.lr_grid.iloc[0]
+    return {"lr": f"{runs.lr.iloc[0]:g}" + (" (edge of grid)" if runs.lr_edge.iloc[0] else ""),
+            "lr grid": f"{len(grid)}: {grid[0]:g}..{grid[-1]:g}" if len(grid) > 1 else "-"}
+
+
+def methods_table(ok: pd.DataFrame, task: str, name: str = "methods") -> Table | None:
+    """One row per method at its selected learning rate (analysis/selection.py), and the majority
+    class: each test metric as mean ± std over seeds with its 95% bootstrap interval over test
+    examples, the paired difference from the best row, trainable parameters and the budget."""
+    frame = select(ok[ok.task == task])
+    if frame.method.nunique() < 2:
         return None
-    frame = ok.assign(label=ok.apply(_method_label, axis=1))
-    _check_repeats(frame, ["label", "task"], "methods")
-    params = frame.groupby("label", sort=False).agg(method_params=("method_params", "first"), head_params=("head_params", "first"))
-    cells = frame.pivot_table(index="label", columns="task", values="score", aggfunc=score, sort=False)
-    table = pd.DataFrame({
-        "trainable (method)": params.method_params.map(human),
-        "trainable (+head)": (params.method_params + params.head_params).map(human),
-    }).join(cells)
-    table = table.loc[params.sort_values("method_params").index]  # fewest parameters first
-    table.index.name = "method"
-    return Table("methods", f"{measure(frame)} by method, with trainable parameters", table.fillna("-"))
+    frame = frame.assign(label=frame.apply(method_label, axis=1))
+    _check_repeats(frame, ["label"], name)
+    metrics = list(next(s for s in frame.scores if s))
+    entries = _entries(frame)
+    best = max(entries, key=lambda e: e.values(metrics[0]).mean())
+    table = {}
+    for e in sorted(entries, key=lambda e: e.runs.method_params.iloc[0] if e.runs is not None else -1):
+        row = {**_learning_rate(e.runs), "n": len(e.names)}
+        for metric in metrics:
+            values = e.values(metric)
+            row[f"{metric} %"] = f"{100 * values.mean():.1f}" + (f" ± {100 * values.std(ddof=1):.1f}" if len(values) > 1 else "")
+            row[f"{metric} 95% CI"] = _interval(*uncertainty.interval(metric, e.results, e.names)) if e.supports(metric) else "-"
+        row["vs best (95% CI)"] = _versus(e, best, metrics[0])
+        method, head = (e.runs.method_params.iloc[0], e.runs.head_params.iloc[0]) if e.runs is not None else (0, 0)
+        table[e.label] = {**row, "trainable (method)": human(method), "trainable (+head)": human(method + head), **_budget(e.runs)}
+    out = pd.DataFrame.from_dict(table, orient="index")
+    out.index.name = "method"
+    return Table(name, f"{measure(frame)} on {task} by method at its selected learning rate: mean ± std over n seeds, "
+                 "95% bootstrap intervals over test examples, and the paired difference from the best (n.s.: not significant)", out)
+
+
+def _interval(low: float, high: float) -> str:
+    return f"[{100 * low:.1f}, {100 * high:.1f}]"
 
 
 def _by(ok: pd.DataFrame, column: str, name: str, title: str, subset=None) -> Table | None:
@@ -158,7 +257,8 @@ def tables(frame: pd.DataFrame) -> list[Table]:
     ok = frame[frame.status == "ok"]
     builders = [
         lambda: rank_grid(ok),
-        lambda: methods_table(ok),
+        *(lambda task=task: methods_table(ok, task, "methods" if ok.task.nunique() == 1 else f"methods_{task}")
+          for task in sorted(ok.task.unique())),
         lambda: _by(ok, "num_virtual_tokens", "prompt_length", "by number of virtual tokens",
                     lambda f: f.method.isin(["prompt_tuning", "prefix_tuning"])),
         lambda: _by(ok, "prompt_init", "prompt_init", "by prompt initialisation", lambda f: f.method == "prompt_tuning"),
@@ -177,7 +277,7 @@ def tables(frame: pd.DataFrame) -> list[Table]:
 def runs_table(frame: pd.DataFrame) -> Table:
     runs = pd.DataFrame({
         "status": frame.status,
-        "method": frame.apply(_method_label, axis=1),
+        "method": frame.apply(method_label, axis=1),
         "task": frame.task,
         "train size": frame.train_size.map(lambda v: "-" if pd.isna(v) else f"{v:.0f}"),
         "seed": frame.seed,

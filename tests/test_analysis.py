@@ -7,9 +7,11 @@ import pytest
 from analysis import records, tables
 from analysis.__main__ import main as analysis_main
 from analysis.figures import pareto_front
+from analysis.selection import select
 
 
-def _record(folder, run_id, method="lora", accuracy=0.5, status="ok", seed=0, lr=1e-3, **method_keys):
+def _record(folder, run_id, method="lora", accuracy=0.5, status="ok", seed=0, lr=1e-3, val=None, per_example=None,
+            majority=None, **method_keys):
     config = {
         "sweep_name": folder.name, "seed": seed,
         "model": {"name": "minilm-l6", "params": 22.7e6}, "task": {"name": "tweets"},
@@ -26,6 +28,11 @@ def _record(folder, run_id, method="lora", accuracy=0.5, status="ok", seed=0, lr
             memory={"peak_bytes": 2**20 * (100 + method_keys.get("r", 0)), "measure": "profiler"},
             size={"bytes": 4 * trainable}, latency={"median_ms": 10.0}, environment={"device": "cpu"},
         )
+        rec["data"]["majority_label"] = majority
+        if val is not None:
+            rec["validation"] = [{"step": 50, "accuracy": val - 0.1}, {"step": 100, "final": True, "accuracy": val}]
+        if per_example is not None:
+            rec["per_example"] = per_example
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{run_id}.json").write_text(json.dumps(rec))
 
@@ -69,11 +76,85 @@ def test_cells_never_average_different_settings(results):
 
 def test_methods_table_orders_by_parameters(results):
     frame = records.load(results)
-    table = tables.methods_table(frame[frame.sweep == "methods"]).frame
+    table = tables.methods_table(frame[frame.sweep == "methods"], "tweets").frame
     assert list(table.index) == ["BitFit", "LoRA (r=8; q,v)"]
     assert table.loc["LoRA (r=8; q,v)", "trainable (method)"] == "8K"
     assert table.loc["LoRA (r=8; q,v)", "trainable (+head)"] == "8.01K"
-    assert table.loc["BitFit", "tweets"] == "55.0"
+    assert table.loc["BitFit", "accuracy %"] == "55.0"
+    # records from before per-example results: no interval and no paired difference, not an error
+    assert table.loc["BitFit", "accuracy 95% CI"] == "-" and table.loc["BitFit", "vs best (95% CI)"] == "-"
+    assert table.loc["LoRA (r=8; q,v)", "vs best (95% CI)"] == "best"
+    assert table.loc["BitFit", "steps"] == "100" and table.loc["BitFit", "lr"] == "0.001"
+
+
+def _search(folder, method="lora", **runs):
+    """Runs of one method at several learning rates: lr -> (validation, test accuracy[, seed])."""
+    for i, (lr, (val, test, *seed)) in enumerate(runs.items()):
+        _record(folder, f"{method}-{i}", method=method, lr=float(lr.replace("_", "-")), val=val, accuracy=test,
+                seed=seed[0] if seed else 0, r=8, targets=["q", "v"])
+
+
+def test_selection_reads_validation_never_test(tmp_path):
+    sweep = tmp_path / "results" / "lr_search"
+    # the best test score (0.90, at 1e-3) is not the best validation score (0.70, at 3e-4)
+    _search(sweep, **{"1e_4": (0.60, 0.55), "3e_4": (0.70, 0.62), "1e_3": (0.65, 0.90), "3e_3": (0.40, 0.30)})
+    chosen = select(records.load(tmp_path / "results"))
+    assert list(chosen.lr) == [3e-4] and not chosen.lr_edge.iloc[0]
+    assert chosen.lr_grid.iloc[0] == (1e-4, 3e-4, 1e-3, 3e-3) and chosen.selection_score.iloc[0] == 0.70
+
+
+def test_selection_at_the_edge_of_the_grid_is_flagged(tmp_path):
+    sweep = tmp_path / "results" / "lr_search"
+    _search(sweep, **{"1e_4": (0.60, 0.55), "3e_4": (0.65, 0.62), "1e_3": (0.70, 0.60)})
+    _record(sweep, "probe", method="probe", lr=0.0, val=0.8, accuracy=0.75)
+    table = tables.methods_table(records.load(tmp_path / "results"), "tweets").frame
+    assert table.loc["LoRA (r=8; q,v)", "lr"] == "0.001 (edge of grid)"
+    assert table.loc["LoRA (r=8; q,v)", "lr grid"] == "3: 0.0001..0.001"
+    assert table.loc["LoRA (r=8; q,v)", "accuracy %"] == "60.0"  # the selected run's test score only
+    assert table.loc["frozen features + classifier", "lr"] == "-"
+
+
+def test_seeds_run_after_the_choice_cannot_change_it(tmp_path):
+    sweep = tmp_path / "results" / "lr_search"
+    # 3e-4 won on seed 0; its seeds 1 and 2 validate badly, which must not hand the choice to 1e-3
+    _search(sweep, **{"1e_4": (0.60, 0.5), "3e_4": (0.70, 0.6), "1e_3": (0.65, 0.7),
+                      "3e_4 ": (0.30, 0.6, 1), "3e_4  ": (0.30, 0.6, 2)})
+    chosen = select(records.load(tmp_path / "results"))
+    assert list(chosen.lr) == [3e-4] * 3 and sorted(chosen.seed) == [0, 1, 2]
+    table = tables.methods_table(records.load(tmp_path / "results").assign(method="lora"), "tweets")
+    assert table is None  # one method: no comparison
+
+
+def _per_example(predicted, fingerprint="test-a", gold=(0, 1, 2, 2) * 50):
+    return {"fingerprint": fingerprint, "gold": list(gold), "predicted": list(predicted)}
+
+
+def test_intervals_significance_and_the_majority_baseline(tmp_path):
+    sweep = tmp_path / "results" / "methods"
+    gold = [0, 1, 2, 2] * 50
+    _record(sweep, "lora", method="lora", r=8, targets=["q", "v"], accuracy=1.0, per_example=_per_example(gold),
+            majority=2)
+    almost = gold[:-2] + [0, 0]  # two mistakes of 200: not significantly worse
+    _record(sweep, "bitfit", method="bitfit", accuracy=0.99, per_example=_per_example(almost), majority=2)
+    table = tables.methods_table(records.load(tmp_path / "results"), "tweets").frame
+    assert list(table.index) == ["majority class", "BitFit", "LoRA (r=8; q,v)"]
+    assert table.loc["LoRA (r=8; q,v)", "accuracy 95% CI"] == "[100.0, 100.0]"
+    assert table.loc["LoRA (r=8; q,v)", "vs best (95% CI)"] == "best"
+    assert table.loc["BitFit", "vs best (95% CI)"].endswith(" n.s.")
+    # the majority class predicts label 2 everywhere: right on half the examples, far below the best
+    assert table.loc["majority class", "accuracy %"] == "50.0"
+    assert table.loc["majority class", "vs best (95% CI)"].startswith("-50.0 [")
+    assert not table.loc["majority class", "vs best (95% CI)"].endswith("n.s.")
+
+
+def test_runs_on_different_test_sets_are_not_paired(tmp_path):
+    sweep = tmp_path / "results" / "methods"
+    gold = [0, 1, 2, 2] * 50
+    _record(sweep, "lora", method="lora", r=8, targets=["q", "v"], accuracy=1.0, per_example=_per_example(gold))
+    _record(sweep, "bitfit", method="bitfit", accuracy=0.5, per_example=_per_example(gold, fingerprint="test-b"))
+    with pytest.warns(UserWarning, match="bitfit, lora were scored on different test sets"):
+        table = tables.methods_table(records.load(tmp_path / "results"), "tweets").frame
+    assert table.loc["BitFit", "vs best (95% CI)"] == "not paired: different test sets"
 
 
 def test_markdown_and_latex(results):
@@ -118,9 +199,9 @@ def test_tables_show_each_tasks_primary_metric(tmp_path):
         path.write_text(json.dumps(rec))
     frame = records.load(tmp_path / "results")
     assert list(frame.metric) == ["answer_exact_match"] * 2 and list(frame.score) == [0.25, 0.75]
-    table = tables.methods_table(frame)
+    table = tables.methods_table(frame, "arithmetic")
     assert table.title.startswith("Test answer_exact_match (%)")
-    assert list(table.frame.arithmetic) == ["25.0", "75.0"]  # icl (no parameters) first
+    assert list(table.frame["answer_exact_match %"]) == ["25.0", "75.0"]  # icl (no parameters) first
     assert list(table.frame.index) == ["4-shot prompting", "LoRA (r=8; q,v)"]
 
 
