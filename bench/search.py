@@ -1,0 +1,110 @@
+"""The learning-rate search, then seeds: a methods comparison that can rank methods.
+
+    python -m bench.search [--methods full_ft,lora,...] [--seeds 3] [override ...]
+
+1. Each method's grid (`method.lr_grid`, in conf/method/<name>.yaml) runs on seed 0: one Hydra
+   multirun per method (`python -m bench -m method=NAME method.lr=a,b,c,d seed=0 ...`), so every
+   launcher and every override of `python -m bench` applies.
+2. The learning rate with the best mean validation score is selected (analysis/selection.py);
+   test scores are never read. A choice at the edge of the grid is reported.
+3. The selected rate runs on seeds 0..N-1 (seed 0 stands from step 1 and is skipped).
+
+Methods that do not train (probe, icl) run once per seed. Records go to
+<results_dir>/<sweep_name>/ (sweep_name defaults to lr_search); everything resumes: rerun the
+same command and finished runs are skipped. `python -m analysis --sweep lr_search` then shows
+each method at its selected rate with intervals and significance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+
+from bench.config import register_schemas, to_container
+
+CONF = str(Path(__file__).resolve().parents[1] / "conf")
+# the comparison DESIGN.md asks of a methods table: every trained method and both baselines
+METHODS = "full_ft,bitfit,prompt_tuning,prefix_tuning,lora,ia3,probe,icl"
+
+
+def _compose(overrides: list[str]) -> dict:
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        return to_container(compose("config", overrides=overrides))
+
+
+def _multirun(method: str, overrides: list[str], lrs: list[float] | None, seeds: list[int]) -> int:
+    command = [sys.executable, "-m", "bench", "-m", f"method={method}",
+               *([f"method.lr={','.join(map(repr, lrs))}"] if lrs else []),
+               f"seed={','.join(map(str, seeds))}", *overrides]
+    print("$ " + " ".join(command[1:]), flush=True)
+    return subprocess.call(command)
+
+
+def selected_lr(config: dict) -> tuple[float, dict] | None:
+    """The selected learning rate among the finished runs of this config's search (None if none
+    finished), with what it was chosen by."""
+    from analysis import records
+    from analysis.selection import select
+    from bench.record import search_id
+
+    frame = records.load(Path(config["results_dir"]))
+    runs = frame[(frame.sweep == config["sweep_name"]) & (frame.search == search_id(config)) & (frame.status == "ok")]
+    if runs.empty:
+        return None
+    chosen = select(runs).iloc[0]
+    return float(chosen.lr), {"grid": list(chosen.lr_grid), "edge": bool(chosen.lr_edge),
+                              "validation": chosen.selection_score, "metric": chosen.metric}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--methods", default=METHODS, help=f"comma-separated (default: {METHODS})")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds of each selected setting (default: 3)")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run, as for python -m bench")
+    args = parser.parse_args(argv)
+    if any(o.lstrip("+~").split("=")[0] in ("seed", "method", "method.lr") for o in args.overrides):
+        parser.error("seed, method and method.lr are set by the search: use --seeds and --methods")
+    if args.seeds < 1:
+        parser.error(f"--seeds={args.seeds}: expected 1 or more")
+    register_schemas()
+    from bench.methods import METHODS as REGISTRY
+
+    overrides = ["sweep_name=lr_search", *args.overrides]
+    methods = args.methods.split(",")
+    unknown = [m for m in methods if m not in REGISTRY]
+    if unknown:
+        parser.error(f"--methods: unknown {', '.join(unknown)}; expected names from: {', '.join(sorted(REGISTRY))}")
+    configs = {m: _compose([*overrides, f"method={m}"]) for m in methods}
+    for m, config in configs.items():
+        if REGISTRY[m].trains and not config["method"]["lr_grid"]:
+            parser.error(f"method.lr_grid of {m} is empty: set it in conf/method/{m}.yaml or as an override")
+
+    failures = 0
+    print("== 1. learning-rate grids, seed 0", flush=True)
+    for m, config in configs.items():
+        failures += _multirun(m, overrides, config["method"]["lr_grid"] if REGISTRY[m].trains else None, [0]) != 0
+    print("== 2. selection on validation", flush=True)
+    chosen = {}
+    for m, config in configs.items():
+        found = selected_lr(config)
+        if found is None:
+            print(f"{m}: no finished run to select from; its seeds are skipped")
+            failures += 1
+            continue
+        chosen[m], why = found
+        if REGISTRY[m].trains:
+            print(f"{m}: lr {chosen[m]:g} of {', '.join(f'{lr:g}' for lr in why['grid'])} "
+                  f"(mean validation {why['metric']} {why['validation']:.4f})"
+                  + ("; AT THE EDGE of the grid: widen method.lr_grid" if why["edge"] else ""))
+    print(f"== 3. the selected settings on seeds 0..{args.seeds - 1}", flush=True)
+    for m, lr in chosen.items():
+        failures += _multirun(m, overrides, [lr] if REGISTRY[m].trains else None, list(range(args.seeds))) != 0
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
