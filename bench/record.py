@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 import traceback
@@ -15,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 SCHEMA_VERSION = 1
-STATUSES = ("ok", "failed", "oom", "not_applicable")
+STATUSES = ("ok", "failed", "oom", "diverged", "not_applicable")
 RETRYABLE = ("failed", "oom")  # rerun by retry_failed=true
 
 # config keys that change where or how a run is reported or measured, never what it computes
@@ -78,13 +79,24 @@ def write(path: Path, record: dict) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(record, f, indent=2, sort_keys=False, default=str)
+            json.dump(_finite(record), f, indent=2, sort_keys=False, default=str, allow_nan=False)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _finite(value):
+    """The record with every NaN or infinity as null: strict JSON, which any reader accepts."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def now() -> str:

@@ -28,6 +28,7 @@ from bench.methods import METHODS
 from bench.metrics import chosen, compute, per_example
 from bench.predict import predict
 from bench.tracking import Tracker
+from bench.train import Diverged
 
 
 def launch(cfg: DictConfig, concurrent_jobs: int | None = 1) -> dict:
@@ -96,7 +97,7 @@ def build(cfg):
 
 
 def execute(config: dict, attempt: str | None = None, concurrent_jobs: int | None = 1) -> dict:
-    """Run the stages and write the record; every exception becomes a failed (or oom) record."""
+    """Run the stages and write the record; every exception becomes a failed (oom, diverged) record."""
     run_id = record.run_id(config)
     path = record.path_for(config)
     cfg = OmegaConf.create(config)
@@ -148,6 +149,8 @@ def execute(config: dict, attempt: str | None = None, concurrent_jobs: int | Non
         status, error = "ok", None
     except torch.OutOfMemoryError as e:
         status, error = "oom", record.error_of(e)
+    except Diverged as e:
+        status, error = "diverged", {**record.error_of(e), "step": e.step}
     except Exception as e:  # noqa: BLE001 - a failed run is recorded, never lost
         status, error = "failed", record.error_of(e)
     fields["environment"] = measure.environment(device)

@@ -94,6 +94,15 @@ class EarlyStopping:
                     p.copy_(self.best_state[n])
 
 
+class Diverged(RuntimeError):
+    """The training loss stopped being a finite number: the run is recorded as diverged."""
+
+    def __init__(self, step: int, loss: float):
+        super().__init__(f"training loss {loss} at step {step}: the run diverged (a lower method.lr, or "
+                         "clipping with train.max_grad_norm, may train)")
+        self.step = step
+
+
 def _forever(loader):
     while True:  # each pass reshuffles through the loader's seeded generator
         yield from loader
@@ -154,6 +163,8 @@ def train(
                 result.tokens_timed += tokens
             result.tokens_seen += tokens
             result.steps = step + 1
+            if not math.isfinite(loss_sum):
+                raise Diverged(result.steps, loss_sum)
             bar.update(1)
             bar.set_postfix(loss=f"{loss_sum:.4f}")
             if result.steps % cfg.log_every == 0 or result.steps == total:
