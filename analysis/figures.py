@@ -131,7 +131,7 @@ def curve(ok: pd.DataFrame, column: str, xlabel: str, path: Path, by=("task", "m
 
 def figures(frame: pd.DataFrame, folder: Path) -> list[Path]:
     ok = frame[frame.status == "ok"]
-    selected = select(ok)
+    selected = select(frame)
     selected = selected.assign(label=selected.apply(method_label, axis=1)) if len(selected) else selected.assign(label=None)
     tasks = sorted(selected.task.unique())
     per_task = [(selected[selected.task == task], "" if len(tasks) == 1 else f"_{task}") for task in tasks]

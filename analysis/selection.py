@@ -13,13 +13,17 @@ from __future__ import annotations
 import pandas as pd
 
 
-def select(ok: pd.DataFrame) -> pd.DataFrame:
-    """The runs of the selected learning rate of each search, with the columns `lr_grid` (the
-    rates tried, ascending), `lr_edge` (the choice is the lowest or highest of two or more) and
-    `selection_score` (the mean validation score it was chosen by)."""
+def select(frame: pd.DataFrame) -> pd.DataFrame:
+    """The finished (`ok`) runs of the selected learning rate of each search, with the columns
+    `lr_grid` (the rates tried, ascending, those that diverged or failed included), `lr_edge` (the
+    choice is the lowest or highest of two or more) and `selection_score` (the mean validation
+    score it was chosen by)."""
     chosen = []
-    for _, runs in ok.groupby("search", sort=False):
-        grid = sorted(runs.lr.unique())
+    for _, tried in frame.groupby("search", sort=False):
+        grid = sorted(tried.lr.unique())
+        runs = tried[tried.status == "ok"]
+        if runs.empty:
+            continue
         common = set.intersection(*(set(r.seed) for _, r in runs.groupby("lr")))
         by_lr = runs[runs.seed.isin(common)].groupby("lr").val_score.mean()
         # the first of equal scores: the smaller rate
@@ -30,5 +34,5 @@ def select(ok: pd.DataFrame) -> pd.DataFrame:
             selection_score=by_lr.get(best),
         ))
     if not chosen:
-        return ok.assign(lr_grid=None, lr_edge=False, selection_score=None)
+        return frame.iloc[:0].assign(lr_grid=None, lr_edge=False, selection_score=None)
     return pd.concat(chosen).sort_index()

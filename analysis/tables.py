@@ -205,11 +205,11 @@ def _learning_rate(runs: pd.DataFrame | None) -> dict:
             "lr grid": f"{len(grid)}: {grid[0]:g}..{grid[-1]:g}" if len(grid) > 1 else "-"}
 
 
-def methods_table(ok: pd.DataFrame, task: str, name: str = "methods") -> Table | None:
+def methods_table(runs: pd.DataFrame, task: str, name: str = "methods") -> Table | None:
     """One row per method at its selected learning rate (analysis/selection.py), and the majority
     class: each test metric as mean ± std over seeds with its 95% bootstrap interval over test
     examples, the paired difference from the best row, trainable parameters and the budget."""
-    frame = select(ok[ok.task == task])
+    frame = select(runs[runs.task == task])
     if frame.method.nunique() < 2:
         return None
     frame = frame.assign(label=frame.apply(method_label, axis=1))
@@ -257,7 +257,7 @@ def tables(frame: pd.DataFrame) -> list[Table]:
     ok = frame[frame.status == "ok"]
     builders = [
         lambda: rank_grid(ok),
-        *(lambda task=task: methods_table(ok, task, "methods" if ok.task.nunique() == 1 else f"methods_{task}")
+        *(lambda task=task: methods_table(frame, task, "methods" if ok.task.nunique() == 1 else f"methods_{task}")
           for task in sorted(ok.task.unique())),
         lambda: _by(ok, "num_virtual_tokens", "prompt_length", "by number of virtual tokens",
                     lambda f: f.method.isin(["prompt_tuning", "prefix_tuning"])),

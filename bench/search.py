@@ -52,10 +52,10 @@ def selected_lr(config: dict) -> tuple[float, dict] | None:
     from bench.record import search_id
 
     frame = records.load(Path(config["results_dir"]))
-    runs = frame[(frame.sweep == config["sweep_name"]) & (frame.search == search_id(config)) & (frame.status == "ok")]
-    if runs.empty:
+    chosen = select(frame[(frame.sweep == config["sweep_name"]) & (frame.search == search_id(config))])
+    if chosen.empty:
         return None
-    chosen = select(runs).iloc[0]
+    chosen = chosen.iloc[0]
     return float(chosen.lr), {"grid": list(chosen.lr_grid), "edge": bool(chosen.lr_edge),
                               "validation": chosen.selection_score, "metric": chosen.metric}
 

@@ -114,6 +114,16 @@ def test_selection_at_the_edge_of_the_grid_is_flagged(tmp_path):
     assert table.loc["frozen features + classifier", "lr"] == "-"
 
 
+def test_a_rate_that_diverged_counts_in_the_grid_not_in_the_choice(tmp_path):
+    sweep = tmp_path / "results" / "lr_search"
+    _search(sweep, **{"1e_4": (0.60, 0.55), "3e_4": (0.70, 0.62)})
+    _record(sweep, "lora-diverged", lr=1e-3, status="diverged", r=8, targets=["q", "v"])
+    frame = records.load(tmp_path / "results")
+    assert frame.search.nunique() == 1  # a failed record is still part of its search
+    chosen = select(frame)
+    assert list(chosen.lr) == [3e-4] and chosen.lr_grid.iloc[0] == (1e-4, 3e-4, 1e-3) and not chosen.lr_edge.iloc[0]
+
+
 def test_seeds_run_after_the_choice_cannot_change_it(tmp_path):
     sweep = tmp_path / "results" / "lr_search"
     # 3e-4 won on seed 0; its seeds 1 and 2 validate badly, which must not hand the choice to 1e-3

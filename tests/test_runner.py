@@ -132,3 +132,15 @@ def test_one_step_run_is_profiled_not_timed(make_config, capsys):
     assert rec["status"] == "ok" and rec["time"]["steps_timed"] == 0 and rec["time"]["median_step_seconds"] is None
     assert rec["memory"]["peak_bytes"] > 0
     assert "not timed (the only step was the memory-profiled one)" in capsys.readouterr().out
+
+
+def test_divergence_is_recorded_as_such_in_strict_json(make_config, tmp_path):
+    rec = launch(make_config("method.lr=1e30", "train.max_grad_norm=0", "train.max_steps=5"))
+    assert rec["status"] == "diverged" and rec["error"]["type"] == "Diverged"
+    assert 1 <= rec["error"]["step"] <= 5 and f"at step {rec['error']['step']}" in rec["error"]["message"]
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    [path] = _records(tmp_path)
+    assert json.loads(path.read_text(), parse_constant=refuse)["status"] == "diverged"
