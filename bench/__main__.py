@@ -37,7 +37,10 @@ def main(cfg: DictConfig) -> None:
         if cfg.mode == "count":  # parameters only, on the meta device: no weights, no training
             count.launch(cfg)
         else:
-            launch(cfg, concurrent_jobs(HydraConfig.get()))
+            rec = launch(cfg, concurrent_jobs(HydraConfig.get()))
+            # a single run that did not succeed fails the command, so that `python -m bench && next` stops
+            if HydraConfig.get().mode != RunMode.MULTIRUN and rec["status"] not in ("ok", "not_applicable"):
+                sys.exit(1)
     except ConfigError as e:
         if HydraConfig.get().mode != RunMode.MULTIRUN:
             sys.exit(f"error: {e}")

@@ -8,6 +8,7 @@ biases) and names the key, the value and what would be accepted.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from importlib.util import find_spec
@@ -187,6 +188,9 @@ def validate(cfg: DictConfig) -> str | None:
     _one_of("tracking.backend", cfg.tracking.backend, {"wandb", "none"})
     _one_of("tracking.mode", cfg.tracking.mode, {"offline", "online"})
     _one_of("process", cfg.process, {"fresh", "inline"})
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", cfg.sweep_name):
+        raise ConfigError("sweep_name", cfg.sweep_name, "a plain folder name of letters, digits, '.', '_' and '-', "
+                          "not starting with '.' (records go to <results_dir>/<sweep_name>/)")
     _check_writable("results_dir", Path(cfg.results_dir) / cfg.sweep_name)
 
     family = FAMILIES[cfg.model.family]

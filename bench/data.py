@@ -93,6 +93,8 @@ def check_lines(lines: list[bytes], separator: str = SEPARATOR, warnings: bool =
         if record:
             records.append(record)
     problems += duplicates(records) + (near_duplicates(records) + length_outliers(records) if warnings else [])
+    if not records:  # nothing to train or test on: the task would refuse it
+        problems.append(Problem(len(lines), "error", "no record in the file: it needs one JSON object with a prompt and a completion per line"))
     return records, sorted(problems, key=lambda p: p.line)
 
 

@@ -12,6 +12,7 @@ import math
 import os
 import tempfile
 import traceback
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -67,10 +68,23 @@ def path_for(config: dict) -> Path:
 
 
 def read(path: Path) -> dict | None:
+    """The record at `path`, or None. A file there that is not a record (truncated, empty, another
+    program's) is moved aside, kept under a new name, with a warning naming both; it counts as no record."""
     try:
-        return json.loads(path.read_text())
+        data = path.read_bytes()
     except FileNotFoundError:
         return None
+    try:
+        rec = json.loads(data)
+        if isinstance(rec, dict) and rec.get("status") in STATUSES:
+            return rec
+        problem = "JSON but not a run record (an object with a known status)"
+    except ValueError as e:  # JSONDecodeError and UnicodeDecodeError
+        problem = f"not JSON ({e})" if data.strip() else "empty"
+    aside = path.with_name(f"{path.name}.corrupt-{datetime.now(timezone.utc):%Y%m%dT%H%M%S%f}")
+    os.replace(path, aside)
+    warnings.warn(f"{path} is {problem}: moved aside to {aside.name} and treated as no record", stacklevel=2)
+    return None
 
 
 def write(path: Path, record: dict) -> None:
@@ -78,6 +92,7 @@ def write(path: Path, record: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would hide records from a shared results folder
         with os.fdopen(fd, "w") as f:
             json.dump(_finite(record), f, indent=2, sort_keys=False, default=str, allow_nan=False)
             f.flush()
@@ -86,6 +101,12 @@ def write(path: Path, record: dict) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _finite(value):

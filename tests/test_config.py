@@ -93,6 +93,15 @@ def test_value_checks_name_the_key(make_config, override, key):
     assert e.value.key == key and str(e.value).startswith(f"{key}=")
 
 
+@pytest.mark.parametrize("name", ["../..", "..", ".", "a/b", "/tmp/x", ".hidden", "'with space'"])
+def test_sweep_name_is_a_plain_folder_name(make_config, name, tmp_path):
+    with pytest.raises(ConfigError) as e:
+        validate(make_config(f"sweep_name={name}"))
+    assert e.value.key == "sweep_name" and "a plain folder name" in str(e.value)
+    assert not list((tmp_path / "results").glob("**/*"))  # nothing written anywhere
+    validate(make_config("sweep_name=my_sweep-2.1"))
+
+
 def test_steps_or_epochs_not_both(make_config):
     with pytest.raises(ConfigError, match="exactly one of train.max_steps and train.epochs"):
         validate(make_config("train.epochs=1"))
@@ -126,6 +135,15 @@ def test_cli_rejects_bad_value_before_loading(tmp_path):
     assert out.returncode != 0
     assert "error: method.r=0 is not valid: expected a rank >= 1" in out.stderr
     assert not list(tmp_path.rglob("*.json"))  # nothing ran, nothing recorded
+
+
+def test_cli_exits_non_zero_when_the_run_fails(tmp_path):
+    args = ("model.source=hub", "model.hub_id=peft-bench/no-such-model", f"results_dir={tmp_path}", "tracking=none",
+            "process=inline")
+    out = _bench(*args)
+    assert out.returncode == 1 and ": failed" in out.stdout
+    again = _bench(*args)  # the failed record is skipped, and still not a success
+    assert again.returncode == 1 and "skip:" in again.stdout
 
 
 def test_cli_rejects_malformed_override(tmp_path):

@@ -228,3 +228,11 @@ def test_held_out_sizes_beyond_the_file_are_a_config_error(make_config):
     with pytest.raises(ConfigError) as error:
         load(jsonl(make_config, CLEAN, "task.val_size=10", "task.test_size=20").task, "encoder")
     assert error.value.key == "task.test_size"
+
+
+def test_an_empty_file_fails_the_check(tmp_path, capsys):
+    for content in ("", "\n\n"):
+        empty = tmp_path / "empty.jsonl"
+        empty.write_text(content)
+        assert main(["check", str(empty)]) == 1
+        assert "error: no record in the file" in capsys.readouterr().out
