@@ -38,8 +38,8 @@ def main(cfg: DictConfig) -> None:
             count.launch(cfg)
         else:
             rec = launch(cfg, concurrent_jobs(HydraConfig.get()))
-            # a single run that did not succeed fails the command, so that `python -m bench && next` stops
-            if HydraConfig.get().mode != RunMode.MULTIRUN and rec["status"] not in ("ok", "not_applicable"):
+            # a single run that did not succeed (or runs elsewhere) fails the command: `python -m bench && next` stops
+            if HydraConfig.get().mode != RunMode.MULTIRUN and (rec is None or rec["status"] not in ("ok", "not_applicable")):
                 sys.exit(1)
     except ConfigError as e:
         if HydraConfig.get().mode != RunMode.MULTIRUN:

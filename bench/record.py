@@ -6,6 +6,7 @@ record again whatever the paths, logging or process settings were.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import math
@@ -13,6 +14,7 @@ import os
 import tempfile
 import traceback
 import warnings
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -65,6 +67,28 @@ def search_id(config: dict) -> str:
 
 def path_for(config: dict) -> Path:
     return Path(config["results_dir"]) / config["sweep_name"] / f"{run_id(config)}.json"
+
+
+class RunningElsewhere(RuntimeError):
+    """Another process holds the run's lock: it is running this experiment now."""
+
+
+@contextmanager
+def claim(path: Path):
+    """Hold the lock of the run whose record is `path` (a hidden file beside it) while the run goes
+    on; yields its file descriptor, which a child process may inherit to hold the lock as well.
+    Raises RunningElsewhere when another process holds it. The lock goes with the last process
+    holding it, however that process ends."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.with_name(f".{path.stem}.lock"), os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunningElsewhere(f"{path} is being run by another process") from None
+        yield fd
+    finally:
+        os.close(fd)
 
 
 def read(path: Path) -> dict | None:

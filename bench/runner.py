@@ -31,13 +31,23 @@ from bench.tracking import Tracker
 from bench.train import Diverged
 
 
-def launch(cfg: DictConfig, concurrent_jobs: int | None = 1) -> dict:
-    """Validate (raises ConfigError), then skip, record not_applicable, or run.
+def launch(cfg: DictConfig, concurrent_jobs: int | None = 1) -> dict | None:
+    """Validate (raises ConfigError), then skip, record not_applicable, or run; None when the same
+    run is running in another process (which will write its record).
     `concurrent_jobs` other than 1 says the launcher runs other jobs beside this one (None: how
     many is unknown); such runs' timings are marked as shared."""
     reason = validate(cfg)
     config = to_container(cfg)
     path = record.path_for(config)
+    try:
+        with record.claim(path) as lock:  # one writer per run id
+            return _launch(config, path, reason, lock, concurrent_jobs)
+    except record.RunningElsewhere as e:
+        print(f"running elsewhere: {e}; nothing recorded here")
+        return None
+
+
+def _launch(config: dict, path: Path, reason: str | None, lock: int, concurrent_jobs: int | None) -> dict:
     existing = record.read(path)
     if record.should_skip(existing, config["force"], config["retry_failed"]):
         print(f"skip: {path} exists (status {existing['status']}); force=true reruns it"
@@ -47,20 +57,22 @@ def launch(cfg: DictConfig, concurrent_jobs: int | None = 1) -> dict:
         rec = record.new(config, "not_applicable", error={"type": "NotApplicable", "message": reason}, started=record.now())
         record.write(path, rec)
     elif config["process"] == "fresh":
-        rec = _in_fresh_process(config, path, concurrent_jobs)
+        rec = _in_fresh_process(config, path, lock, concurrent_jobs)
     else:
         rec = execute(config, concurrent_jobs=concurrent_jobs)
     print(summary(rec, path))
     return rec
 
 
-def _in_fresh_process(config: dict, path: Path, concurrent_jobs: int | None) -> dict:
+def _in_fresh_process(config: dict, path: Path, lock: int, concurrent_jobs: int | None) -> dict:
     attempt = uuid.uuid4().hex
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(config, f)
     started = record.now()
     try:
-        code = subprocess.call([sys.executable, "-m", "bench.runner", f.name, attempt, json.dumps(concurrent_jobs)])
+        # the child shares the run's lock: killed, this process leaves the lock held while the child runs
+        code = subprocess.call([sys.executable, "-m", "bench.runner", f.name, attempt, json.dumps(concurrent_jobs)],
+                               pass_fds=(lock,))
     finally:
         os.unlink(f.name)
     rec = record.read(path)

@@ -144,3 +144,27 @@ def test_divergence_is_recorded_as_such_in_strict_json(make_config, tmp_path):
 
     [path] = _records(tmp_path)
     assert json.loads(path.read_text(), parse_constant=refuse)["status"] == "diverged"
+
+
+def test_a_run_that_runs_elsewhere_is_left_alone(make_config, tmp_path, capsys):
+    cfg = make_config()
+    path = record.path_for(to_container(cfg))
+    with record.claim(path):  # another process running the same experiment holds its lock
+        assert launch(cfg) is None
+    assert "running elsewhere:" in capsys.readouterr().out
+    assert not path.exists()
+
+
+@pytest.mark.slow
+def test_two_launchers_of_one_run_leave_one_good_record(tmp_path):
+    import subprocess
+    import sys
+
+    args = [sys.executable, "-m", "bench", "train.max_steps=3", "train.batch_size=8", "task.train_size=64",
+            "task.val_size=32", "task.test_size=32", "tracking=none", f"results_dir={tmp_path}", "sweep_name=c"]
+    both = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    outputs = [p.communicate(timeout=600)[0] for p in both]
+    assert sum("running elsewhere:" in out for out in outputs) == 1
+    assert sorted(p.returncode for p in both) == [0, 1]  # the one that ran succeeded
+    [path] = (tmp_path / "c").glob("*.json")
+    assert json.loads(path.read_text())["status"] == "ok"
