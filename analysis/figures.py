@@ -10,8 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from analysis.selection import select
 from analysis import uncertainty
+from analysis.selection import select
 from analysis.tables import MAJORITY, majority, measure, method_label, weight_type
 
 # no software version or date in the files: the same records give byte-identical figures

@@ -118,13 +118,18 @@ def write(path: Path, record: dict) -> None:
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would hide records from a shared results folder
         with os.fdopen(fd, "w") as f:
-            json.dump(_finite(record), f, indent=2, sort_keys=False, default=str, allow_nan=False)
+            f.write(dumps(record))
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def dumps(record: dict) -> str:
+    """The record as strict JSON."""
+    return json.dumps(_finite(record), indent=2, default=str, allow_nan=False)
 
 
 def _umask() -> int:

@@ -8,12 +8,10 @@ one that lands. If the child dies without writing one, the parent records the fa
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess
 import sys
-import tempfile
 import uuid
 from pathlib import Path
 
@@ -55,7 +53,7 @@ def _launch(config: dict, path: Path, reason: str | None, lock: int, concurrent_
         return existing
     if reason:
         rec = record.new(config, "not_applicable", error={"type": "NotApplicable", "message": reason}, started=record.now())
-        record.write(path, rec)
+        _keep(path, rec)
     elif config["process"] == "fresh":
         rec = _in_fresh_process(config, path, lock, concurrent_jobs)
     else:
@@ -66,15 +64,11 @@ def _launch(config: dict, path: Path, reason: str | None, lock: int, concurrent_
 
 def _in_fresh_process(config: dict, path: Path, lock: int, concurrent_jobs: int | None) -> dict:
     attempt = uuid.uuid4().hex
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-        json.dump(config, f)
     started = record.now()
-    try:
-        # the child shares the run's lock: killed, this process leaves the lock held while the child runs
-        code = subprocess.call([sys.executable, "-m", "bench.runner", f.name, attempt, json.dumps(concurrent_jobs)],
-                               pass_fds=(lock,))
-    finally:
-        os.unlink(f.name)
+    # the config goes through a pipe, so no temporary file outlives a killed parent; the child shares
+    # the run's lock, so a killed parent leaves the lock held while the child runs
+    code = subprocess.run([sys.executable, "-m", "bench.runner", attempt, json.dumps(concurrent_jobs)],
+                          input=json.dumps(config), text=True, pass_fds=(lock,), check=False).returncode
     rec = record.read(path)
     if rec is not None and rec.get("attempt") == attempt:
         return rec
@@ -84,7 +78,7 @@ def _in_fresh_process(config: dict, path: Path, lock: int, concurrent_jobs: int 
         config, "failed", error={"type": "WorkerDied", "message": f"run process {how}{hint} before writing its record"},
         attempt=attempt, started=started, ended=record.now(),
     )
-    record.write(path, rec)
+    _keep(path, rec)
     return rec
 
 
@@ -168,11 +162,20 @@ def execute(config: dict, attempt: str | None = None, concurrent_jobs: int | Non
     fields["environment"] = measure.environment(device)
     rec = record.new(config, status, error=error, attempt=attempt, started=started, ended=record.now(),
                      tracking=tracker.info, **fields)
-    record.write(path, rec)  # before W&B's finish, so that a hang there cannot lose the record
+    _keep(path, rec)  # before W&B's finish, so that a hang there cannot lose the record
     if not tracker.finish(rec):
         rec["tracking"] = tracker.info
-        record.write(path, rec)
+        _keep(path, rec)
     return rec
+
+
+def _keep(path: Path, rec: dict) -> None:
+    """Write the record; where that fails (a full disk, a folder gone), print it whole with the
+    reason, so that a finished run's numbers are never lost."""
+    try:
+        record.write(path, rec)
+    except OSError as e:
+        print(f"error: could not write the record {path}: {e}\nthe record, in full:\n{record.dumps(rec)}", file=sys.stderr)
 
 
 def _majority(task) -> int | None:
@@ -235,7 +238,5 @@ def _mib(n: int) -> str:
     return f"{n / 2**20:.1f} MiB"
 
 
-if __name__ == "__main__":  # the fresh process: python -m bench.runner CONFIG.json ATTEMPT CONCURRENT_JOBS
-    with open(sys.argv[1]) as f:
-        cfg = json.load(f)
-    execute(cfg, attempt=sys.argv[2], concurrent_jobs=json.loads(sys.argv[3]))
+if __name__ == "__main__":  # the fresh process: python -m bench.runner ATTEMPT CONCURRENT_JOBS < CONFIG_JSON
+    execute(json.load(sys.stdin), attempt=sys.argv[1], concurrent_jobs=json.loads(sys.argv[2]))

@@ -168,3 +168,16 @@ def test_two_launchers_of_one_run_leave_one_good_record(tmp_path):
     assert sorted(p.returncode for p in both) == [0, 1]  # the one that ran succeeded
     [path] = (tmp_path / "c").glob("*.json")
     assert json.loads(path.read_text())["status"] == "ok"
+
+
+def test_a_record_that_cannot_be_written_is_printed_whole(make_config, monkeypatch, capsys):
+    def disk_full(path, rec):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(record, "write", disk_full)
+    rec = launch(make_config())
+    assert rec["status"] == "ok"
+    err = capsys.readouterr().err
+    assert "could not write the record" in err and "No space left on device" in err
+    printed = json.loads(err.split("the record, in full:\n", 1)[1])
+    assert printed["metrics"] == rec["metrics"] and printed["run_id"] == rec["run_id"]
