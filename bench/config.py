@@ -123,6 +123,15 @@ def _at_least(key: str, value: Any, low, what: str = "") -> None:
         raise ConfigError(key, value, what or f"a number >= {low}")
 
 
+def _at_most(key: str, value: Any, high) -> None:
+    if value is not None and value > high:
+        raise ConfigError(key, value, f"a number <= {high:,} (a value this large is a typo, not an experiment)")
+
+
+# beyond these a value is a typo: a million-example batch, a trillion steps
+MAX_BATCH, MAX_STEPS = 65_536, 100_000_000
+
+
 def validate(cfg: DictConfig) -> str | None:
     """Raise ConfigError for a config that cannot run; return a reason when the
     combination is well-formed but does not apply (recorded as `not_applicable`)."""
@@ -158,6 +167,9 @@ def validate(cfg: DictConfig) -> str | None:
 
     t = cfg.train
     _at_least("train.batch_size", t.batch_size, 1)
+    _at_most("train.batch_size", t.batch_size, MAX_BATCH)
+    _at_most("train.eval_batch_size", t.eval_batch_size, MAX_BATCH)
+    _at_most("train.max_steps", t.max_steps, MAX_STEPS)
     _at_least("train.grad_accum", t.grad_accum, 1)
     _at_least("train.eval_batch_size", t.eval_batch_size, 1)
     _at_least("train.eval_every", t.eval_every, 0)
@@ -196,6 +208,10 @@ def validate(cfg: DictConfig) -> str | None:
     family = FAMILIES[cfg.model.family]
     method = METHODS[cfg.method.name]
     reason = method.check(cfg.method, family)
+    sizes = cfg.model.config or {}
+    method.check_sizes(cfg.method, next((sizes[k] for k in ("hidden_size", "n_embd", "d_model") if k in sizes), None),
+                       next((sizes[k] for k in ("max_position_embeddings", "n_positions") if k in sizes), None),
+                       cfg.task.max_length)
     if method.form(family) not in task.forms:
         return (f"task {task.name} is text generation; the {family.name} family "
                 + ("is an encoder" if family.form == "encoder" else f"under method {method.name} reads it as classification"))

@@ -102,6 +102,24 @@ def test_sweep_name_is_a_plain_folder_name(make_config, name, tmp_path):
     validate(make_config("sweep_name=my_sweep-2.1"))
 
 
+@pytest.mark.parametrize("override, key, accepted", [
+    ("method.r=5000", "method.r", "a rank <= 384, the model's width"),
+    ("train.batch_size=1000000", "train.batch_size", "a number <= 65,536"),
+    ("train.max_steps=1000000000000", "train.max_steps", "a number <= 100,000,000"),
+])
+def test_absurd_sizes_stop_before_loading(make_config, override, key, accepted):
+    with pytest.raises(ConfigError) as e:
+        validate(make_config(override))
+    assert e.value.key == key and accepted in str(e.value)
+
+
+def test_prompt_must_fit_the_models_positions(make_config):
+    # MiniLM has 512 positions; the 64 input tokens of tweets leave room for 448 virtual tokens
+    validate(make_config("method=prompt_tuning", "method.num_virtual_tokens=448"))
+    with pytest.raises(ConfigError, match=r"method.num_virtual_tokens=100000 is not valid: expected at most 448: the prompt"):
+        validate(make_config("method=prompt_tuning", "method.num_virtual_tokens=100000"))
+
+
 def test_steps_or_epochs_not_both(make_config):
     with pytest.raises(ConfigError, match="exactly one of train.max_steps and train.epochs"):
         validate(make_config("train.epochs=1"))

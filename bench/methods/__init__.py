@@ -40,6 +40,10 @@ class Method:
         """Raise ConfigError on a bad value; return a reason if the method does not apply."""
         return None
 
+    def check_sizes(self, cfg, width: int | None, positions: int | None, max_length: int) -> None:
+        """Raise ConfigError for a value the model's sizes rule out (from its preset's config,
+        before any weight loads): `width` its hidden size, `positions` its position table."""
+
     def form(self, family: Family) -> str:
         """How the task presents examples under this method (bench.tasks.FORMS)."""
         return family.form
