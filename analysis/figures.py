@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -12,7 +13,7 @@ import pandas as pd
 
 from analysis import uncertainty
 from analysis.selection import select
-from analysis.tables import MAJORITY, majority, measure, method_label, weight_type
+from analysis.tables import MAJORITY, MixedSettings, check_lines, majority, measure, method_label, weight_type
 
 # no software version or date in the files: the same records give byte-identical figures
 PNG_METADATA = {"Software": None}
@@ -113,8 +114,14 @@ def peak_memory(ok: pd.DataFrame, path: Path) -> Path | None:
 
 
 def curve(ok: pd.DataFrame, column: str, xlabel: str, path: Path, by=("task", "method"), label=None) -> Path | None:
-    """Mean test score (± std over seeds) against `column`, a line per `by` group, log2 x axis."""
+    """Mean test score (± std over seeds) against `column`, a line per `by` group, log2 x axis;
+    left out, with a warning, where a line would join runs that differ in more than `column`."""
     if ok[column].nunique() < 2:
+        return None
+    try:
+        check_lines(ok, list(by), column, f"figure {path.name}")
+    except MixedSettings as e:
+        warnings.warn(str(e), stacklevel=2)
         return None
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for key, runs in ok.groupby(list(by), sort=True):

@@ -8,14 +8,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.record import search_id, setting_id
+from bench.record import STATUSES, search_id, setting_id
 
 # column -> path into the record; a missing path gives NA (failed runs have no metrics)
 COLUMNS = {
     "run_id": ("run_id",),
     "status": ("status",),
     "error": ("error", "message"),
-    "sweep": ("config", "sweep_name"),
     "model": ("config", "model", "name"),
     "model_params": ("config", "model", "params"),
     "task": ("config", "task", "name"),
@@ -57,10 +56,10 @@ COLUMNS = {
 }
 
 
-# beside COLUMNS: which runs are repeats of one setting (all but the seed), which form one learning-rate
+# beside COLUMNS: the sweep (the record's folder), which runs are repeats of one setting (all but the seed), which form one learning-rate
 # search (all but seed and lr), the primary metric and its test and validation scores, every validation
 # evaluation, every headline test metric, and the per-example test results that intervals are computed from
-EXTRA = ["setting", "search", "metric", "score", "val_score", "scores", "validation", "per_example"]
+EXTRA = ["sweep", "setting", "search", "metric", "score", "val_score", "scores", "validation", "per_example"]
 
 
 def _get(record: dict, path: tuple):
@@ -83,19 +82,59 @@ def primary_metric(record: dict) -> str | None:
     return next(iter(headline_metrics(record)), None)
 
 
+def _number(value) -> bool:
+    return value is None or isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# sections read as objects of numbers (a metric's split, a measure's name, a device are the strings)
+NUMERIC = {"metrics": {"split"}, "params": set(), "time": set(), "memory": {"measure", "breakdown_at_peak"},
+           "size": {"files"}, "latency": {"merged"}}
+
+
+def problem(record) -> str | None:
+    """What keeps a parsed file from being a record analysis can read (None: nothing)."""
+    if not isinstance(record, dict):
+        return "not a JSON object"
+    if record.get("status") not in STATUSES:
+        return f"status {record.get('status')!r} is not one of {', '.join(STATUSES)}"
+    config = record.get("config")
+    if not isinstance(config, dict) or not all(isinstance(config.get(g), dict) and isinstance(config[g].get("name"), str)
+                                               for g in ("model", "task", "method")):
+        return "config has no model, task and method names"
+    for section, strings in NUMERIC.items():
+        values = record.get(section)
+        if values is None:
+            continue
+        if not isinstance(values, dict):
+            return f"{section} is {type(values).__name__}, not an object"
+        wrong = next((k for k, v in values.items() if k not in strings and not _number(v)), None)
+        if wrong is not None:
+            return f"{section}.{wrong}={values[wrong]!r} is not a number"
+    for section, kind in (("validation", list), ("per_example", dict), ("data", dict), ("error", dict)):
+        if record.get(section) is not None and not isinstance(record[section], kind):
+            return f"{section} is {type(record[section]).__name__}, not a {kind.__name__}"
+    return None
+
+
 def load(results: Path) -> pd.DataFrame:
-    """Every record under `results`, sorted by sweep and run id so output is reproducible."""
+    """Every record under `results`, sorted by sweep and run id so output is reproducible. A file
+    that is not a readable record is skipped with a warning naming it and why. The sweep is the
+    folder a record lives in (never a name inside it, which could point anywhere)."""
     rows = []
     for path in sorted(Path(results).glob("*/*.json")):
         try:
             record = json.loads(path.read_text())
-            setting = setting_id(record["config"])
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            warnings.warn(f"{path}: not a run record, skipped ({type(e).__name__}: {e})", stacklevel=2)
+        except (OSError, ValueError) as e:
+            record = e
+        why = f"{type(record).__name__}: {record}" if isinstance(record, Exception) else problem(record)
+        if why:
+            warnings.warn(f"{path}: not a run record, skipped ({why})", stacklevel=2)
             continue
+        setting = setting_id(record["config"])
         metric = primary_metric(record)
         validation = record.get("validation") or []
-        rows.append({**{column: _get(record, keys) for column, keys in COLUMNS.items()}, "setting": setting,
+        rows.append({**{column: _get(record, keys) for column, keys in COLUMNS.items()}, "sweep": path.parent.name,
+                     "setting": setting,
                      "search": search_id(record["config"]), "metric": metric,
                      "score": record["metrics"][metric] if metric else None,
                      # the validation score of the weights that were tested: what a search selects by

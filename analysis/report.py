@@ -32,7 +32,7 @@ def _html_table(table: Table) -> str:
 
 def sweep_page(sweep: str, frame: pd.DataFrame, tables: list[Table], figures: list[Path], folder: Path) -> Path:
     counts = frame.status.value_counts().sort_index()
-    parts = [f"<p>{len(frame)} runs: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + "</p>"]
+    parts = [f"<p>{len(frame)} runs: " + ", ".join(f"{n} {html.escape(str(s))}" for s, n in counts.items()) + "</p>"]
     for table in tables:
         parts.append(_html_table(table))
         parts.append(" ".join(f"<a href='tables/{table.name}.{ext}'>{ext}</a>" for ext in ("md", "tex", "csv")))

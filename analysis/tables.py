@@ -70,6 +70,17 @@ def _check_repeats(frame: pd.DataFrame, keys: list[str], name: str) -> None:
             "not only in seed; analyse them apart (separate sweeps, or --sweep)")
 
 
+def check_lines(frame: pd.DataFrame, by: list[str], column: str, name: str) -> None:
+    """A line (or table block) over `column` may join runs that differ in `column` alone: raise
+    MixedSettings naming what else differs (a model, a step budget, a learning rate)."""
+    derived = {"model": {"model_params"}}.get(column, set())
+    for key, runs in frame.groupby(by, dropna=False):
+        differing = [c for c in SETTING_COLUMNS if c not in {*by, column, *derived} and runs[c].astype(str).nunique() > 1]
+        if differing:
+            raise MixedSettings(f"{name}: the runs of {key} differ in {', '.join(differing)} besides {column}; "
+                                "analyse them apart (separate sweeps, or --sweep)")
+
+
 def weight_type(targets: str) -> str:
     return ", ".join(MATRIX_LABEL.get(t, t) for t in targets.split(","))
 
@@ -243,6 +254,7 @@ def _by(ok: pd.DataFrame, column: str, name: str, title: str, subset=None) -> Ta
     if frame.empty or frame.groupby(["task", "method"])[column].nunique().max() < 2:
         return None
     _check_repeats(frame, ["task", "method", column], name)
+    check_lines(frame, ["task", "method"], column, f"table {name}")
     table = frame.groupby(["task", "method", column], sort=True).agg(
         score=("score", score), trainable=("method_params", "first")).reset_index()
     table["trainable"] = table.trainable.map(human)

@@ -225,3 +225,46 @@ def test_one_value_per_method_makes_no_by_table(results):
     _record(results / "methods", "q2", method="prompt_tuning", num_virtual_tokens=5)
     frame = records.load(results)
     assert "prompt_length" in [t.name for t in tables.tables(frame[frame.sweep == "methods"])]
+
+
+@pytest.mark.parametrize("change, why", [
+    (lambda r: r.update(metrics=["not", "a", "dict"]), "metrics is list, not an object"),
+    (lambda r: r["metrics"].update(accuracy="high"), "metrics.accuracy='high' is not a number"),
+    (lambda r: r.update(status="<script>alert(1)</script>"), "status '<script>alert(1)</script>' is not one of"),
+    (lambda r: r["config"].pop("method"), "config has no model, task and method names"),
+    (lambda r: r.update(per_example=[1, 2]), "per_example is list, not a dict"),
+])
+def test_records_that_do_not_fit_the_schema_are_skipped_by_name(results, change, why, tmp_path):
+    path = results / "methods" / "f.json"
+    rec = json.loads(path.read_text())
+    change(rec)
+    path.write_text(json.dumps(rec))
+    with pytest.warns(UserWarning, match=f"{path}: not a run record, skipped") as caught:
+        frame = records.load(results)
+    assert why in str(caught[0].message)
+    assert "f" not in set(frame.run_id) and len(frame) == 7
+    analysis_main(["--results", str(results), "--out", str(tmp_path / "report")])  # the report still builds
+
+
+def test_the_sweep_is_the_folder_not_a_name_in_the_record(results, tmp_path):
+    path = results / "methods" / "f.json"
+    rec = json.loads(path.read_text())
+    rec["config"]["sweep_name"] = "../../escaped"
+    path.write_text(json.dumps(rec))
+    out = tmp_path / "report"
+    analysis_main(["--results", str(results), "--out", str(out)])
+    assert set(records.load(results).sweep) == {"lora_rank", "methods"}
+    assert not (tmp_path / "escaped").exists() and not (out.parent.parent / "escaped").exists()
+
+
+def test_a_line_never_joins_runs_that_differ_in_more_than_its_axis(tmp_path):
+    sweep = tmp_path / "results" / "data_size"
+    for run_id, model, size in (("a", "minilm-l6", 100), ("b", "smollm2-135m", 200)):
+        _record(sweep, run_id, method="lora", r=8, targets=["q", "v"])
+        rec = json.loads((sweep / f"{run_id}.json").read_text())
+        rec["config"]["model"]["name"], rec["data"]["train"]["size"] = model, size
+        (sweep / f"{run_id}.json").write_text(json.dumps(rec))
+    frame = records.load(tmp_path / "results")
+    with pytest.warns(UserWarning, match=r"table data_size: the runs of \('tweets', 'lora'\) differ in model besides train_size"):
+        names = [t.name for t in tables.tables(frame)]
+    assert "data_size" not in names
