@@ -13,7 +13,15 @@ import pandas as pd
 
 from analysis import uncertainty
 from analysis.selection import select
-from analysis.tables import MAJORITY, MixedSettings, check_lines, majority, measure, method_label, weight_type
+from analysis.tables import (
+    MAJORITY,
+    MixedSettings,
+    check_lines,
+    majority,
+    measure,
+    method_label,
+    weight_type,
+)
 
 # no software version or date in the files: the same records give byte-identical figures
 PNG_METADATA = {"Software": None}
