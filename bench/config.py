@@ -234,7 +234,15 @@ def _check_writable(key: str, folder: Path) -> None:
 
 
 def to_container(cfg: DictConfig) -> dict:
-    return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    """The run's config as recorded: resolved, with the digests of the user's data files that its
+    task reads (`task.content_sha256`), so that a changed file is a new experiment with a new id."""
+    from bench.tasks import TASKS
+
+    config = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    task = TASKS.get((config.get("task") or {}).get("name"))
+    if task is not None and task.content is not None:
+        config["task"]["content_sha256"] = task.content(cfg.task)
+    return config
 
 
 def device_of(cfg: DictConfig) -> str:

@@ -236,3 +236,20 @@ def test_an_empty_file_fails_the_check(tmp_path, capsys):
         empty.write_text(content)
         assert main(["check", str(empty)]) == 1
         assert "error: no record in the file" in capsys.readouterr().out
+
+
+def test_a_changed_data_file_is_a_new_run_and_a_fixed_one_runs_again(make_config, tmp_path):
+    from bench.config import to_container
+    from bench.record import run_id
+    from bench.runner import launch
+
+    data = tmp_path / "mine.jsonl"
+    data.write_text(Path(CLEAN).read_text().splitlines()[0] + "\n")  # one record: too few to split
+    cfg = jsonl(make_config, data, "task.val_size=3", "task.test_size=6", "task.train_size=null", model="model=minilm-l6")
+    broken = launch(cfg)
+    assert broken["status"] == "failed"
+    assert broken["config"]["task"]["content_sha256"]["path"]
+    data.write_text(Path(CLEAN).read_text())  # the user fixes the file: the same command runs, it is not skipped
+    fixed = jsonl(make_config, data, "task.val_size=3", "task.test_size=6", "task.train_size=null", model="model=minilm-l6")
+    assert run_id(to_container(fixed)) != broken["run_id"]
+    assert launch(fixed)["status"] == "ok"

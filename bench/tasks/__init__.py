@@ -94,17 +94,21 @@ class Task:
     forms: tuple[str, ...] = FORMS
     # (cfg) -> None; raises ConfigError for a bad task value before anything loads
     check: Callable | None = None
+    # (cfg) -> {key: digest} of the user's files the task reads: part of the run id, so that a changed
+    # file is a new experiment (bench.config.to_container)
+    content: Callable | None = None
 
 
 TASKS: dict[str, Task] = {}
 
 
-def register(name: str, schema: type = TaskSchema, forms: tuple[str, ...] = FORMS, check: Callable | None = None):
+def register(name: str, schema: type = TaskSchema, forms: tuple[str, ...] = FORMS, check: Callable | None = None,
+             content: Callable | None = None):
     """Register a loader `(cfg, form) -> TaskData`; conf/task/<name>.yaml lists `<name>_schema` first
     in its defaults when the task has its own schema."""
 
     def add(loader):
-        TASKS[name] = Task(name, loader, schema, forms, check)
+        TASKS[name] = Task(name, loader, schema, forms, check, content)
         return loader
 
     return add

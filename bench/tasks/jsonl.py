@@ -20,6 +20,7 @@ and completion unless the prompt ends in whitespace, as the default separator do
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections import Counter
 from dataclasses import dataclass
@@ -57,7 +58,13 @@ def check(cfg) -> None:
         raise ConfigError("task.max_new_tokens", cfg.max_new_tokens, "a number of tokens >= 1")
 
 
-@register("jsonl", schema=JsonlSchema, check=check)
+def content(cfg) -> dict:
+    """The sha256 of each file the task reads (a file not there yet has none)."""
+    files = {key: Path(cfg[key]).expanduser() for key in ("path", "validation_path", "test_path") if cfg.get(key)}
+    return {key: hashlib.sha256(f.read_bytes()).hexdigest()[:16] for key, f in files.items() if f.is_file()}
+
+
+@register("jsonl", schema=JsonlSchema, check=check, content=content)
 def load(cfg, form) -> TaskData:
     from bench.config import ConfigError
 
