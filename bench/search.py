@@ -44,15 +44,20 @@ def _multirun(method: str, overrides: list[str], lrs: list[float] | None, seeds:
     return subprocess.call(command)
 
 
-def selected_lr(config: dict) -> tuple[float, dict] | None:
-    """The selected learning rate among the finished runs of this config's search (None if none
-    finished), with what it was chosen by."""
+def search_runs(config: dict):
+    """The records of this config's search: the runs that differ from it in seed and lr alone."""
     from analysis import records
-    from analysis.selection import select
     from bench.record import search_id
 
     frame = records.load(Path(config["results_dir"]))
-    chosen = select(frame[(frame.sweep == config["sweep_name"]) & (frame.search == search_id(config))])
+    return frame[(frame.sweep == config["sweep_name"]) & (frame.search == search_id(config))]
+
+
+def selected_lr(runs) -> tuple[float, dict] | None:
+    """The selected learning rate among the finished runs (None if none finished), with what it was chosen by."""
+    from analysis.selection import select
+
+    chosen = select(runs)
     if chosen.empty:
         return None
     chosen = chosen.iloc[0]
@@ -90,7 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     print("== 2. selection on validation", flush=True)
     chosen = {}
     for m, config in configs.items():
-        found = selected_lr(config)
+        runs = search_runs(config)
+        if len(runs) and (runs.status == "not_applicable").all():
+            print(f"{m}: not applicable here ({runs.error.iloc[0]})")
+            continue
+        found = selected_lr(runs)
         if found is None:
             print(f"{m}: no finished run to select from; its seeds are skipped")
             failures += 1

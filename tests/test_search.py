@@ -30,6 +30,15 @@ def test_search_runs_the_grid_then_the_selected_rate_on_seeds(tmp_path, capsys):
     assert f"lora: lr {best:g} of 0.0001, 0.003" in out and "AT THE EDGE of the grid" in out
 
 
+@pytest.mark.slow
+def test_a_method_that_does_not_apply_is_no_failure(tmp_path, capsys):
+    # few-shot prompting needs a model that reads prompts; MiniLM is an encoder
+    assert main(["--methods", "icl", "--seeds", "2", f"results_dir={tmp_path}", *TINY]) == 0
+    assert "icl: not applicable here (few-shot prompting needs a model that reads prompts" in capsys.readouterr().out
+    [rec] = [json.loads(p.read_text()) for p in (tmp_path / "lr_search").glob("*.json")]
+    assert rec["status"] == "not_applicable"
+
+
 @pytest.mark.parametrize("args, message", [
     (["seed=1"], "seed, method and method.lr are set by the search"),
     (["method.lr=1e-3"], "seed, method and method.lr are set by the search"),

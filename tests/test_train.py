@@ -44,3 +44,12 @@ def test_schedules():
     linear, constant = warmup_then("linear", 10, 2), warmup_then("constant", 10, 2)
     assert [linear(s) for s in range(0, 11, 2)] == [0.5, 1.0, 0.75, 0.5, 0.25, 0.0]
     assert [constant(s) for s in (0, 1, 2, 9)] == [0.5, 1.0, 1.0, 1.0]
+
+
+def test_the_loop_overfits_a_handful_of_examples(make_config):
+    # eight tweets seen thirty times: a loop that stalls or climbs cannot pass this
+    rec = launch(make_config("method=full_ft", "method.lr=1e-4", "task.train_size=8", "train.batch_size=8",
+                             "train.max_steps=30", "train.log_every=1", "train.warmup_ratio=0", "train.lr_schedule=constant"))
+    losses = [loss for _, loss in rec["losses"]]
+    assert len(losses) == 30 and losses[0] > 0.9  # about ln 3 = 1.10 at the start: three classes
+    assert max(losses[-5:]) < 0.1 * losses[0]
