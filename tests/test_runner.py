@@ -72,11 +72,14 @@ def test_run_id_ignores_paths_logging_and_tracking(make_config):
 
 
 def test_keys_added_later_keep_earlier_run_ids_at_their_default(make_config):
-    # the default run's id from before task.max_new_tokens existed (experiments/methods cites it)
-    default = to_container(make_config(fast=False))
+    # the default run's id from before task.max_new_tokens, train.lr_schedule, train.early_stopping_patience
+    # and method.lr_grid existed, at its learning rate of then (experiments/methods cites it)
+    default = to_container(make_config("method.lr=1e-3", fast=False))
     assert record.run_id(default) == "minilm-l6-tweets-lora-01f8496c42"
-    longer = to_container(make_config("task.max_new_tokens=32", fast=False))
-    assert record.run_id(longer) != record.run_id(default)
+    for changed in ("task.max_new_tokens=32", "train.lr_schedule=constant", "train.early_stopping_patience=2"):
+        assert record.run_id(to_container(make_config("method.lr=1e-3", changed, fast=False))) != record.run_id(default)
+    # the search's grid is where a search looks, not what a run computes
+    assert record.run_id(to_container(make_config("method.lr=1e-3", "method.lr_grid=[1e-2]", fast=False))) == record.run_id(default)
 
 
 def test_failed_run_is_recorded_and_retried_only_when_asked(make_config, tmp_path, capsys):
