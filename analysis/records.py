@@ -86,9 +86,9 @@ def _number(value) -> bool:
     return value is None or isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-# sections read as objects of numbers (a metric's split, a measure's name, a device are the strings)
-NUMERIC = {"metrics": {"split"}, "params": set(), "time": set(), "memory": {"measure", "breakdown_at_peak"},
-           "size": {"files"}, "latency": {"merged"}}
+# sections read as objects of numbers, with the keys that hold something else
+NUMERIC = {"metrics": {"split"}, "params": set(), "time": {"shared_process", "shared_machine"},
+           "memory": {"measure", "breakdown_at_peak", "analytic_bytes"}, "size": {"files"}, "latency": {"merged"}}
 
 
 def problem(record) -> str | None:
