@@ -124,7 +124,7 @@ def peak_memory(ok: pd.DataFrame, path: Path) -> Path | None:
 def curve(ok: pd.DataFrame, column: str, xlabel: str, path: Path, by=("task", "method"), label=None) -> Path | None:
     """Mean test score (± std over seeds) against `column`, a line per `by` group, log2 x axis;
     left out, with a warning, where a line would join runs that differ in more than `column`."""
-    if ok[column].nunique() < 2:
+    if ok.empty or ok.groupby(list(by))[column].nunique().max() < 2:  # no line with two points
         return None
     try:
         check_lines(ok, list(by), column, f"figure {path.name}")
