@@ -155,6 +155,7 @@ def test_cli_rejects_bad_value_before_loading(tmp_path):
     assert not list(tmp_path.rglob("*.json"))  # nothing ran, nothing recorded
 
 
+@pytest.mark.slow
 def test_cli_exits_non_zero_when_the_run_fails(tmp_path):
     args = ("model.source=hub", "model.hub_id=peft-bench/no-such-model", f"results_dir={tmp_path}", "tracking=none",
             "process=inline")

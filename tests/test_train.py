@@ -46,6 +46,7 @@ def test_schedules():
     assert [constant(s) for s in (0, 1, 2, 9)] == [0.5, 1.0, 1.0, 1.0]
 
 
+@pytest.mark.slow
 def test_the_loop_overfits_a_handful_of_examples(make_config):
     # eight tweets seen thirty times: a loop that stalls or climbs cannot pass this
     rec = launch(make_config("method=full_ft", "method.lr=1e-4", "task.train_size=8", "train.batch_size=8",
