@@ -63,11 +63,15 @@ def _check_repeats(frame: pd.DataFrame, keys: list[str], name: str) -> None:
     counts = frame.groupby(keys, dropna=False).setting.nunique()
     if (counts > 1).any():
         cell = counts[counts > 1].index[0]
-        runs = frame[frame.set_index(keys).index.isin([cell])]
-        differing = [c for c in SETTING_COLUMNS if c not in keys and runs[c].astype(str).nunique() > 1]
+        differing = _differing(frame[frame.set_index(keys).index.isin([cell])], set(keys))
         raise MixedSettings(
             f"table {name}: cell {cell} holds runs that differ in {', '.join(differing) or 'other config fields'}, "
             "not only in seed; analyse them apart (separate sweeps, or --sweep)")
+
+
+def _differing(runs: pd.DataFrame, shown: set[str]) -> list[str]:
+    """The setting columns, other than those `shown`, in which the runs differ."""
+    return [c for c in SETTING_COLUMNS if c not in shown and runs[c].astype(str).nunique() > 1]
 
 
 def check_lines(frame: pd.DataFrame, by: list[str], column: str, name: str) -> None:
@@ -75,7 +79,7 @@ def check_lines(frame: pd.DataFrame, by: list[str], column: str, name: str) -> N
     MixedSettings naming what else differs (a model, a step budget, a learning rate)."""
     derived = {"model": {"model_params"}}.get(column, set())
     for key, runs in frame.groupby(by, dropna=False):
-        differing = [c for c in SETTING_COLUMNS if c not in {*by, column, *derived} and runs[c].astype(str).nunique() > 1]
+        differing = _differing(runs, {*by, column, *derived})
         if differing:
             raise MixedSettings(f"{name}: the runs of {key} differ in {', '.join(differing)} besides {column}; "
                                 "analyse them apart (separate sweeps, or --sweep)")
