@@ -15,6 +15,11 @@ from bench.config import ConfigError, cpu_count, register_schemas, to_container
 register_schemas()
 
 
+class JobFailed(Exception):
+    """A sweep job that did not end ok. Raised after its record is written: Hydra's sweeper runs the
+    other jobs first, then reports the first such job and exits 1, so `python -m bench -m ... && next` stops."""
+
+
 def concurrent_jobs(hydra_cfg) -> int | None:
     """How many jobs the launcher runs at once on this machine: 1 for the default (basic)
     launcher and for SLURM jobs (each gets its own allocation); None when unknown."""
@@ -38,9 +43,9 @@ def main(cfg: DictConfig) -> None:
             count.launch(cfg)
         else:
             rec = launch(cfg, concurrent_jobs(HydraConfig.get()))
-            # a single run that did not succeed (or runs elsewhere) fails the command: `python -m bench && next` stops
-            if HydraConfig.get().mode != RunMode.MULTIRUN and (rec is None or rec["status"] not in ("ok", "not_applicable")):
-                sys.exit(1)
+            # a run that did not succeed (or runs elsewhere) fails the command: `python -m bench && next` stops
+            if rec is None or rec["status"] not in ("ok", "not_applicable"):
+                _fail(f"run {rec['run_id']} ended {rec['status']}" if rec else "the run is running in another process")
     except ConfigError as e:
         if HydraConfig.get().mode != RunMode.MULTIRUN:
             sys.exit(f"error: {e}")
@@ -48,12 +53,18 @@ def main(cfg: DictConfig) -> None:
         print(f"error: {e}", file=sys.stderr)
         config = to_container(cfg)
         path = count.path_for(config) if config.get("mode") == "count" else record.path_for(config)
-        if record.should_skip(record.read(path), config["force"], config["retry_failed"]):
-            return
-        try:
-            record.write(path, record.new(config, "failed", error=record.error_of(e)))
-        except OSError as write_error:  # the error may be the results folder itself
-            print(f"error: could not record it: {write_error}", file=sys.stderr)
+        if not record.should_skip(record.read(path), config["force"], config["retry_failed"]):
+            try:
+                record.write(path, record.new(config, "failed", error=record.error_of(e)))
+            except OSError as write_error:  # the error may be the results folder itself
+                print(f"error: could not record it: {write_error}", file=sys.stderr)
+        raise JobFailed(f"invalid configuration: {e}") from None
+
+
+def _fail(why: str) -> None:
+    if HydraConfig.get().mode == RunMode.MULTIRUN:
+        raise JobFailed(f"{why}; the sweep's other jobs ran (see their records)")
+    sys.exit(1)
 
 
 def check_overrides(args: list[str]) -> None:

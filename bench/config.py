@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from importlib.util import find_spec
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
+from hydra.experimental.callback import Callback
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from bench.assets import ASSETS, install_hint, installed
@@ -200,10 +202,7 @@ def validate(cfg: DictConfig) -> str | None:
     _one_of("tracking.backend", cfg.tracking.backend, {"wandb", "none"})
     _one_of("tracking.mode", cfg.tracking.mode, {"offline", "online"})
     _one_of("process", cfg.process, {"fresh", "inline"})
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", cfg.sweep_name):
-        raise ConfigError("sweep_name", cfg.sweep_name, "a plain folder name of letters, digits, '.', '_' and '-', "
-                          "not starting with '.' (records go to <results_dir>/<sweep_name>/)")
-    _check_writable("results_dir", Path(cfg.results_dir) / cfg.sweep_name)
+    check_results_folder(cfg)
 
     family = FAMILIES[cfg.model.family]
     method = METHODS[cfg.method.name]
@@ -224,13 +223,36 @@ def _offline_copy(model) -> bool:
     return bool(model.package and find_spec(model.package))
 
 
-def _check_writable(key: str, folder: Path) -> None:
+def check_results_folder(cfg: DictConfig) -> None:
+    """sweep_name is a plain folder name and <results_dir>/<sweep_name> a folder this user can write."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", str(cfg.sweep_name)):
+        raise ConfigError("sweep_name", cfg.sweep_name, "a plain folder name of letters, digits, '.', '_' and '-', "
+                          "not starting with '.' (records go to <results_dir>/<sweep_name>/)")
+    folder = Path(cfg.results_dir) / cfg.sweep_name
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder):
             pass
     except OSError as e:
-        raise ConfigError(key, str(folder), f"a folder this user can create and write ({e.strerror})") from None
+        raise ConfigError("results_dir", str(folder), f"a folder this user can create and write ({e.strerror})") from None
+
+
+class ResultsFolderCheck(Callback):
+    """Hydra makes its log folder inside the results folder before the run starts (conf/config.yaml,
+    hydra.callbacks): this checks the folder first, so a bad one gets the project's message, not Hydra's traceback."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config)
+
+    @staticmethod
+    def _check(config: DictConfig) -> None:
+        try:
+            check_results_folder(config)
+        except ConfigError as e:
+            sys.exit(f"error: {e}")
 
 
 def to_container(cfg: DictConfig) -> dict:

@@ -165,6 +165,25 @@ def test_cli_exits_non_zero_when_the_run_fails(tmp_path):
     assert again.returncode == 1 and "skip:" in again.stdout
 
 
+@pytest.mark.parametrize("sweep", [False, True])
+def test_cli_checks_the_results_folder_before_hydra_writes_in_it(tmp_path, sweep):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    out = _bench(*(["-m"] if sweep else []), f"results_dir={blocker}", "tracking=none")
+    assert out.returncode == 1
+    assert f"error: results_dir='{blocker}/default' is not valid: expected a folder this user can create and write" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_sweep_runs_every_job_then_exits_non_zero_when_one_failed(tmp_path):
+    # job 0 is invalid (recorded failed), job 1 is recorded not_applicable without loading a model
+    out = _bench("-m", "model=smollm2-135m", "method=bitfit", "method.lr=0,1e-3", f"results_dir={tmp_path}", "tracking=none")
+    assert out.returncode == 1
+    assert "JobFailed: invalid configuration: method.lr=0.0 is not valid" in out.stderr
+    statuses = sorted(json.loads(p.read_text())["status"] for p in (tmp_path / "default").glob("*.json"))
+    assert statuses == ["failed", "not_applicable"]
+
+
 def test_cli_rejects_malformed_override(tmp_path):
     out = _bench("method.r=", "method.targets=[q,", f"results_dir={tmp_path}")
     assert out.returncode != 0
