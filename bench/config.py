@@ -257,13 +257,16 @@ class ResultsFolderCheck(Callback):
 
 def to_container(cfg: DictConfig) -> dict:
     """The run's config as recorded: resolved, with the digests of the user's data files that its
-    task reads (`task.content_sha256`), so that a changed file is a new experiment with a new id."""
+    task reads (`task.content_sha256`) and of its prompt template (`task.template_sha256`), so that a
+    changed file or template is a new experiment with a new id."""
     from bench.tasks import TASKS
 
     config = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     task = TASKS.get((config.get("task") or {}).get("name"))
     if task is not None and task.content is not None:
         config["task"]["content_sha256"] = task.content(cfg.task)
+    if task is not None and task.template is not None:
+        config["task"]["template_sha256"] = task.template_sha256()
     return config
 
 

@@ -37,13 +37,26 @@ NOT_IDENTITY = {
 # keys added after records existed: at these values (their defaults) they leave a run id as it was,
 # so earlier results keep being found (and skipped) by the same command
 ADDED_LATER = {"task.max_new_tokens": 16, "train.lr_schedule": "linear", "train.early_stopping_patience": 0}
+# each task's prompt-template digest (task.template_sha256) when it joined the run id: runs of a task
+# whose template is still this one keep their ids; an edited template gives new ones
+TEMPLATES_ADDED = {
+    "arithmetic": "dd11c882d2aadb7c", "imdb": "a106df2895114657", "sst2": "1e09ad32b7df0612", "boolq": "add16ca76fe91f6a",
+    "cb": "c486d15b7475f7d3", "rte": "0f84b7319a202ca0", "wic": "6668f4a99a8ec8c3", "wsc": "0804b9bb115a9e88",
+    "copa": "d8d9ae7a37231f0a", "multirc": "7330297d1ec629a7", "record": "85fa8a5cdddc25e0", "tweets": "f1d48b2931fd6cf4",
+}
 
 
-def _identity(config: dict, prefix: str = "", without: frozenset = frozenset()) -> dict:
+def _identity(config: dict, without: frozenset = frozenset()) -> dict:
+    task = config.get("task", {})
+    added = {**ADDED_LATER, "task.template_sha256": TEMPLATES_ADDED.get(task.get("name"))}
+    return _select(config, "", NOT_IDENTITY | without, added)
+
+
+def _select(config: dict, prefix: str, leave_out: set, added: dict) -> dict:
     return {
-        k: _identity(v, f"{prefix}{k}.", without) if isinstance(v, dict) else v
+        k: _select(v, f"{prefix}{k}.", leave_out, added) if isinstance(v, dict) else v
         for k, v in config.items()
-        if f"{prefix}{k}" not in NOT_IDENTITY | without and ADDED_LATER.get(f"{prefix}{k}", object()) != v
+        if f"{prefix}{k}" not in leave_out and added.get(f"{prefix}{k}", object()) != v
     }
 
 

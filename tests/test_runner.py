@@ -82,6 +82,29 @@ def test_keys_added_later_keep_earlier_run_ids_at_their_default(make_config):
     assert record.run_id(to_container(make_config("method.lr=1e-3", "method.lr_grid=[1e-2]", fast=False))) == record.run_id(default)
 
 
+def test_unchanged_task_templates_keep_the_ids_records_have():
+    from bench.tasks import TASKS
+
+    for name, task in TASKS.items():
+        if task.template is not None:
+            # if this fails, task NAME's template changed: its runs now get new ids, as they should;
+            # leave record.TEMPLATES_ADDED as it is (it names the template the old records were made with)
+            assert task.template_sha256() == record.TEMPLATES_ADDED[name], name
+
+
+def test_an_edited_prompt_template_is_a_new_run_id(make_config, monkeypatch):
+    from bench.tasks import Example, tweets
+
+    before = record.run_id(to_container(make_config("method.lr=1e-3", fast=False)))
+    assert before == "minilm-l6-tweets-lora-01f8496c42"  # as before templates were part of the id
+    monkeypatch.setattr(tweets, "example", lambda text, sentiment: Example(
+        text=text, label=tweets.LABELS.index(sentiment), prompt=f"Tweet: {text}\nThe sentiment is"))
+    after = to_container(make_config("method.lr=1e-3", fast=False))
+    assert record.run_id(after) != before and after["task"]["version"] == "1"  # the version was not bumped
+    monkeypatch.setattr(tweets, "INSTRUCTION", "Label the tweet.")
+    assert record.run_id(to_container(make_config("method.lr=1e-3", fast=False))) not in (before, record.run_id(after))
+
+
 def test_failed_run_is_recorded_and_retried_only_when_asked(make_config, tmp_path, capsys):
     bad = ["model.source=hub", "model.hub_id=peft-bench/no-such-model"]
     rec = launch(make_config(*bad))

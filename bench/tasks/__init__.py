@@ -9,12 +9,14 @@ tasks shape their examples differently for the two forms; each task module docum
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import json
 import pkgutil
 import random
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from omegaconf import MISSING
 
@@ -97,18 +99,26 @@ class Task:
     # (cfg) -> {key: digest} of the user's files the task reads: part of the run id, so that a changed
     # file is a new experiment (bench.config.to_container)
     content: Callable | None = None
+    # () -> what the task's code makes of placeholder inputs (prompts, label words, instruction): its
+    # digest is part of the run id, so that an edited template is a new experiment even if `version` is not bumped
+    template: Callable | None = None
+
+    def template_sha256(self) -> str | None:
+        if self.template is None:
+            return None
+        return hashlib.sha256(json.dumps(self.template(), sort_keys=True, default=asdict).encode()).hexdigest()[:16]
 
 
 TASKS: dict[str, Task] = {}
 
 
 def register(name: str, schema: type = TaskSchema, forms: tuple[str, ...] = FORMS, check: Callable | None = None,
-             content: Callable | None = None):
+             content: Callable | None = None, template: Callable | None = None):
     """Register a loader `(cfg, form) -> TaskData`; conf/task/<name>.yaml lists `<name>_schema` first
     in its defaults when the task has its own schema."""
 
     def add(loader):
-        TASKS[name] = Task(name, loader, schema, forms, check, content)
+        TASKS[name] = Task(name, loader, schema, forms, check, content, template)
         return loader
 
     return add

@@ -43,6 +43,7 @@ PHRASINGS = ("symbolic", "natural", "mixed")
 TEMPLATES = ("What is {}?", "Calculate {}.", "Compute {}.", "Please work out {}.", "Find the value of {}.", "Solve {}.")
 TEST_SHARE, VAL_SHARE = 0.1, 0.1  # of the hash range; the rest is training
 MAX_DIGITS = 30
+INSTRUCTION = "Solve each arithmetic problem."
 
 
 @dataclass
@@ -80,7 +81,19 @@ def check(cfg) -> None:
         raise ConfigError("task.max_new_tokens", cfg.max_new_tokens, "a number of tokens >= 1")
 
 
-@register("arithmetic", schema=ArithmeticSchema, forms=("text_to_text",), check=check)
+def example(op: str, a: int, b: int, phrasing: str, template: int) -> Example:
+    question = TEMPLATES[template].format(expression(op, a, b, phrasing))
+    return Example(text=question, prompt=question + "\n", target=solve(op, a, b), category=op)
+
+
+def template() -> dict:
+    """Every operation in every phrasing and question template, with operands that take each target format."""
+    return {"examples": [example(op, a, b, phrasing, t) for op in OPS for a, b in ((12, 34), (4429, 7), (397, 4429), (8914, 64))
+                         for phrasing in PHRASINGS[:2] for t in range(len(TEMPLATES))],
+            "instruction": INSTRUCTION}
+
+
+@register("arithmetic", schema=ArithmeticSchema, forms=("text_to_text",), check=check, template=template)
 def load(cfg, form) -> TaskData:
     check(cfg)
     sizes = {"train": cfg.train_size, "validation": cfg.val_size, "test": cfg.test_size}
@@ -95,8 +108,7 @@ def load(cfg, form) -> TaskData:
             s = split_of(seed, op, a, b)
             if quota[s][op]:
                 quota[s][op] -= 1
-                question = TEMPLATES[template].format(expression(op, a, b, phrasing))
-                splits[s].append(Example(text=question, prompt=question + "\n", target=solve(op, a, b), category=op))
+                splits[s].append(example(op, a, b, phrasing, template))
                 needed -= 1
                 if not needed:
                     break
@@ -106,7 +118,7 @@ def load(cfg, form) -> TaskData:
             left = {s: {op: n for op, n in q.items() if n} for s, q in quota.items() if any(q.values())}
             raise ConfigError("task.digits", {k: dict(v) for k, v in cfg.digits.items()},
                               f"digit ranges with enough distinct problems for the split sizes (still missing {left})")
-    return TaskData(labels=[], metrics=("answer_exact_match",), kind="generate", instruction="Solve each arithmetic problem.", **splits)
+    return TaskData(labels=[], metrics=("answer_exact_match",), kind="generate", instruction=INSTRUCTION, **splits)
 
 
 def problems(cfg, ops):

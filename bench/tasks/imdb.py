@@ -22,6 +22,7 @@ from bench.tasks import Example, TaskData, register
 from bench.tasks.sources import DataDirSchema, check_source, held_out, hub_rows
 
 LABELS = ["negative", "positive"]
+INSTRUCTION = "Classify the sentiment of each review as negative or positive."
 LAYOUT = ["train/pos", "train/neg", "test/pos", "test/neg"]
 
 
@@ -38,9 +39,14 @@ def example(row: dict) -> Example:
     return Example(text=review, label=row["label"], prompt=f"Review: {review}\nSentiment:")
 
 
-@register("imdb", schema=DataDirSchema, check=lambda cfg: check_source(cfg, LAYOUT))
+
+def template() -> dict:
+    return {"example": example({"text": "{text}", "label": 0}), "labels": LABELS, "instruction": INSTRUCTION}
+
+
+@register("imdb", schema=DataDirSchema, check=lambda cfg: check_source(cfg, LAYOUT), template=template)
 def load(cfg, form) -> TaskData:
     train, test = ([example(r) for r in rows(cfg, split)] for split in ("train", "test"))
     train, validation, test = held_out(train, test, cfg)
     return TaskData(labels=LABELS, metrics=("accuracy",), train=train, validation=validation, test=test,
-                    instruction="Classify the sentiment of each review as negative or positive.")
+                    instruction=INSTRUCTION)

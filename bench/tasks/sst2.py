@@ -23,6 +23,7 @@ from bench.tasks import Example, TaskData, register
 from bench.tasks.sources import DataDirSchema, check_source, held_out, hub_rows
 
 LABELS = ["negative", "positive"]
+INSTRUCTION = "Classify the sentiment of each review as negative or positive."
 FILES = {"train": "train.tsv", "validation": "dev.tsv"}
 
 
@@ -38,9 +39,14 @@ def example(row: dict) -> Example:
     return Example(text=sentence, label=row["label"], prompt=f"Review: {sentence}\nSentiment:")
 
 
-@register("sst2", schema=DataDirSchema, check=lambda cfg: check_source(cfg, list(FILES.values())))
+
+def template() -> dict:
+    return {"example": example({"sentence": "{sentence}", "label": 0}), "labels": LABELS, "instruction": INSTRUCTION}
+
+
+@register("sst2", schema=DataDirSchema, check=lambda cfg: check_source(cfg, list(FILES.values())), template=template)
 def load(cfg, form) -> TaskData:
     train, test = ([example(r) for r in rows(cfg, split)] for split in FILES)
     train, validation, test = held_out(train, test, cfg)
     return TaskData(labels=LABELS, metrics=("accuracy",), train=train, validation=validation, test=test,
-                    instruction="Classify the sentiment of each review as negative or positive.")
+                    instruction=INSTRUCTION)

