@@ -46,6 +46,15 @@ def test_sizes_subsample_train_and_test(task_config):
     assert set(data.train) <= set(full.train) and data.validation == full.validation
 
 
+def test_a_tsv_with_another_header_is_named_before_loading(make_config, tmp_path):
+    (tmp_path / "train.tsv").write_text("sentence\tlabel\nfine\t1\n")
+    (tmp_path / "dev.tsv").write_text("label\tcontent\n1\tfine\n")
+    with pytest.raises(ConfigError) as err:
+        validate(make_config("task=sst2", f"task.data_dir={tmp_path}"))
+    assert err.value.key == "task.data_dir"
+    assert f"{tmp_path / 'dev.tsv'} starts with fields label, content; expected sentence, label" in str(err.value)
+
+
 @pytest.mark.parametrize("task, missing", [("sst2", "dev.tsv"), ("imdb", "test/neg")])
 def test_missing_folder_names_the_key(make_config, tmp_path, monkeypatch, task, missing):
     (tmp_path / "train.tsv").write_text("sentence\tlabel\n")

@@ -1,5 +1,6 @@
 """SuperGLUE loaders on hand-written files in the official layout (tests/fixtures/superglue), and its metrics."""
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -113,6 +114,15 @@ def test_split_is_fixed_by_split_seed(task_config):
     assert load(cfg) == load(cfg)
     firsts = {load(OmegaConf.merge(cfg, {"split_seed": s})).validation[0].text for s in range(8)}
     assert len(firsts) > 1
+
+
+def test_rows_without_the_official_fields_are_named_before_loading(make_config, tmp_path):
+    shutil.copytree(FIXTURES / "RTE", tmp_path / "RTE")
+    (tmp_path / "RTE" / "val.jsonl").write_text('{"sentence1": "a", "sentence2": "b", "label": "entailment"}\n')
+    with pytest.raises(ConfigError) as err:
+        validate(make_config("task=rte", f"task.data_dir={tmp_path}"))
+    assert err.value.key == "task.data_dir"
+    assert f"{tmp_path / 'RTE' / 'val.jsonl'} starts with fields sentence1, sentence2, label; expected premise, hypothesis, label" in str(err.value)
 
 
 def test_missing_folder_names_the_key(make_config, tmp_path, monkeypatch):

@@ -9,6 +9,7 @@ its own file (SuperGLUE's val.jsonl, GLUE's dev.tsv, IMDB's test/).
 
 from __future__ import annotations
 
+import json
 import os
 import random
 from dataclasses import dataclass
@@ -37,9 +38,10 @@ def _hub_cached(hub_id: str) -> bool:
     return (Path(constants.HF_HUB_CACHE) / f"datasets--{hub_id.replace('/', '--')}").is_dir()
 
 
-def check_source(cfg, layout: list[str]) -> None:
-    """Raise a ConfigError naming task.data_dir unless the folder holds `layout` (paths relative to it),
-    or, with the folder unset, the hub can be read."""
+def check_source(cfg, layout: list[str], fields: dict[str, tuple[str, ...]] | None = None) -> None:
+    """Raise a ConfigError naming task.data_dir unless the folder holds `layout` (paths relative to it)
+    and each file in `fields` starts with a record that has those fields (a TSV's header, a JSONL's
+    first object), or, with the folder unset, the hub can be read."""
     from bench.config import ConfigError
 
     want = f"a folder holding {', '.join(layout)}"
@@ -48,10 +50,28 @@ def check_source(cfg, layout: list[str]) -> None:
         missing = [p for p in layout if not (folder / p).exists()]
         if missing:
             raise ConfigError("task.data_dir", cfg.data_dir, f"{want} (missing: {', '.join(missing)})")
+        for name, expected in (fields or {}).items():
+            found = _first_fields(folder / name)
+            if not set(expected) <= set(found):
+                raise ConfigError("task.data_dir", cfg.data_dir, f"{want} in the official format: {folder / name} starts "
+                                  f"with fields {', '.join(found) or 'none'}; expected {', '.join(expected)}")
     elif find_spec("datasets") is None:
         raise ConfigError("task.data_dir", None, f"{want}; the hub copy ({cfg.hub_id}) needs the `datasets` package, not installed")
     elif _offline() and not _hub_cached(cfg.hub_id):
         raise ConfigError("task.data_dir", None, f"{want}; the hub is offline (HF_HUB_OFFLINE) and {cfg.hub_id} is not in its cache")
+
+
+def _first_fields(path: Path) -> list[str]:
+    """The column names of a TSV's header, or the keys of a JSONL file's first object."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        first = next((line for line in f if line.strip()), "")
+    if path.suffix == ".tsv":
+        return first.rstrip("\r\n").split("\t")
+    try:
+        row = json.loads(first)
+    except json.JSONDecodeError:
+        return []
+    return list(row) if isinstance(row, dict) else []
 
 
 def hub_rows(hub_id: str, config: str | None, split: str) -> list[dict]:

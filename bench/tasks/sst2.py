@@ -44,7 +44,7 @@ def template() -> dict:
     return {"example": example({"sentence": "{sentence}", "label": 0}), "labels": LABELS, "instruction": INSTRUCTION}
 
 
-@register("sst2", schema=DataDirSchema, check=lambda cfg: check_source(cfg, list(FILES.values())), template=template)
+@register("sst2", schema=DataDirSchema, check=lambda cfg: check_source(cfg, list(FILES.values()), {f: ("sentence", "label") for f in FILES.values()}), template=template)
 def load(cfg, form) -> TaskData:
     train, test = ([example(r) for r in rows(cfg, split)] for split in FILES)
     train, validation, test = held_out(train, test, cfg)

@@ -112,6 +112,12 @@ SPECS = {
     "multirc": Spec("MultiRC", "multirc", ("f1a", "multirc_em"), (0, 1), examples=multirc),
     "record": Spec("ReCoRD", "record", ("record_f1", "record_em"), choice_labels=(), examples=record),
 }
+# the fields every row of a task's official jsonl files has, checked before anything loads
+FIELDS = {
+    "boolq": ("question", "passage", "label"), "cb": ("premise", "hypothesis", "label"), "rte": ("premise", "hypothesis", "label"),
+    "wic": ("word", "sentence1", "sentence2", "label"), "wsc": ("text", "target", "label"),
+    "copa": ("premise", "choice1", "choice2", "question", "label", "idx"), "multirc": ("passage", "idx"), "record": ("passage", "qas", "idx"),
+}
 
 
 def official_rows(name: str, row: dict) -> list[dict]:
@@ -182,8 +188,8 @@ def template(name: str):
 
 
 def check(name: str):
-    folder = SPECS[name].folder
-    return lambda cfg: check_source(cfg, [f"{folder}/train.jsonl", f"{folder}/val.jsonl"])
+    files = [f"{SPECS[name].folder}/{split}.jsonl" for split in ("train", "val")]
+    return lambda cfg: check_source(cfg, files, dict.fromkeys(files, FIELDS[name]))
 
 
 def _continuing(choice: str) -> str:
