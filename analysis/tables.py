@@ -260,8 +260,8 @@ def _by(ok: pd.DataFrame, column: str, name: str, title: str, subset=None) -> Ta
     _check_repeats(frame, ["task", "method", column], name)
     check_lines(frame, ["task", "method"], column, f"table {name}")
     table = frame.groupby(["task", "method", column], sort=True).agg(
-        score=("score", score), trainable=("method_params", "first")).reset_index()
-    table["trainable"] = table.trainable.map(human)
+        score=("score", score), method_params=("method_params", "first"), head_params=("head_params", "first")).reset_index()
+    table = table.drop(columns=["method_params", "head_params"]).assign(**trainable(table))
     if pd.api.types.is_float_dtype(table[column]) and (table[column] % 1 == 0).all():
         table[column] = table[column].astype(int)  # counts read back as floats where other runs lack them
     table = table.set_index(column)
@@ -290,6 +290,14 @@ def tables(frame: pd.DataFrame) -> list[Table]:
     return [t for t in found if t is not None] + [runs_table(frame)]
 
 
+def trainable(frame: pd.DataFrame) -> dict[str, pd.Series]:
+    """Trainable parameters as every table shows them: the method's own, and with the task head that trains beside it."""
+    def shown(values: pd.Series) -> pd.Series:
+        return values.map(lambda v: "-" if pd.isna(v) else human(v))
+
+    return {"trainable (method)": shown(frame.method_params), "trainable (+head)": shown(frame.method_params + frame.head_params)}
+
+
 def runs_table(frame: pd.DataFrame) -> Table:
     runs = pd.DataFrame({
         "status": frame.status,
@@ -303,11 +311,13 @@ def runs_table(frame: pd.DataFrame) -> Table:
         "validation %": frame.val_score.map(lambda v: "-" if pd.isna(v) else f"{100 * v:.1f}"),
         "score %": frame.score.map(lambda v: "-" if pd.isna(v) else f"{100 * v:.1f}"),
         "macro-F1 %": frame.macro_f1.map(lambda v: "-" if pd.isna(v) else f"{100 * v:.1f}"),
-        "trainable": frame.trainable.map(lambda v: "-" if pd.isna(v) else human(v)),
+        **trainable(frame),
         "peak MiB": frame.peak_memory_bytes.map(lambda v: "-" if pd.isna(v) else f"{v / 2**20:.0f}"),
         "s/step": frame.median_step_seconds.map(lambda v: "-" if pd.isna(v) else f"{v:.2f}"),
         "stored KiB": frame.stored_bytes.map(lambda v: "-" if pd.isna(v) else f"{v / 2**10:.0f}"),
     })
+    # why a run did not end ok, in its first line
+    runs["reason"] = [m.splitlines()[0][:160] if s != "ok" and isinstance(m, str) and m else "" for s, m in zip(frame.status, frame.error)]
     runs.index = frame.run_id
     runs.index.name = "run"
     return Table("runs", "Every run in the sweep", runs)

@@ -227,6 +227,24 @@ def test_one_value_per_method_makes_no_by_table(results):
     assert "prompt_length" in [t.name for t in tables.tables(frame[frame.sweep == "methods"])]
 
 
+def test_trainable_means_one_thing_in_every_table_and_failed_rows_say_why(results):
+    _record(results / "lora_rank", "a2", accuracy=0.55, r=1, targets=["q"], seed=1)
+    frame = records.load(results)
+    shown = {t.name: t.frame for t in tables.tables(frame[frame.sweep == "lora_rank"])}
+    runs = shown["runs"]
+    assert runs.loc["b", "trainable (method)"] == "8K" and runs.loc["b", "trainable (+head)"] == "8.01K"
+    assert runs.loc["e", "trainable (method)"] == "-" and runs.loc["e", "reason"] == "no such model"
+    assert runs.loc["b", "reason"] == ""
+    _record(results / "methods", "q", method="prompt_tuning", num_virtual_tokens=20)
+    _record(results / "methods", "q2", method="prompt_tuning", num_virtual_tokens=5)
+    frame = records.load(results)
+    shown.update({t.name: t.frame for t in tables.tables(frame[frame.sweep == "methods"])})
+    assert {"rank_grid", "runs", "methods", "prompt_length"} <= set(shown)
+    for name, table in shown.items():
+        # never the bare word, whose meaning differed by table; grids show scores only
+        assert "trainable" not in table.columns and (name == "rank_grid" or "trainable (+head)" in table.columns), name
+
+
 @pytest.mark.parametrize("change, why", [
     (lambda r: r.update(metrics=["not", "a", "dict"]), "metrics is list, not an object"),
     (lambda r: r["metrics"].update(accuracy="high"), "metrics.accuracy='high' is not a number"),
