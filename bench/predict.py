@@ -8,7 +8,10 @@
   prompt, cut at the task's stop text (few-shot prompts: the separator between examples).
 
 The loss is the mean cross-entropy of the gold label (encoders) or of the gold completion's
-tokens (text-to-text), so that validation loss means the same thing as training loss.
+tokens (text-to-text), as in training, with one difference: a decoder's training rows end with
+end-of-sequence (so that a served model stops after its answer) and rank classification scores the
+choices without it, so for decoders on classify tasks the validation loss leaves that token out
+(experiments/first_loss shows its share of the first training loss).
 """
 
 from __future__ import annotations
