@@ -88,7 +88,7 @@ def _number(value) -> bool:
 
 # sections read as objects of numbers, with the keys that hold something else
 NUMERIC = {"metrics": {"split"}, "params": set(), "time": {"shared_process", "shared_machine"},
-           "memory": {"measure", "breakdown_at_peak", "analytic_bytes"}, "size": {"files"}, "latency": {"merged"}}
+           "memory": {"measure", "breakdown_at_peak", "analytic_bytes"}, "size": {"files", "error"}, "latency": {"merged"}}
 
 
 def problem(record) -> str | None:

@@ -108,10 +108,14 @@ class CudaPeak:
 
 
 def stored_bytes(save, model) -> dict:
-    """Bytes on disk of what a user keeps per task, written by the method's own `save`."""
-    with tempfile.TemporaryDirectory() as folder:
-        save(model, Path(folder))
-        files = {str(p.relative_to(folder)): p.stat().st_size for p in Path(folder).rglob("*") if p.is_file()}
+    """Bytes on disk of what a user keeps per task, written by the method's own `save`. A save that
+    fails (a full disk) fails this measurement, recorded with its error, not the run and its scores."""
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            save(model, Path(folder))
+            files = {str(p.relative_to(folder)): p.stat().st_size for p in Path(folder).rglob("*") if p.is_file()}
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own error type for I/O errors
+        return {"bytes": None, "error": f"{type(e).__name__}: {e}"}
     return {"bytes": sum(files.values()), "files": files}
 
 

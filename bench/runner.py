@@ -74,8 +74,11 @@ def _in_fresh_process(config: dict, path: Path, lock: int, concurrent_jobs: int 
         return rec
     how = f"killed by signal {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
     hint = " (the system may have run out of memory)" if code == -signal.SIGKILL else ""
+    message = f"run process {how}{hint} before writing its record"
+    if code == 0:  # it ran to the end, and writing failed: it printed the record in full with the reason
+        message = "the run finished but its record could not be written; the run process printed it in full above"
     rec = record.new(
-        config, "failed", error={"type": "WorkerDied", "message": f"run process {how}{hint} before writing its record"},
+        config, "failed", error={"type": "WorkerDied", "message": message},
         attempt=attempt, started=started, ended=record.now(),
     )
     _keep(path, rec)
@@ -211,7 +214,7 @@ def summary(rec: dict, path: Path) -> str:
             f"  test ({mt['size']} examples): " + ", ".join(f"{k} {v:.4f}" for k, v in mt.items() if k not in ("split", "size", "loss")),
             _training(tm),
             f"  peak memory {_mib(mem['peak_bytes'])} ({mem['measure']})" if "peak_bytes" in mem else "  peak memory: not measured",
-            f"  stored per task {_mib(rec['size']['bytes'])}; " + _latency(rec["latency"]),
+            _stored(rec["size"]) + "; " + _latency(rec["latency"]),
         ]
     lines.append(f"  record {path}")
     if rec.get("tracking", {}).get("dir"):
@@ -225,6 +228,10 @@ def _training(tm: dict) -> str:
     return (f"  training {tm['train_seconds']:.1f} s over {tm['steps']} steps, median step "
             + (f"{tm['median_step_seconds'] * 1000:.0f} ms, {tm['tokens_per_second']:.0f} tokens/s"
                if tm["steps_timed"] else "not timed (the only step was the memory-profiled one)"))
+
+
+def _stored(size: dict) -> str:
+    return f"  stored per task {_mib(size['bytes'])}" if size["bytes"] is not None else f"  stored size not measured ({size['error']})"
 
 
 def _latency(latency: dict) -> str:

@@ -199,7 +199,7 @@ def test_escaped_separator_override(make_config):
 
 
 def test_defective_files_do_not_load(make_config, tmp_path):
-    with pytest.raises(DataError, match=r"11 error\(s\) \(line 3: error: not valid JSON.*python -m bench.data check .*defects.jsonl"):
+    with pytest.raises(ConfigError, match=r"11 error\(s\) \(line 3: error: not valid JSON.*python -m bench.data check .*defects.jsonl"):
         load(jsonl(make_config, DEFECTS).task, "text_to_text")
     # the same prompt in the training and the test file
     with pytest.raises(DataError, match="clean.jsonl: line 1: the same prompt as line 1 of .*clean.jsonl"):
@@ -222,6 +222,17 @@ def test_bad_values_name_their_key(make_config, override, key):
     with pytest.raises(ConfigError) as error:
         validate(jsonl(make_config, CLEAN, override))
     assert error.value.key == key
+
+
+def test_a_file_with_errors_is_refused_before_anything_loads(make_config, tmp_path):
+    with pytest.raises(ConfigError) as error:
+        validate(jsonl(make_config, DEFECTS))
+    assert error.value.key == "task.path" and "11 error(s) (line 3: error: not valid JSON" in str(error.value)
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    with pytest.raises(ConfigError) as error:
+        validate(jsonl(make_config, CLEAN, f"task.test_path={empty}"))
+    assert error.value.key == "task.test_path" and "no record in the file" in str(error.value)
 
 
 def test_held_out_sizes_beyond_the_file_are_a_config_error(make_config):

@@ -196,6 +196,18 @@ def test_two_launchers_of_one_run_leave_one_good_record(tmp_path):
     assert json.loads(path.read_text())["status"] == "ok"
 
 
+def test_a_size_that_cannot_be_measured_keeps_the_run_and_its_scores(make_config, monkeypatch):
+    from bench.methods import METHODS
+
+    def disk_full(model, folder):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(METHODS["lora"], "save", disk_full)
+    rec = launch(make_config())
+    assert rec["status"] == "ok" and "accuracy" in rec["metrics"]
+    assert rec["size"] == {"bytes": None, "error": "OSError: [Errno 28] No space left on device"}
+
+
 def test_a_record_that_cannot_be_written_is_printed_whole(make_config, monkeypatch, capsys):
     def disk_full(path, rec):
         raise OSError(28, "No space left on device")

@@ -56,6 +56,12 @@ def check(cfg) -> None:
         raise ConfigError("task.separator", cfg.separator, "a non-empty string, such as '\\n\\n###\\n\\n'")
     if cfg.max_new_tokens < 1:
         raise ConfigError("task.max_new_tokens", cfg.max_new_tokens, "a number of tokens >= 1")
+    for key in ("path", "validation_path", "test_path"):  # the records, before any model loads
+        if cfg[key]:
+            try:
+                read(Path(cfg[key]).expanduser(), unescape(cfg.separator))
+            except DataError as e:
+                raise ConfigError(f"task.{key}", cfg[key], f"a JSONL file of {{prompt, completion}} records without errors: {e}") from None
 
 
 def content(cfg) -> dict:
