@@ -148,6 +148,7 @@ def _bench(*args, cwd=REPO):
     return subprocess.run([sys.executable, "-m", "bench", *args], cwd=cwd, capture_output=True, text=True, timeout=300, check=False)
 
 
+@pytest.mark.slow  # starts python -m bench
 def test_cli_rejects_bad_value_before_loading(tmp_path):
     out = _bench("method.r=0", f"results_dir={tmp_path}", "tracking=none")
     assert out.returncode != 0
@@ -165,6 +166,7 @@ def test_cli_exits_non_zero_when_the_run_fails(tmp_path):
     assert again.returncode == 1 and "skip:" in again.stdout
 
 
+@pytest.mark.slow  # starts python -m bench
 @pytest.mark.parametrize("sweep", [False, True])
 def test_cli_checks_the_results_folder_before_hydra_writes_in_it(tmp_path, sweep):
     blocker = tmp_path / "a_file"
@@ -175,6 +177,7 @@ def test_cli_checks_the_results_folder_before_hydra_writes_in_it(tmp_path, sweep
     assert "Traceback" not in out.stderr
 
 
+@pytest.mark.slow  # starts python -m bench
 def test_sweep_runs_every_job_then_exits_non_zero_when_one_failed(tmp_path):
     # job 0 is invalid (recorded failed), job 1 is recorded not_applicable without loading a model
     out = _bench("-m", "model=smollm2-135m", "method=bitfit", "method.lr=0,1e-3", f"results_dir={tmp_path}", "tracking=none")
@@ -184,12 +187,14 @@ def test_sweep_runs_every_job_then_exits_non_zero_when_one_failed(tmp_path):
     assert statuses == ["failed", "not_applicable"]
 
 
+@pytest.mark.slow  # starts python -m bench
 def test_cli_rejects_malformed_override(tmp_path):
     out = _bench("method.r=", "method.targets=[q,", f"results_dir={tmp_path}")
     assert out.returncode != 0
     assert "error: malformed override 'method.targets=[q,'" in out.stderr
 
 
+@pytest.mark.slow  # starts python -m bench
 def test_cli_help_shows_groups_and_options():
     out = _bench("--help")
     assert out.returncode == 0

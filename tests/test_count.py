@@ -196,6 +196,7 @@ def test_not_applicable_is_recorded_apart_from_runs(make_config, tmp_path):
     assert [p.parent.name for p in (tmp_path / "results").rglob("*.json")] == ["count"]
 
 
+@pytest.mark.slow  # peft wraps the meta model of each of the 43 presets
 @pytest.mark.parametrize("preset", PRESETS)
 def test_every_preset_counts_under_lora(make_config, preset, tmp_path):
     family = FAMILIES[OmegaConf.load(REPO / "conf" / "model" / f"{preset}.yaml").family]

@@ -249,6 +249,7 @@ def test_an_empty_file_fails_the_check(tmp_path, capsys):
         assert "error: no record in the file" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # full runs of the default model
 def test_a_changed_data_file_is_a_new_run_and_a_fixed_one_runs_again(make_config, tmp_path):
     from bench.config import to_container
     from bench.record import run_id

@@ -78,6 +78,7 @@ def run_config(make_config, tiny_models, family, *overrides):
                        "task.max_length=48", *[o for o in overrides if o.startswith("method=")], *extra, *overrides)
 
 
+@pytest.mark.slow  # 72 runs: every method on every family's tiny model
 @pytest.mark.parametrize("method", ["full_ft", "bitfit", "lora", "ia3", "prompt_tuning", "prefix_tuning", "icl", "probe"])
 @pytest.mark.parametrize("family", list(PRESETS))
 def test_every_method_runs_on_every_family(make_config, tiny_models, family, method):

@@ -35,6 +35,7 @@ def _is_head(name):
     return any(part in ("pooler", "classifier") for part in name.split("."))
 
 
+@pytest.mark.slow  # a training step of the real default model per method
 @pytest.mark.parametrize("case", CASES)
 def test_method_trains_exactly_its_parameters(make_config, case):
     overrides, expected_method, intended = CASES[case]

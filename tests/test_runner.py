@@ -16,6 +16,7 @@ def _records(tmp_path):
     return sorted((tmp_path / "results" / "default").glob("*.json"))
 
 
+@pytest.mark.slow  # a full run of the default model, profiled
 def test_inline_run_writes_a_complete_record(make_config, tmp_path, capsys):
     rec = launch(make_config("train.profile_memory=true", "train.eval_every=1"))
     assert rec["status"] == "ok", rec["error"]
@@ -48,6 +49,7 @@ def test_inline_run_writes_a_complete_record(make_config, tmp_path, capsys):
     assert f"run {rec['run_id']}: ok" in out and "trainable 222,723 of" in out
 
 
+@pytest.mark.slow  # full runs of the default model
 def test_rerun_skips_unless_forced(make_config, tmp_path, capsys):
     cfg = make_config()
     first = launch(cfg)
@@ -58,6 +60,7 @@ def test_rerun_skips_unless_forced(make_config, tmp_path, capsys):
     assert forced["run_id"] == first["run_id"] and "skip:" not in capsys.readouterr().out
 
 
+@pytest.mark.slow  # full runs of the default model
 def test_same_config_same_result(make_config, tmp_path):
     a = launch(make_config())
     b = launch(make_config("force=true"))
@@ -117,6 +120,7 @@ def test_failed_run_is_recorded_and_retried_only_when_asked(make_config, tmp_pat
     assert "skip:" not in capsys.readouterr().out
 
 
+@pytest.mark.slow  # full runs of the default model
 def test_a_failure_leaves_other_records_intact(make_config, tmp_path):
     ok = launch(make_config())
     launch(make_config("model.source=hub", "model.hub_id=peft-bench/no-such-model"))
@@ -140,6 +144,7 @@ def test_fresh_process_run_and_real_wandb_offline_run(make_config, tmp_path):
     assert rec["run_id"].encode() in log.read_bytes()  # the run is named after the record
 
 
+@pytest.mark.slow  # full runs of the default model
 def test_wandb_failure_never_fails_the_run(make_config, monkeypatch):
     import wandb
 
@@ -153,6 +158,7 @@ def test_wandb_failure_never_fails_the_run(make_config, monkeypatch):
     assert rec["tracking"]["error"] == "init: RuntimeError: W&B is down"
 
 
+@pytest.mark.slow  # full runs of the default model
 def test_one_step_run_is_profiled_not_timed(make_config, capsys):
     rec = launch(make_config("train.max_steps=1", "train.profile_memory=true"))
     assert rec["status"] == "ok" and rec["time"]["steps_timed"] == 0 and rec["time"]["median_step_seconds"] is None
@@ -196,6 +202,7 @@ def test_two_launchers_of_one_run_leave_one_good_record(tmp_path):
     assert json.loads(path.read_text())["status"] == "ok"
 
 
+@pytest.mark.slow  # full runs of the default model
 def test_a_size_that_cannot_be_measured_keeps_the_run_and_its_scores(make_config, monkeypatch):
     from bench.methods import METHODS
 

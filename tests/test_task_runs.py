@@ -22,6 +22,7 @@ TASKS = {
 PRESETS = {"llama": "smollm2-135m", "t5": "flan-t5-small"}
 
 
+@pytest.mark.slow  # a run of every task on each text-to-text family
 @pytest.mark.parametrize("family", list(PRESETS))
 @pytest.mark.parametrize("task", list(TASKS))
 def test_one_step_and_an_evaluation_text_to_text(make_config, tiny_models, task, family):
