@@ -34,7 +34,7 @@ LOADED = "Loading weights"
 class Case:
     name: str
     kind: str  # input | fault
-    run: Callable[[Path], str | None]  # (an empty folder) -> None when it passed, else what went wrong
+    run: Callable[[Path], str | None]  # (a fresh folder with the bad files) -> None when it passed, else what went wrong
 
 
 def bench(*args: str, module: str = "bench", timeout: int = 600) -> subprocess.CompletedProcess:
