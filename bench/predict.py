@@ -17,6 +17,7 @@ choices without it, so for decoders on classify tasks the validation loss leaves
 from __future__ import annotations
 
 import torch
+from peft import PeftModel, PeftType
 
 from bench.batching import (
     IGNORE,
@@ -98,13 +99,21 @@ def _generate(model, tokenizer, task, examples, architecture, task_cfg, batch_si
         n = len(batch.pop("index"))
         loss_sum += model(**_to(batch, device)).loss.item() * n
     texts = [None] * len(examples)
+    # peft's prompt learning on decoders generates wrongly in batches and from a cache (peft 0.21,
+    # transformers 5; checked against token-by-token argmax, tests/test_families.py): left padding
+    # shifts the positions queries take against a prefix's keys, and prompt tuning's cached steps lose
+    # the virtual tokens from the attention mask. Such models generate one prompt at a time, and
+    # prompt tuning without a cache.
+    use_cache = True
+    if architecture == "decoder" and isinstance(model, PeftModel) and model.active_peft_config.is_prompt_learning:
+        batch_size, use_cache = 1, model.active_peft_config.peft_type == PeftType.PREFIX_TUNING
     prompts = [{"input_ids": ids, "attention_mask": [1] * len(ids)}
                for ids in (prompt_ids(tokenizer, e.prompt or e.text, task_cfg.max_length) for e in examples)]
     # decoders continue the prompt, so prompts are padded on the left
     for batch in loader(prompts, tokenizer, batch_size, shuffle=False, left=architecture == "decoder"):
         index = batch.pop("index").tolist()
         batch = _to(batch, device)
-        out = model.generate(**batch, max_new_tokens=task_cfg.max_new_tokens, do_sample=False,
+        out = model.generate(**batch, max_new_tokens=task_cfg.max_new_tokens, do_sample=False, use_cache=use_cache,
                              pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
         if architecture == "decoder":
             out = out[:, batch["input_ids"].shape[1]:]

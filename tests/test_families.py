@@ -168,6 +168,47 @@ def test_batched_greedy_generation_matches_token_by_token_argmax(make_config, ti
     assert stopped == [t.split(stop, 1)[0].strip() for t in texts] and longest not in stopped
 
 
+def _greedy(model, tokenizer, prompt: str, steps: int) -> str:
+    ids, out = tokenizer(prompt, return_tensors="pt").input_ids, []
+    with torch.no_grad():
+        for _ in range(steps):
+            x = torch.cat([ids, torch.tensor([out], dtype=torch.long)], 1)
+            nxt = model(input_ids=x, attention_mask=torch.ones_like(x)).logits[0, -1].argmax().item()
+            if nxt == tokenizer.eos_token_id:
+                break
+            out.append(nxt)
+    return tokenizer.decode(out, skip_special_tokens=True).strip()
+
+
+@pytest.mark.slow  # the real SmolLM2: the tiny models' greedy outputs repeat one token whatever the prompt
+@pytest.mark.parametrize("method", ["prompt_tuning", "prefix_tuning"])
+def test_prompt_learning_generates_what_token_by_token_argmax_gives(make_config, method):
+    # peft's batched, cached generation got these wrong (bench/predict.py): prompts of two lengths
+    # make a left-padded batch
+    from peft import PrefixTuningConfig, PromptTuningConfig, PromptTuningInit, TaskType, get_peft_model
+
+    from bench import models
+    from bench.families import FAMILIES
+
+    cfg = make_config("model=smollm2-135m", "task.max_new_tokens=8")
+    base, tokenizer, path = models.load(cfg.model, FAMILIES[cfg.model.family], 0)
+    torch.manual_seed(0)
+    if method == "prompt_tuning":
+        config = PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=8, prompt_tuning_init=PromptTuningInit.TEXT,
+                                    prompt_tuning_init_text="Answer the sum. Answer the sum.", tokenizer_name_or_path=path)
+    else:
+        config = PrefixTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=4)
+    model = get_peft_model(base, config).eval()
+    if method == "prefix_tuning":
+        with torch.no_grad():  # a small random prefix: the model still answers, and the prefix matters
+            for p in model.prompt_encoder.parameters():
+                p.mul_(0.05)
+    examples = [Example("a", prompt="What is 12 + 34?\n", target="46"), Example("b", prompt="Compute 372 plus 594.\n", target="966")]
+    task = TaskData(labels=[], metrics=("exact_match",), train=[], validation=[], test=examples, kind="generate")
+    texts, _ = predict(model, tokenizer, task, examples, "decoder", cfg.task, batch_size=2, device="cpu")
+    assert texts == [_greedy(model, tokenizer, e.prompt, 8) for e in examples]
+
+
 def test_decoder_batches_score_only_the_completion(make_config, tiny_models):
     cfg = run_config(make_config, tiny_models, "llama", "method=lora")
     task, _, _, _, tokenizer, _, architecture = build(cfg)
