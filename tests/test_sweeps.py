@@ -74,14 +74,14 @@ def test_lora_rank_jobs_are_the_papers_grid(make_config):
     }
 
 
-def _bench(tmp_path, *args):
+def _bench(tmp_path, *args, expect: int = 0):
     out = subprocess.run(
         # flags first: Hydra's argument parser takes no flag after the overrides
         [sys.executable, "-m", "bench", *[a for a in args if a.startswith("-")], *FAST, f"results_dir={tmp_path}/results",
          *[a for a in args if not a.startswith("-")]],
         cwd=REPO, capture_output=True, text=True, timeout=600, check=False,
     )
-    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.returncode == expect, out.stderr[-3000:]
     return out
 
 
@@ -108,7 +108,8 @@ def test_command_line_narrows_a_sweep_and_a_rerun_resumes(tmp_path):
 @pytest.mark.slow
 def test_failing_job_leaves_the_others_intact(tmp_path):
     # the corpus size is known only once the data loads: the first job fails at run time
-    _bench(tmp_path, "-m", "sweep_name=mixed", "task.test_size=40000,32")
+    # every job runs, then the sweep exits 1 for the failed one
+    _bench(tmp_path, "-m", "sweep_name=mixed", "task.test_size=40000,32", expect=1)
     by_size = {r["config"]["task"]["test_size"]: r for r in _records(tmp_path, "mixed")}
     assert by_size[32]["status"] == "ok"
     assert by_size[40000]["status"] == "failed" and "task.test_size=40000" in by_size[40000]["error"]["message"]
@@ -116,7 +117,7 @@ def test_failing_job_leaves_the_others_intact(tmp_path):
 
 @pytest.mark.slow
 def test_bad_value_in_a_sweep_is_recorded_and_the_sweep_goes_on(tmp_path):
-    _bench(tmp_path, "-m", "sweep_name=mixed", "method.r=0,2")
+    _bench(tmp_path, "-m", "sweep_name=mixed", "method.r=0,2", expect=1)
     by_rank = {r["config"]["method"]["r"]: r for r in _records(tmp_path, "mixed")}
     assert by_rank[2]["status"] == "ok"
     assert by_rank[0]["status"] == "failed" and by_rank[0]["error"]["type"] == "ConfigError"
