@@ -169,14 +169,16 @@ def fingerprint(examples: Sequence[Example]) -> str:
     return hashlib.sha256(json.dumps([astuple(e) for e in examples], default=str).encode()).hexdigest()[:16]
 
 
-def per_example(kind: str, names: Sequence[str], examples: Sequence[Example], outputs: Sequence) -> dict:
+def per_example(kind: str, names: Sequence[str], examples: Sequence[Example], outputs: Sequence,
+                given: Sequence[Example] | None = None) -> dict:
     """The compact per-example test results that analysis bootstraps and pairs: the gold and the
-    chosen choice of each example (classify tasks), or each exact-match metric's hit (generate)."""
+    chosen choice of each example (classify tasks), or each exact-match metric's hit (generate).
+    The fingerprint is of `given`, the test examples as the task gave them, where a method rewrote them."""
     if kind == "generate":
         results = {"hits": {n: [int(h) for h in HITS[n](examples, outputs)] for n in names if n in HITS}}
     else:
         results = {"gold": [e.label for e in examples], "predicted": chosen(outputs)}
-    return {"fingerprint": fingerprint(examples), **results}
+    return {"fingerprint": fingerprint(given or examples), **results}
 
 
 def compute(names: Sequence[str], examples: Sequence[Example], outputs: Sequence) -> dict[str, float]:

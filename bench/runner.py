@@ -133,7 +133,7 @@ def execute(config: dict, attempt: str | None = None, concurrent_jobs: int | Non
 
         outputs, scores = evaluate(task.test)
         fields["metrics"] = {"split": "test", "size": len(task.test), **scores}
-        fields["per_example"] = per_example(task.kind, task.metrics, task.test, outputs)
+        fields["per_example"] = per_example(task.kind, task.metrics, task.test, outputs, task.given_test)
         fields["predictions"] = _sample(task, outputs)
         final = evaluate(task.validation)[1]
         tracker.log({f"validation/{k}": v for k, v in final.items()}, result.steps)

@@ -27,6 +27,16 @@ def test_icl_prompt_is_instruction_then_k_solved_training_examples_then_the_ques
     assert task.stop == "\n\n"  # the model's answer ends where it would start the next example
 
 
+def test_prompting_pairs_with_trained_methods_on_the_same_test_examples(make_config):
+    from bench.metrics import fingerprint, per_example
+
+    task, plain = icl_task(make_config, "method.shots=2")
+    assert task.given_test == plain.test and fingerprint(task.test) != fingerprint(plain.test)  # its prompts differ
+    outputs = [[0.0, 1.0, 0.0]] * len(task.test)
+    prompted = per_example(task.kind, task.metrics, task.test, outputs, task.given_test)
+    assert prompted["fingerprint"] == per_example(plain.kind, plain.metrics, plain.test, outputs)["fingerprint"]
+
+
 def test_icl_draws_are_seeded(make_config):
     same, _ = icl_task(make_config, "method.shots=2")
     again, _ = icl_task(make_config, "method.shots=2")

@@ -47,7 +47,7 @@ class Icl(Method):
 
         # a model that was shown examples goes on to write the next one: the separator ends its answer
         return replace(task, validation=[with_shots(e) for e in task.validation], test=[with_shots(e) for e in task.test],
-                       stop=cfg.separator)
+                       stop=cfg.separator, given_test=task.test)
 
     def apply(self, model, cfg, family, tokenizer):
         model.requires_grad_(False)

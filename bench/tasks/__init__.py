@@ -52,6 +52,9 @@ class TaskData:
     kind: str = "classify"  # classify: pick one of the choices; generate: produce `target` (text-to-text only)
     instruction: str = ""  # what few-shot prompting (method=icl) puts before its examples
     stop: str | None = None  # generate tasks: text that ends a completion besides end-of-sequence
+    # the test split as the task gave it, where a method rewrote its prompts (few-shot prompting):
+    # runs are paired example by example on it, so prompting pairs with the methods that train
+    given_test: list[Example] | None = None
 
     def choices(self, example: Example) -> tuple[str, ...]:
         return example.choices if example.choices is not None else tuple(self.labels)
