@@ -185,7 +185,13 @@ def _greedy(model, tokenizer, prompt: str, steps: int) -> str:
 def test_prompt_learning_generates_what_token_by_token_argmax_gives(make_config, method):
     # peft's batched, cached generation got these wrong (bench/predict.py): prompts of two lengths
     # make a left-padded batch
-    from peft import PrefixTuningConfig, PromptTuningConfig, PromptTuningInit, TaskType, get_peft_model
+    from peft import (
+        PrefixTuningConfig,
+        PromptTuningConfig,
+        PromptTuningInit,
+        TaskType,
+        get_peft_model,
+    )
 
     from bench import models
     from bench.families import FAMILIES
