@@ -199,7 +199,7 @@ def test_escaped_separator_override(make_config):
 
 
 def test_defective_files_do_not_load(make_config, tmp_path):
-    with pytest.raises(ConfigError, match=r"11 error\(s\) \(line 3: error: not valid JSON.*python -m bench.data check .*defects.jsonl"):
+    with pytest.raises(DataError, match=r"11 error\(s\) \(line 3: error: not valid JSON.*python -m bench.data check .*defects.jsonl"):
         load(jsonl(make_config, DEFECTS).task, "text_to_text")
     # the same prompt in the training and the test file
     with pytest.raises(DataError, match="clean.jsonl: line 1: the same prompt as line 1 of .*clean.jsonl"):

@@ -74,8 +74,7 @@ def content(cfg) -> dict:
 def load(cfg, form) -> TaskData:
     from bench.config import ConfigError
 
-    check(cfg)
-    separator = unescape(cfg.separator)
+    separator = unescape(cfg.separator)  # validation (check) has checked the values and the files
     files = {"train": cfg.path, "validation": cfg.validation_path, "test": cfg.test_path}
     records = {s: read(Path(p).expanduser(), separator) if p else None for s, p in files.items()}
     _no_shared_prompts(records, files)
