@@ -49,7 +49,7 @@ def test_every_sweep_has_an_expected_job_count():
 
 
 # the GPU-sized variants and the larger grids compose the same way with more jobs: the slow tier checks them
-SLOW_SWEEPS = {s for s in SWEEPS if s.endswith("_paper")} | {"lora_rank", "model_scale"}
+SLOW_SWEEPS = {s for s in SWEEPS if s.endswith("_paper")} | {"lora_rank", "model_scale", "methods", "data_size"}
 
 
 @pytest.mark.parametrize("sweep", [pytest.param(s, marks=pytest.mark.slow) if s in SLOW_SWEEPS else s for s in SWEEPS])
