@@ -116,6 +116,7 @@ def _plain_score(model, tokenizer, prompt, choice, architecture):
     return logits.log_softmax(-1)[torch.arange(len(target)), torch.tensor(target)].mean().item()
 
 
+@pytest.mark.slow  # scores every choice of every example one sequence at a time
 @pytest.mark.parametrize("family", ["llama", "t5"])
 def test_rank_classification_matches_one_sequence_at_a_time(make_config, tiny_models, family):
     auto = AutoModelForSeq2SeqLM if family == "t5" else AutoModelForCausalLM
