@@ -11,6 +11,12 @@ from bench.config import register_schemas
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_SILENT", "true")
 
+# xdist runs one worker per core: each keeps to its share, or the workers' torch threads fight over the cores
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    import torch
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 register_schemas()
 
