@@ -60,6 +60,9 @@ class TrainConfig:
     warmup_ratio: float = 0.06
     lr_schedule: str = "linear"  # after warmup: linear decay to zero at the last step, or constant
     max_grad_norm: float = 1.0
+    optimizer: str = "adamw"  # adamw | sgd | adafactor | lomo (bench/optimizers.py)
+    # the optimizer's own arguments (momentum, betas, ...); lr and weight decay come from method.lr and train.weight_decay
+    optimizer_args: dict[str, Any] = field(default_factory=dict)
     eval_every: int = 50  # validation every N steps (0: only at the end)
     # stop after this many validations without a better score and restore the best weights (0: off)
     early_stopping_patience: int = 0
@@ -187,6 +190,13 @@ def validate(cfg: DictConfig) -> str | None:
     _at_least("train.max_steps", t.max_steps, 1, "a step count >= 1, or null to train by train.epochs")
     if t.epochs is not None and not t.epochs > 0:
         raise ConfigError("train.epochs", t.epochs, "a number of epochs > 0, or null to train by train.max_steps")
+    from bench import optimizers
+
+    fixed = METHODS[cfg.method.name].optimizer
+    if fixed and t.optimizer not in {fixed, TrainConfig.optimizer}:
+        raise ConfigError("train.optimizer", t.optimizer, f"{fixed!r} or its default: method={cfg.method.name} "
+                          f"updates with {fixed} whatever train.optimizer says")
+    optimizers.check(fixed or t.optimizer, t.optimizer_args, t.grad_accum)
     _one_of("train.lr_schedule", t.lr_schedule, {"linear", "constant"})
     _at_least("train.early_stopping_patience", t.early_stopping_patience, 0, "a number of evaluations >= 0 (0: no early stopping)")
     if t.early_stopping_patience and not t.eval_every:

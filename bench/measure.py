@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from peft import PeftModel
 
+from bench import optimizers
 from bench.families import Family
 
 # peft keeps a frozen copy of every module it trains in full (the head), to allow disabling the adapter
@@ -39,13 +40,14 @@ def count_params(model: torch.nn.Module, family: Family) -> dict:
     }
 
 
-def analytic_bytes(model: torch.nn.Module, params: dict) -> dict:
-    """Bytes of weights, gradients and AdamW state (two moments per trainable weight)."""
+def analytic_bytes(model: torch.nn.Module, params: dict, optimizer: str, optimizer_args: dict) -> dict:
+    """Bytes of weights, the gradients held at once and the optimizer's state (bench/optimizers.py)."""
     element = next(model.parameters()).element_size()
+    trainable = [p for p in model.parameters() if p.requires_grad]
     return {
         "weights": params["total"] * element,
-        "gradients": params["trainable"] * element,
-        "optimizer_state": 2 * params["trainable"] * element,
+        "gradients": optimizers.gradient_elements(optimizer, trainable) * element,
+        "optimizer_state": optimizers.state_elements(optimizer, optimizer_args, trainable) * element,
     }
 
 

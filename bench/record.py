@@ -36,7 +36,8 @@ NOT_IDENTITY = {
 
 # keys added after records existed: at these values (their defaults) they leave a run id as it was,
 # so earlier results keep being found (and skipped) by the same command
-ADDED_LATER = {"task.max_new_tokens": 16, "train.lr_schedule": "linear", "train.early_stopping_patience": 0}
+ADDED_LATER = {"task.max_new_tokens": 16, "train.lr_schedule": "linear", "train.early_stopping_patience": 0,
+               "train.optimizer": "adamw", "train.optimizer_args": {}}
 # each task's prompt-template digest (task.template_sha256) when it joined the run id: runs of a task
 # whose template is still this one keep their ids; an edited template gives new ones
 TEMPLATES_ADDED = {

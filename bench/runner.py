@@ -147,7 +147,8 @@ def execute(config: dict, attempt: str | None = None, concurrent_jobs: int | Non
             "concurrent_jobs": concurrent_jobs,
             "shared_machine": concurrent_jobs != 1,
         }
-        fields["memory"] = {**result.memory, "analytic_bytes": measure.analytic_bytes(model, fields["params"])}
+        fields["memory"] = {**result.memory, "analytic_bytes": measure.analytic_bytes(
+            model, fields["params"], method.optimizer or tc.optimizer, tc.optimizer_args)}
         fields["losses"] = result.losses
         fields["size"] = measure.stored_bytes(method.save, model)
         one = batching.training_rows(task, task.test[:1], tokenizer, architecture, t.max_length, t.max_new_tokens)

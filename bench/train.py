@@ -1,5 +1,6 @@
-"""The training loop: AdamW, warmup then linear decay (or constant), clipping, accumulation,
-and early stopping on the validation score with the best weights restored.
+"""The training loop: the configured optimizer (bench/optimizers.py), warmup then linear decay (or
+constant), clipping, accumulation, and early stopping on the validation score with the best
+weights restored.
 
 Only the optimizer steps are timed; evaluation and the one memory-profiled step are not.
 """
@@ -17,6 +18,7 @@ import torch
 from torch.optim.lr_scheduler import LambdaLR
 from tqdm.auto import tqdm
 
+from bench import optimizers
 from bench.batching import count_tokens
 from bench.measure import CudaPeak, cpu_step_profile
 
@@ -119,19 +121,20 @@ def train(
     measure_memory: bool = False,
     show_progress: bool = True,
     monitor: str | None = None,
+    optimizer: str | None = None,
 ) -> TrainResult:
     """Train for cfg.max_steps (or cfg.epochs) optimizer steps; with `measure_memory`, fill
     result.memory: on CPU from a profile of one step, on CUDA from the allocator over all steps.
     With cfg.early_stopping_patience, `evaluate` runs every cfg.eval_every steps and at the end,
     training stops once `monitor` has not improved for that many evaluations, and the weights
-    of the best evaluation are restored."""
+    of the best evaluation are restored. `optimizer` overrides cfg.optimizer (a method that is its
+    own update rule, LOMO)."""
     total = total_steps(cfg, len(loader))
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
-    scheduler = LambdaLR(optimizer, warmup_then(cfg.lr_schedule, total, round(cfg.warmup_ratio * total)))
+    update = optimizers.build(optimizer or cfg.optimizer, model, lr, cfg)
+    scheduler = LambdaLR(update.optimizer, warmup_then(cfg.lr_schedule, total, round(cfg.warmup_ratio * total)))
     result = TrainResult()
     stopping = EarlyStopping(model, monitor, cfg.early_stopping_patience) if cfg.early_stopping_patience and evaluate else None
-    # CPU: profile the second step, when AdamW's state exists (the only step of a 1-step run, then
+    # CPU: profile the second step, when the optimizer's state exists (the only step of a 1-step run, then
     # untimed); CUDA: the allocator's peak over the loop
     profiled = min(1, total - 1) if measure_memory and device == "cpu" else None
     whole = CudaPeak(result.memory) if measure_memory and device == "cuda" else nullcontext()
@@ -149,13 +152,10 @@ def train(
                     tokens += count_tokens(batch)
                     result.examples_seen += len(batch["input_ids"])
                     loss = model(**batch).loss / cfg.grad_accum
-                    loss.backward()
+                    update.backward(loss)
                     loss_sum += loss.item()
-                if cfg.max_grad_norm > 0:
-                    torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-                optimizer.step()
+                update.step()
                 scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
             if device == "cuda":
                 torch.cuda.synchronize()
             if step != profiled:

@@ -61,7 +61,7 @@ def expected(family, method):
     table = {
         "lora": LORA_QV.get(family), "ia3": IA3.get(family), "prefix_tuning": PREFIX.get(family),
         "prompt_tuning": 20 * H,  # T5: the encoder's prompt only
-        "bitfit": BITFIT.get(family), "full_ft": None, "icl": 0, "probe": 0,
+        "bitfit": BITFIT.get(family), "full_ft": None, "lomo": None, "icl": 0, "probe": 0,
     }
     if method == "bitfit" and family in ("llama", "t5"):
         return "not_applicable", None
@@ -78,8 +78,8 @@ def run_config(make_config, tiny_models, family, *overrides):
                        "task.max_length=48", *[o for o in overrides if o.startswith("method=")], *extra, *overrides)
 
 
-@pytest.mark.slow  # 72 runs: every method on every family's tiny model
-@pytest.mark.parametrize("method", ["full_ft", "bitfit", "lora", "ia3", "prompt_tuning", "prefix_tuning", "icl", "probe"])
+@pytest.mark.slow  # every method on every family's tiny model
+@pytest.mark.parametrize("method", ["full_ft", "lomo", "bitfit", "lora", "ia3", "prompt_tuning", "prefix_tuning", "icl", "probe"])
 @pytest.mark.parametrize("family", list(PRESETS))
 def test_every_method_runs_on_every_family(make_config, tiny_models, family, method):
     overrides = [f"method={method}"] + (["method.shots=2"] if method == "icl" else [])

@@ -35,6 +35,7 @@ class Method:
     name: str
     schema: type = MethodSchema
     trains: bool = True  # gradient training (with method.lr); the baselines icl and probe do not
+    optimizer: str | None = None  # a method that is its own update rule (LOMO) names it; others use train.optimizer
 
     def check(self, cfg, family: Family) -> str | None:
         """Raise ConfigError on a bad value; return a reason if the method does not apply."""
@@ -59,7 +60,8 @@ class Method:
             monitor: str | None = None) -> TrainResult:
         """Train the model's trainable parameters (gradient methods share the one loop); `monitor`
         names the validation score early stopping watches."""
-        return train(model, loader, train_cfg, cfg.lr, device, evaluate, log, train_cfg.profile_memory, monitor=monitor)
+        return train(model, loader, train_cfg, cfg.lr, device, evaluate, log, train_cfg.profile_memory, monitor=monitor,
+                     optimizer=self.optimizer)
 
     def save(self, model: torch.nn.Module, folder: Path) -> None:
         """Write what a user must store per task: the trainable tensors."""

@@ -1,0 +1,114 @@
+"""The optimizers `train.optimizer` names: how one training step updates the weights, and the
+state each keeps per trainable weight (the analytic memory of a run).
+
+A torch optimizer steps after backward: accumulate gradients, clip them, step. LOMO (Lv et al.
+2023, the authors' `lomo-optim`) has no step: it updates each weight inside backward, as its
+gradient arrives, and frees that gradient at once, so neither full gradients nor optimizer state
+ever exist. Clipping by the global norm then needs a backward pass of its own before the one that
+updates, and gradients cannot be accumulated across micro-batches.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+
+import torch
+
+from bench.config import ConfigError
+
+# name -> the torch optimizer; lomo is the authors' package's
+TORCH = {"adamw": torch.optim.AdamW, "sgd": torch.optim.SGD, "adafactor": torch.optim.Adafactor}
+NAMES = (*TORCH, "lomo")
+# set by train.*, not by train.optimizer_args
+SET_ELSEWHERE = {"params": "the trainable weights", "lr": "method.lr", "weight_decay": "train.weight_decay"}
+
+
+def _lomo_class():
+    from lomo_optim import Lomo
+
+    return Lomo
+
+
+def accepted_args(name: str) -> list[str]:
+    cls = TORCH[name] if name in TORCH else _lomo_class()
+    names = inspect.signature(cls.__init__).parameters
+    return [a for a in names if a not in {"self", "model", "params", "lr", "weight_decay", "clip_grad_norm", "defaults"}]
+
+
+def check(name: str, args: dict, grad_accum: int) -> None:
+    """Raise ConfigError for an optimizer, argument or combination that cannot train (before any
+    weight loads)."""
+    if name not in NAMES:
+        raise ConfigError("train.optimizer", name, "one of " + ", ".join(NAMES))
+    accepted = accepted_args(name)
+    for arg in args:
+        if arg in SET_ELSEWHERE:
+            raise ConfigError(f"train.optimizer_args.{arg}", args[arg], f"no value here: {SET_ELSEWHERE[arg]} sets it")
+        if arg not in accepted:
+            raise ConfigError(f"train.optimizer_args.{arg}", args[arg],
+                              f"an argument of {name}: " + (", ".join(accepted) or "it takes none"))
+    if name == "lomo" and grad_accum != 1:
+        raise ConfigError("train.grad_accum", grad_accum, "1: LOMO updates each weight inside backward, so gradients "
+                          "of several micro-batches cannot be accumulated")
+
+
+class Update:
+    """One optimizer step over the micro-batches of a batch: `backward` each loss, then `step`."""
+
+    def __init__(self, name: str, model: torch.nn.Module, lr: float, cfg, args: dict):
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.max_grad_norm = cfg.max_grad_norm
+        self.optimizer = TORCH[name](self.params, lr=lr, weight_decay=cfg.weight_decay, **args)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        loss.backward()
+
+    def step(self) -> None:
+        if self.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.params, self.max_grad_norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+
+class LomoUpdate(Update):
+    """LOMO's fused update: the step happens in `backward` (at the scheduler's current rate)."""
+
+    def __init__(self, name: str, model: torch.nn.Module, lr: float, cfg, args: dict):
+        clip = cfg.max_grad_norm if cfg.max_grad_norm > 0 else None
+        self.optimizer = _lomo_class()(model, lr=lr, clip_grad_norm=clip, weight_decay=cfg.weight_decay, **args)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        if self.optimizer.clip_grad_norm:  # the extra pass that computes the global gradient norm
+            self.optimizer.grad_norm(loss)
+        self.optimizer.fused_backward(loss, self.optimizer.param_groups[0]["lr"])
+
+    def step(self) -> None:
+        # every weight was updated during backward; torch's scheduler checks that a step ran, and one did
+        self.optimizer._opt_called = True
+
+
+def build(name: str, model: torch.nn.Module, lr: float, cfg) -> Update:
+    return (LomoUpdate if name == "lomo" else Update)(name, model, lr, cfg, dict(cfg.optimizer_args))
+
+
+def state_elements(name: str, args: dict, params: list[torch.Tensor]) -> int:
+    """Elements of optimizer state for these trainable weights: AdamW two moments each (three
+    with amsgrad), SGD one momentum buffer (none without momentum), Adafactor a row and a column
+    second moment per matrix (a full one per vector), LOMO none."""
+    if name == "adamw":
+        return (3 if args.get("amsgrad") else 2) * sum(p.numel() for p in params)
+    if name == "sgd":
+        return sum(p.numel() for p in params) if args.get("momentum", 0) else 0
+    if name == "adafactor":
+        return sum(math.prod(p.shape[:-1]) + math.prod(p.shape[:-2]) * p.shape[-1] if p.dim() >= 2 else p.numel()
+                   for p in params)
+    return 0
+
+
+def gradient_elements(name: str, params: list[torch.Tensor]) -> int:
+    """Elements of gradient held at once: every trainable weight's, or under LOMO about one
+    weight's at a time (it frees each as soon as it has applied it)."""
+    if name == "lomo":
+        return max((p.numel() for p in params), default=0)
+    return sum(p.numel() for p in params)

@@ -1,0 +1,83 @@
+"""train.optimizer: arguments checked before loading, the analytic state against what each torch
+optimizer really allocates, and LOMO's fused update against a plain SGD step."""
+
+import copy
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from transformers import AutoModelForSequenceClassification
+
+from bench import optimizers
+from bench.config import ConfigError, validate
+
+
+def _model(tiny_models):
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_models["bert"], num_labels=3)
+    return model.eval()  # no dropout: two copies must compute the same gradients
+
+
+def _batch():
+    g = torch.Generator().manual_seed(1)
+    return {"input_ids": torch.randint(5, 90, (4, 12), generator=g), "labels": torch.tensor([0, 1, 2, 1])}
+
+
+def _train_cfg(max_grad_norm=0.0, **args):
+    return OmegaConf.create({"max_grad_norm": max_grad_norm, "weight_decay": 0.0, "optimizer_args": args})
+
+
+@pytest.mark.parametrize("overrides, key", [
+    (["train.optimizer=adam"], "train.optimizer"),
+    (["train.optimizer=sgd", "+train.optimizer_args.betas=[0.9,0.99]"], "train.optimizer_args.betas"),
+    (["+train.optimizer_args.lr=0.1"], "train.optimizer_args.lr"),
+    (["train.optimizer=lomo", "train.grad_accum=4"], "train.grad_accum"),
+    (["method=lomo", "train.optimizer=adafactor"], "train.optimizer"),
+])
+def test_bad_optimizer_settings_name_the_key(make_config, overrides, key):
+    with pytest.raises(ConfigError, match=f"^{key}="):
+        validate(make_config(*overrides))
+
+
+@pytest.mark.parametrize("name, args", [("adamw", {}), ("adamw", {"amsgrad": True}), ("sgd", {}),
+                                        ("sgd", {"momentum": 0.9}), ("adafactor", {})])
+def test_analytic_state_is_what_the_optimizer_allocates(tiny_models, name, args):
+    model = _model(tiny_models)
+    update = optimizers.build(name, model, 1e-3, OmegaConf.merge(_train_cfg(**args), {"optimizer": name}))
+    update.backward(model(**_batch()).loss)
+    update.step()
+    allocated = sum(v.numel() for state in update.optimizer.state.values() for k, v in state.items()
+                    if k != "step" and isinstance(v, torch.Tensor))
+    assert allocated == optimizers.state_elements(name, args, update.params)
+    assert allocated > 0 or name == "sgd" and not args
+
+
+@pytest.mark.parametrize("max_grad_norm", [0.0, 0.05])  # 0.05: far below the gradient's norm, so clipping acts
+def test_lomo_step_is_a_plain_sgd_step(tiny_models, max_grad_norm):
+    sgd_model = _model(tiny_models)
+    lomo_model = copy.deepcopy(sgd_model)
+    before = {n: p.detach().clone() for n, p in sgd_model.named_parameters()}
+    for name, model in (("sgd", sgd_model), ("lomo", lomo_model)):
+        update = optimizers.build(name, model, 0.1, _train_cfg(max_grad_norm))
+        update.backward(model(**_batch()).loss)
+        update.step()
+    lomo = dict(lomo_model.named_parameters())
+    assert sum(not torch.equal(p, before[n]) for n, p in sgd_model.named_parameters()) > 30  # the step moved weights
+    for n, p in sgd_model.named_parameters():
+        torch.testing.assert_close(lomo[n], p, rtol=1e-5, atol=1e-6, msg=lambda m, n=n: f"{n}: {m}")
+    assert all(p.grad is None for p in lomo_model.parameters())  # LOMO keeps no gradient
+
+
+@pytest.mark.parametrize("overrides, state", [(["method=lomo"], 0), (["method=full_ft", "train.optimizer=sgd"], 0),
+                                               (["method=full_ft", "train.optimizer=sgd", "+train.optimizer_args.momentum=0.9"], 1)])
+def test_the_record_states_the_optimizers_memory(make_config, tiny_models, overrides, state):
+    from test_families import run_config
+
+    from bench.runner import launch
+
+    rec = launch(run_config(make_config, tiny_models, "bert", *overrides))
+    assert rec["status"] == "ok", rec.get("error")
+    analytic, trainable = rec["memory"]["analytic_bytes"], rec["params"]["trainable"]
+    assert analytic["optimizer_state"] == state * 4 * trainable
+    # LOMO holds one weight's gradient at a time: the largest, the tiny model's word embeddings (vocabulary x 32)
+    assert analytic["gradients"] < 4 * trainable if overrides == ["method=lomo"] else analytic["gradients"] == 4 * trainable
