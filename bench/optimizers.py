@@ -42,11 +42,11 @@ def check(name: str, args: dict, grad_accum: int) -> None:
     if name not in NAMES:
         raise ConfigError("train.optimizer", name, "one of " + ", ".join(NAMES))
     accepted = accepted_args(name)
-    for arg in args:
+    for arg, value in args.items():
         if arg in SET_ELSEWHERE:
-            raise ConfigError(f"train.optimizer_args.{arg}", args[arg], f"no value here: {SET_ELSEWHERE[arg]} sets it")
+            raise ConfigError(f"train.optimizer_args.{arg}", value, f"no value here: {SET_ELSEWHERE[arg]} sets it")
         if arg not in accepted:
-            raise ConfigError(f"train.optimizer_args.{arg}", args[arg],
+            raise ConfigError(f"train.optimizer_args.{arg}", value,
                               f"an argument of {name}: " + (", ".join(accepted) or "it takes none"))
     if name == "lomo" and grad_accum != 1:
         raise ConfigError("train.grad_accum", grad_accum, "1: LOMO updates each weight inside backward, so gradients "
