@@ -113,6 +113,17 @@ def test_inline_config_matches_the_packaged_config_json(make_config):
 
 
 @pytest.mark.parametrize("preset, d, layers", [("roberta-base", 768, 12), ("roberta-large", 1024, 24)])
+@pytest.mark.parametrize("kind, per_layer", [("houlsby", 2), ("pfeiffer", 1)])
+@pytest.mark.parametrize("size", [64, None])  # None: reduction factor 16, d / 16
+def test_bottleneck_adapters_on_roberta(make_config, preset, d, layers, kind, per_layer, size):
+    extra = [f"method.size={size}"] if size else []
+    rec = counted(make_config, f"model={preset}", "method=adapter", f"method.kind={kind}", *extra)
+    m = size or d // 16
+    assert rec["params"]["method"] == layers * per_layer * (d * m + m + m * d + d)  # down, its bias, up, its bias
+    # roberta-base, Houlsby, 64: 2,379,264 (the LoRA paper's AdapterH rows count 0.8M to 6M over their sizes)
+
+
+@pytest.mark.parametrize("preset, d, layers", [("roberta-base", 768, 12), ("roberta-large", 1024, 24)])
 def test_lora_r8_qv_on_roberta(make_config, preset, d, layers):
     rec = counted(make_config, f"model={preset}", "method=lora", "method.r=8", "method.targets=[q,v]")
     p, labels = rec["params"], rec["count"]["num_labels"]

@@ -53,6 +53,9 @@ BITFIT = {
     "gpt2": L * (2 * H + 3 * H + H + 128 + H) + H,
     "gpt_neox": L * (2 * H + 3 * H + H + 64 + H) + H,
 }
+# Pfeiffer adapters (the default kind), reduction factor 16: a bottleneck of 32 / 16 = 2 after every
+# feed-forward output, 2·32·2 + 2 + 32 weights each; T5 has 2 encoder and 2 decoder feed-forward blocks
+ADAPTER = {f: (4 if f == "t5" else L) * (2 * H * 2 + 2 + H) for f in PRESETS}
 HEAD = {"bert": (H * H + H) + (H * 3 + 3), "deberta_v2": (H * H + H) + (H * 3 + 3)}  # pooler, 3-way classifier; text-to-text families have none
 
 
@@ -61,7 +64,7 @@ def expected(family, method):
     table = {
         "lora": LORA_QV.get(family), "ia3": IA3.get(family), "prefix_tuning": PREFIX.get(family),
         "prompt_tuning": 20 * H,  # T5: the encoder's prompt only
-        "bitfit": BITFIT.get(family), "full_ft": None, "lomo": None, "icl": 0, "probe": 0,
+        "bitfit": BITFIT.get(family), "full_ft": None, "lomo": None, "adapter": ADAPTER[family], "icl": 0, "probe": 0,
     }
     if method == "bitfit" and family in ("llama", "t5"):
         return "not_applicable", None
@@ -79,7 +82,7 @@ def run_config(make_config, tiny_models, family, *overrides):
 
 
 @pytest.mark.slow  # every method on every family's tiny model
-@pytest.mark.parametrize("method", ["full_ft", "lomo", "bitfit", "lora", "ia3", "prompt_tuning", "prefix_tuning", "icl", "probe"])
+@pytest.mark.parametrize("method", ["full_ft", "lomo", "adapter", "bitfit", "lora", "ia3", "prompt_tuning", "prefix_tuning", "icl", "probe"])
 @pytest.mark.parametrize("family", list(PRESETS))
 def test_every_method_runs_on_every_family(make_config, tiny_models, family, method):
     overrides = [f"method={method}"] + (["method.shots=2"] if method == "icl" else [])

@@ -71,3 +71,18 @@ def save_all(folder: Path) -> dict[str, Path]:
         tokenizer(eos_suffix=family == "t5").save_pretrained(path)
         out[family] = path
     return out
+
+
+def changed_by_training(cfg) -> tuple[set[str], set[str]]:
+    """(parameters that changed, parameters marked trainable) after cfg.train.max_steps real
+    optimizer steps of the method in `cfg` through its own `fit`."""
+    from bench import batching
+    from bench.runner import build
+
+    torch.manual_seed(cfg.seed)
+    task, family, method, model, tokenizer, _, architecture = build(cfg)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    loader = batching.train_loader(task, tokenizer, architecture, cfg.task, cfg.train.batch_size, cfg.seed)
+    method.fit(model, loader, cfg.method, cfg.train, "cpu")
+    changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    return changed, {n for n, p in model.named_parameters() if p.requires_grad}
