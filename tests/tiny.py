@@ -80,7 +80,7 @@ def changed_by_training(cfg) -> tuple[set[str], set[str]]:
     from bench.runner import build
 
     torch.manual_seed(cfg.seed)
-    task, family, method, model, tokenizer, _, architecture = build(cfg)
+    task, _, method, model, tokenizer, _, architecture = build(cfg)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     loader = batching.train_loader(task, tokenizer, architecture, cfg.task, cfg.train.batch_size, cfg.seed)
     method.fit(model, loader, cfg.method, cfg.train, "cpu")

@@ -61,7 +61,6 @@ class Adapter(Method):
             raise ConfigError("method.reduction_factor", cfg.reduction_factor, "a factor >= 1 (hidden width / bottleneck width)")
         if cfg.activation not in ACT2FN:
             raise ConfigError("method.activation", cfg.activation, "an activation of transformers' ACT2FN: " + ", ".join(sorted(ACT2FN)))
-        return None
 
     def check_sizes(self, cfg, width, positions, max_length):
         if width and cfg.size is not None and cfg.size > width:
