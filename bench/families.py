@@ -32,6 +32,8 @@ class Family:
     # how attention is computed: through transformers' attention-function registry (where prefix
     # tuning enters), or by DeBERTa's own disentangled attention (prefix tuning replaces its forward)
     attention: str = "registry"
+    # the projections are transformers' Conv1D (GPT-2's transposed linear layers), which some peft types do not wrap
+    conv1d: bool = False
 
     @property
     def form(self) -> str:
@@ -77,6 +79,7 @@ FAMILIES: dict[str, Family] = {
                 "ff_out": r"mlp\.c_proj$",
             },
             has_biases=True,
+            conv1d=True,
             fused={
                 m: "GPT-2 computes q, k and v with one fused matrix (attn.c_attn); target 'qkv' instead"
                 for m in ("q", "k", "v")

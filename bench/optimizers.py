@@ -14,6 +14,7 @@ import inspect
 import math
 
 import torch
+from omegaconf import OmegaConf
 
 from bench.config import ConfigError
 
@@ -89,7 +90,7 @@ class LomoUpdate(Update):
 
 
 def build(name: str, model: torch.nn.Module, lr: float, cfg) -> Update:
-    return (LomoUpdate if name == "lomo" else Update)(name, model, lr, cfg, dict(cfg.optimizer_args))
+    return (LomoUpdate if name == "lomo" else Update)(name, model, lr, cfg, OmegaConf.to_container(cfg.optimizer_args))
 
 
 def state_elements(name: str, args: dict, params: list[torch.Tensor]) -> int:

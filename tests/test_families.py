@@ -56,6 +56,9 @@ BITFIT = {
 # Pfeiffer adapters (the default kind), reduction factor 16: a bottleneck of 32 / 16 = 2 after every
 # feed-forward output, 2·32·2 + 2 + 32 weights each; T5 has 2 encoder and 2 decoder feed-forward blocks
 ADAPTER = {f: (4 if f == "t5" else L) * (2 * H * 2 + 2 + H) for f in PRESETS}
+# LoHa (method=peft's default type), r 8 on q and v: two Hadamard factors of rank-8 pairs, 2·8·(in + out)
+LOHA = {f: {"llama": L * 2 * 8 * ((H + H) + (H + 16)), "gpt_neox": L * 2 * 8 * (H + 3 * H), "t5": 12 * 2 * 8 * (H + H)}.get(
+    f, L * 2 * 2 * 8 * (H + H)) for f in PRESETS}
 HEAD = {"bert": (H * H + H) + (H * 3 + 3), "deberta_v2": (H * H + H) + (H * 3 + 3)}  # pooler, 3-way classifier; text-to-text families have none
 
 
@@ -64,9 +67,11 @@ def expected(family, method):
     table = {
         "lora": LORA_QV.get(family), "ia3": IA3.get(family), "prefix_tuning": PREFIX.get(family),
         "prompt_tuning": 20 * H,  # T5: the encoder's prompt only
-        "bitfit": BITFIT.get(family), "full_ft": None, "lomo": None, "adapter": ADAPTER[family], "icl": 0, "probe": 0,
+        "bitfit": BITFIT.get(family), "full_ft": None, "lomo": None, "adapter": ADAPTER[family], "peft": LOHA[family], "icl": 0, "probe": 0,
     }
     if method == "bitfit" and family in ("llama", "t5"):
+        return "not_applicable", None
+    if method == "peft" and family == "gpt2":  # peft's LoHa does not wrap Conv1D
         return "not_applicable", None
     if method == "icl" and family in ("bert", "deberta_v2"):
         return "not_applicable", None
@@ -76,13 +81,14 @@ def expected(family, method):
 def run_config(make_config, tiny_models, family, *overrides):
     extra = ["method.targets=[qkv]"] if family in FUSED and "method=lora" in overrides else []
     extra += ["method.targets=[qkv,ff_out]"] if family in FUSED and "method=ia3" in overrides else []
+    extra += ["method.targets=[qkv]"] if family in FUSED and "method=peft" in overrides else []
     # the test's own overrides come last and win
     return make_config(f"model={PRESETS[family]}", "model.source=hub", f"model.hub_id={tiny_models[family]}",
                        "task.max_length=48", *[o for o in overrides if o.startswith("method=")], *extra, *overrides)
 
 
 @pytest.mark.slow  # every method on every family's tiny model
-@pytest.mark.parametrize("method", ["full_ft", "lomo", "adapter", "bitfit", "lora", "ia3", "prompt_tuning", "prefix_tuning", "icl", "probe"])
+@pytest.mark.parametrize("method", ["full_ft", "lomo", "adapter", "peft", "bitfit", "lora", "ia3", "prompt_tuning", "prefix_tuning", "icl", "probe"])
 @pytest.mark.parametrize("family", list(PRESETS))
 def test_every_method_runs_on_every_family(make_config, tiny_models, family, method):
     overrides = [f"method={method}"] + (["method.shots=2"] if method == "icl" else [])
