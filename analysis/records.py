@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 from pathlib import Path
 
 import pandas as pd
 
+from bench.methods import METHODS, MethodSchema
 from bench.record import STATUSES, search_id, setting_id
+
+# each method's own keys (its schema beyond name, lr and lr_grid): a column each, so a new method's
+# keys (an adapter's kind and size, a peft type's arguments) reach the tables without naming it here
+METHOD_KEYS = {name: [f.name for f in dataclasses.fields(m.schema) if f.name not in {g.name for g in dataclasses.fields(MethodSchema)}]
+               for name, m in METHODS.items()}
 
 # column -> path into the record; a missing path gives NA (failed runs have no metrics)
 COLUMNS = {
@@ -20,12 +27,7 @@ COLUMNS = {
     "task": ("config", "task", "name"),
     "method": ("config", "method", "name"),
     "lr": ("config", "method", "lr"),
-    "r": ("config", "method", "r"),
-    "alpha": ("config", "method", "alpha"),
-    "targets": ("config", "method", "targets"),
-    "num_virtual_tokens": ("config", "method", "num_virtual_tokens"),
-    "prompt_init": ("config", "method", "init"),
-    "shots": ("config", "method", "shots"),
+    **{key: ("config", "method", key) for keys in METHOD_KEYS.values() for key in keys},
     "train_size": ("data", "train", "size"),
     "seed": ("config", "seed"),
     "steps": ("time", "steps"),
@@ -67,7 +69,9 @@ def _get(record: dict, path: tuple):
         if not isinstance(record, dict) or key not in record:
             return None
         record = record[key]
-    return ",".join(record) if isinstance(record, list) else record
+    if isinstance(record, dict):  # a method's free-form arguments (method=peft's args)
+        return ",".join(f"{k}={v}" for k, v in sorted(record.items())) or None
+    return ",".join(map(str, record)) if isinstance(record, list) else record
 
 
 def headline_metrics(record: dict) -> dict:

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 import pandas as pd
 
 from analysis import uncertainty
+from analysis.records import METHOD_KEYS
 from analysis.selection import select
 
 # config columns that tell settings apart, to name what differs when a cell would mix them
-SETTING_COLUMNS = ["model", "task", "method", "lr", "r", "alpha", "targets", "num_virtual_tokens", "prompt_init",
+SETTING_COLUMNS = ["model", "task", "method", "lr", *dict.fromkeys(k for keys in METHOD_KEYS.values() for k in keys),
                    "train_size", "steps", "batch_size"]
 
 MATRIX_LABEL = {"q": "W_q", "k": "W_k", "v": "W_v", "o": "W_o", "ff_in": "W_ff_in", "ff_out": "W_ff_out"}
@@ -121,8 +122,13 @@ def method_label(row) -> str:
         return f"prefix tuning ({row.num_virtual_tokens:g} tokens)"
     if row.method == "icl":
         return f"{row.shots:g}-shot prompting"
-    return {"full_ft": "full fine-tuning", "bitfit": "BitFit", "ia3": "IA3",
-            "probe": "frozen features + classifier"}.get(row.method, row.method)
+    named = {"full_ft": "full fine-tuning", "bitfit": "BitFit", "ia3": "IA3", "probe": "frozen features + classifier"}
+    if row.method in named:
+        return named[row.method]
+    # any other method: its name and its own keys' values
+    keys = [f"{k}={row.get(k):g}" if isinstance(row.get(k), float) else f"{k}={row.get(k)}"
+            for k in METHOD_KEYS.get(row.method, []) if pd.notna(row.get(k))]
+    return f"{row.method} ({'; '.join(keys)})" if keys else row.method
 
 
 def rank_grid(ok: pd.DataFrame) -> Table | None:
@@ -277,7 +283,7 @@ def tables(frame: pd.DataFrame) -> list[Table]:
           for task in sorted(ok.task.unique())),
         lambda: _by(ok, "num_virtual_tokens", "prompt_length", "by number of virtual tokens",
                     lambda f: f.method.isin(["prompt_tuning", "prefix_tuning"])),
-        lambda: _by(ok, "prompt_init", "prompt_init", "by prompt initialisation", lambda f: f.method == "prompt_tuning"),
+        lambda: _by(ok, "init", "prompt_init", "by prompt initialisation", lambda f: f.method == "prompt_tuning"),
         lambda: _by(ok, "train_size", "data_size", "by training-set size"),
         lambda: _by(ok, "model", "model_scale", "by model"),
     ]

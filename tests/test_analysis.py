@@ -87,6 +87,19 @@ def test_methods_table_orders_by_parameters(results):
     assert table.loc["BitFit", "steps"] == "100" and table.loc["BitFit", "lr"] == "0.001"
 
 
+def test_a_new_methods_own_keys_are_columns_and_its_label_without_naming_it_in_analysis(results):
+    methods = results / "methods"
+    _record(methods, "h", method="adapter", accuracy=0.6, kind="houlsby", size=64, reduction_factor=16, activation="relu")
+    _record(methods, "i", method="peft", accuracy=0.58, type="LOHA", args={"r": 4, "alpha": 8}, targets=["q", "v"])
+    frame = records.load(results)
+    adapter = frame[frame.run_id == "h"].iloc[0]
+    assert (adapter.kind, adapter["size"]) == ("houlsby", 64)
+    assert frame[frame.run_id == "i"].iloc[0].args == "alpha=8,r=4"
+    table = tables.methods_table(frame[frame.sweep == "methods"], "tweets").frame
+    assert "adapter (kind=houlsby; size=64; reduction_factor=16; activation=relu)" in table.index
+    assert "peft (type=LOHA; args=alpha=8,r=4; targets=q,v)" in table.index
+
+
 def _search(folder, method="lora", **runs):
     """Runs of one method at several learning rates: lr -> (validation, test accuracy[, seed])."""
     for i, (lr, (val, test, *seed)) in enumerate(runs.items()):
