@@ -4,7 +4,7 @@
 
 builds the preset's architecture from its `config` (conf/model/*.yaml) on the meta device, where
 tensors have shapes and no storage, applies the method the way a run does, and counts unique
-parameters with `measure.count_params`. Nothing is downloaded, loaded or allocated, so every
+parameters with the method's `count` (`measure.count_params` but for diff pruning). Nothing is downloaded, loaded or allocated, so every
 preset, 175B included, counts in seconds. The record goes to
 <results_dir>/<sweep_name>/count/<run_id>.json, apart from run records (analysis reads
 <results_dir>/<sweep>/*.json only).
@@ -120,7 +120,7 @@ def count(cfg) -> dict:
             model = method.apply(model, method_cfg, family, tokenizer=None)  # no method reads it at random init
     finally:
         logging.set_verbosity(verbosity)
-    params = measure.count_params(model, family)
+    params = method.count(model, method_cfg, family)
     seconds = time.perf_counter() - start
     return {
         "params": params,

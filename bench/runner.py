@@ -118,7 +118,7 @@ def execute(config: dict, attempt: str | None = None, concurrent_jobs: int | Non
         seed_everything(cfg.seed)
         t, m, tc = cfg.task, cfg.method, cfg.train
         task, family, method, model, tokenizer, fields["model_source"], architecture = build(cfg)
-        fields["params"] = measure.count_params(model, family)
+        fields["params"] = method.count(model, m, family)
         model.to(device)
         fields["data"] = {"task_version": t.version, "split_seed": t.split_seed, "kind": task.kind,
                           "majority_label": _majority(task), **task.describe()}
@@ -131,6 +131,7 @@ def execute(config: dict, attempt: str | None = None, concurrent_jobs: int | Non
         result = method.fit(model, train_loader, m, tc, device, lambda: evaluate(task.validation)[1], tracker.log,
                             monitor=task.metrics[0])
 
+        fields["params"] = method.count(model, m, family)  # what training kept (diff pruning's mask decides)
         outputs, scores = evaluate(task.test)
         fields["metrics"] = {"split": "test", "size": len(task.test), **scores}
         fields["per_example"] = per_example(task.kind, task.metrics, task.test, outputs, task.given_test)

@@ -67,7 +67,7 @@ def expected(family, method):
     table = {
         "lora": LORA_QV.get(family), "ia3": IA3.get(family), "prefix_tuning": PREFIX.get(family),
         "prompt_tuning": 20 * H,  # T5: the encoder's prompt only
-        "bitfit": BITFIT.get(family), "full_ft": None, "lomo": None, "adapter": ADAPTER[family], "peft": LOHA[family], "icl": 0, "probe": 0,
+        "bitfit": BITFIT.get(family), "full_ft": None, "lomo": None, "adapter": ADAPTER[family], "peft": LOHA[family], "diff_pruning": "0.5%", "icl": 0, "probe": 0,
     }
     if method == "bitfit" and family in ("llama", "t5"):
         return "not_applicable", None
@@ -88,7 +88,7 @@ def run_config(make_config, tiny_models, family, *overrides):
 
 
 @pytest.mark.slow  # every method on every family's tiny model
-@pytest.mark.parametrize("method", ["full_ft", "lomo", "adapter", "peft", "bitfit", "lora", "ia3", "prompt_tuning", "prefix_tuning", "icl", "probe"])
+@pytest.mark.parametrize("method", ["full_ft", "lomo", "adapter", "peft", "diff_pruning", "bitfit", "lora", "ia3", "prompt_tuning", "prefix_tuning", "icl", "probe"])
 @pytest.mark.parametrize("family", list(PRESETS))
 def test_every_method_runs_on_every_family(make_config, tiny_models, family, method):
     overrides = [f"method={method}"] + (["method.shots=2"] if method == "icl" else [])
@@ -100,6 +100,8 @@ def test_every_method_runs_on_every_family(make_config, tiny_models, family, met
         return
     params = rec["params"]
     assert params["head"] == (0 if method in ("icl", "probe") else HEAD.get(family, 0))  # baselines train nothing
+    if count == "0.5%":  # diff pruning keeps 0.5% of the frozen weights' entries
+        count = round(0.005 * (params["total"] - params["head"]))
     assert params["method"] == (params["total"] - params["head"] if count is None else count)
     assert rec["metrics"]["size"] == 32 and 0 <= rec["metrics"]["accuracy"] <= 1
     assert rec["time"]["steps"] == {"icl": 0, "probe": 1}.get(method, 2)

@@ -20,6 +20,7 @@ from safetensors.torch import save_file
 
 from bench.config import ConfigError
 from bench.families import Family, accepted_matrices
+from bench.measure import count_params
 from bench.train import TrainResult, train
 
 
@@ -62,6 +63,11 @@ class Method:
         names the validation score early stopping watches."""
         return train(model, loader, train_cfg, cfg.lr, device, evaluate, log, train_cfg.profile_memory, monitor=monitor,
                      optimizer=self.optimizer)
+
+    def count(self, model: torch.nn.Module, cfg, family: Family) -> dict:
+        """The parameters of the model with the method applied (bench/measure.py); a method whose
+        kept parameters training decides (diff pruning's mask) counts them itself."""
+        return count_params(model, family)
 
     def save(self, model: torch.nn.Module, folder: Path) -> None:
         """Write what a user must store per task: the trainable tensors."""
