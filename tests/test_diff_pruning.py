@@ -16,7 +16,7 @@ from bench.runner import build
 def _trained(make_config, tiny_models, *overrides):
     cfg = run_config(make_config, tiny_models, "bert", "method=diff_pruning", "method.target_sparsity=0.01", *overrides)
     torch.manual_seed(0)
-    task, family, method, model, tokenizer, _, architecture = build(cfg)
+    task, _, method, model, tokenizer, _, architecture = build(cfg)
     loader = batching.train_loader(task, tokenizer, architecture, cfg.task, cfg.train.batch_size, cfg.seed)
     method.fit(model, loader, cfg.method, cfg.train, "cpu")
     return cfg, task, method, model, tokenizer
