@@ -151,6 +151,57 @@ FAMILIES: dict[str, Family] = {
                 for m in ("q", "k", "v")
             },
         ),
+        Family(
+            name="gptj",  # GPT-J: attention and feed-forward in parallel; attention projections without biases
+            architecture="decoder",
+            matrices={
+                "q": r"attn\.q_proj$",
+                "k": r"attn\.k_proj$",
+                "v": r"attn\.v_proj$",
+                "o": r"attn\.out_proj$",
+                "ff_in": r"mlp\.fc_in$",
+                "ff_out": r"mlp\.fc_out$",
+            },
+            has_biases=True,
+        ),
+        Family(
+            name="gpt_neo",  # GPT-Neo: GPT-2's block with separate q, k, v (no biases) and local attention layers
+            architecture="decoder",
+            matrices={
+                "q": r"attn\.attention\.q_proj$",
+                "k": r"attn\.attention\.k_proj$",
+                "v": r"attn\.attention\.v_proj$",
+                "o": r"attn\.attention\.out_proj$",
+                "ff_in": r"mlp\.c_fc$",
+                "ff_out": r"mlp\.c_proj$",
+            },
+            has_biases=True,
+        ),
+        Family(
+            name="bloom",  # BLOOM: ALiBi positions, a LayerNorm after the embeddings, fused q, k, v
+            architecture="decoder",
+            matrices={
+                "qkv": r"self_attention\.query_key_value$",
+                "o": r"self_attention\.dense$",
+                "ff_in": r"mlp\.dense_h_to_4h$",
+                "ff_out": r"mlp\.dense_4h_to_h$",
+            },
+            has_biases=True,
+            fused={m: "BLOOM computes q, k and v with one fused matrix (self_attention.query_key_value); target 'qkv' instead"
+                   for m in ("q", "k", "v")},
+        ),
+        Family(
+            name="mpt",  # MPT: ALiBi positions, fused q, k, v, and no bias anywhere (no_bias, bias-free LayerNorms)
+            architecture="decoder",
+            matrices={
+                "qkv": r"attn\.Wqkv$",
+                "o": r"attn\.out_proj$",
+                "ff_in": r"ffn\.up_proj$",
+                "ff_out": r"ffn\.down_proj$",
+            },
+            has_biases=False,
+            fused={m: "MPT computes q, k and v with one fused matrix (attn.Wqkv); target 'qkv' instead" for m in ("q", "k", "v")},
+        ),
         # OPT's layout is GPT-3's (pre-LayerNorm, learned positions, biases everywhere, tied embeddings)
         # with separate q, k, v projections; the configuration-only GPT-3 175B preset is built with it
         Family(

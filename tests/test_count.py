@@ -55,6 +55,21 @@ def llama_total(vocab, d, ff, layers, heads, kv_heads, tied):
     return vocab * d * (1 if tied else 2) + layers * layer + d
 
 
+def opt_total(vocab, d, ff, layers, positions=2048):
+    # GPT-2's pre-LayerNorm block with separate q, k, v (4d² + 4d), a position table 2 rows longer; tied head
+    return vocab * d + (positions + 2) * d + layers * (4 * d * d + 4 * d + 2 * d * ff + ff + d + 4 * d) + 2 * d
+
+
+def bloom_total(vocab, d, layers):
+    # GPT-2's layer without a position table (ALiBi), plus a LayerNorm after the embeddings; tied head
+    return vocab * d + 2 * d + layers * (12 * d * d + 13 * d) + 2 * d
+
+
+def mpt_total(vocab, d, layers):
+    # no biases anywhere: fused q,k,v 3d², out d², up 4d², down 4d², two bias-free LayerNorms; tied head
+    return vocab * d + layers * (12 * d * d + 2 * d) + d
+
+
 GPT3_D, GPT3_LAYERS = 12288, 96
 # OPT's module layout (separate q, k, v) keeps 2 extra rows in its position table
 GPT3_TOTAL = gpt2_total(50257, 2048, GPT3_D, GPT3_LAYERS) + 2 * GPT3_D
@@ -71,12 +86,27 @@ GPT3_TOTAL = gpt2_total(50257, 2048, GPT3_D, GPT3_LAYERS) + 2 * GPT3_D
     ("llama2-70b", llama_total(32000, 8192, 28672, 80, 64, 8, tied=False), 68_976_648_192),
     ("smollm2-135m", llama_total(49152, 576, 1536, 30, 9, 3, tied=True), 134_515_008),
     ("gpt3-175b", GPT3_TOTAL, 174_604_283_904),
+    ("opt-125m", opt_total(50272, 768, 3072, 12), 125_239_296),
+    ("bloom-560m", bloom_total(250880, 1024, 24), 559_214_592),
+    ("bloom-176b", bloom_total(250880, 14336, 70), 176_247_271_424),
+    ("gpt-neox-20b", neox_total(50432, 6144, 44), 20_554_567_680),
+    ("mpt-7b", mpt_total(50432, 4096, 32), 6_649_286_656),
 ])
 def test_total_matches_hand_formula_and_published_count(make_config, preset, formula, published):
     assert formula == published
     p = counted(make_config, f"model={preset}", "method=full_ft")["params"]
     assert p["total"] == p["trainable"] == formula
     assert p["head"] == 0  # text-to-text families train no new head
+
+
+@pytest.mark.parametrize("preset, d, layers, published", [("bert-base-uncased", 768, 12, 109_482_240),
+                                                     ("bert-large-uncased", 1024, 24, 335_141_888)])
+def test_bert_matches_hand_formula_and_published_count(make_config, preset, d, layers, published):
+    p = counted(make_config, f"model={preset}", "method=full_ft")
+    labels = p["count"]["num_labels"]
+    # embeddings (words, 512 positions, 2 segments, LayerNorm), layers of 12d² + 13d, the pooler d² + d
+    assert (30522 + 512 + 2) * d + 2 * d + layers * (12 * d * d + 13 * d) + d * d + d == published
+    assert p["params"]["total"] - (d * labels + labels) == published  # less the new classifier
 
 
 def test_tied_embeddings_counted_once_unlike_init_empty_weights(make_config):
@@ -207,7 +237,7 @@ def test_not_applicable_is_recorded_apart_from_runs(make_config, tmp_path):
     assert [p.parent.name for p in (tmp_path / "results").rglob("*.json")] == ["count"]
 
 
-@pytest.mark.slow  # peft wraps the meta model of each of the 43 presets
+@pytest.mark.slow  # peft wraps the meta model of every preset
 @pytest.mark.parametrize("preset", PRESETS)
 def test_every_preset_counts_under_lora(make_config, preset, tmp_path):
     family = FAMILIES[OmegaConf.load(REPO / "conf" / "model" / f"{preset}.yaml").family]
