@@ -30,7 +30,8 @@ class Family:
     # abstract names that cannot be targeted alone, with the reason
     fused: dict[str, str] = field(default_factory=dict)
     # how attention is computed: through transformers' attention-function registry (where prefix
-    # tuning enters), or by DeBERTa's own disentangled attention (prefix tuning replaces its forward)
+    # tuning enters), by DeBERTa's own disentangled attention (prefix tuning replaces its forward),
+    # or by the model's own code outside the registry (GPT-Neo, and ALiBi in BLOOM and MPT): no prefix tuning
     attention: str = "registry"
     # the projections are transformers' Conv1D (GPT-2's transposed linear layers), which some peft types do not wrap
     conv1d: bool = False
@@ -176,6 +177,7 @@ FAMILIES: dict[str, Family] = {
                 "ff_out": r"mlp\.c_proj$",
             },
             has_biases=True,
+            attention="own",
         ),
         Family(
             name="bloom",  # BLOOM: ALiBi positions, a LayerNorm after the embeddings, fused q, k, v
@@ -187,6 +189,7 @@ FAMILIES: dict[str, Family] = {
                 "ff_out": r"mlp\.dense_4h_to_h$",
             },
             has_biases=True,
+            attention="own",
             fused={m: "BLOOM computes q, k and v with one fused matrix (self_attention.query_key_value); target 'qkv' instead"
                    for m in ("q", "k", "v")},
         ),
@@ -200,6 +203,7 @@ FAMILIES: dict[str, Family] = {
                 "ff_out": r"ffn\.down_proj$",
             },
             has_biases=False,
+            attention="own",
             fused={m: "MPT computes q, k and v with one fused matrix (attn.Wqkv); target 'qkv' instead" for m in ("q", "k", "v")},
         ),
         # OPT's layout is GPT-3's (pre-LayerNorm, learned positions, biases everywhere, tied embeddings)

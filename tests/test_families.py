@@ -107,6 +107,39 @@ def test_every_method_runs_on_every_family(make_config, tiny_models, family, met
     assert rec["time"]["steps"] == {"icl": 0, "probe": 1}.get(method, 2)
 
 
+# decoders whose tiny models came with their presets; counts of the methods whose formula is one line
+NEWER = {"opt": "opt-125m", "gptj": "gpt-j-6b", "gpt_neo": "gpt-neo-1.3b", "bloom": "bloom-560m", "mpt": "mpt-7b"}
+NEWER_COUNTS = {
+    "lora": L * 2 * R * (H + H),  # q and v; BLOOM and MPT: the fused qkv, r·(32 + 96), the same total
+    "adapter": L * (2 * H * 2 + 2 + H),
+    "peft": L * 2 * 2 * 8 * (H + H),  # LoHa on q and v (or the fused qkv)
+    "prompt_tuning": 20 * H,
+}
+
+
+@pytest.mark.slow  # every method on five more families' tiny models
+@pytest.mark.parametrize("method", ["full_ft", "lomo", "adapter", "peft", "diff_pruning", "bitfit", "lora", "ia3",
+                                    "prompt_tuning", "prefix_tuning", "icl", "probe"])
+@pytest.mark.parametrize("family", list(NEWER))
+def test_every_method_runs_on_the_newer_families(make_config, tiny_models, family, method):
+    fused = family in ("bloom", "mpt")
+    extra = {"lora": ["method.targets=[qkv]"], "peft": ["method.targets=[qkv]"], "ia3": ["method.targets=[qkv,ff_out]"]}
+    overrides = [f"method={method}", *(extra.get(method, []) if fused else []), *(["method.shots=2"] if method == "icl" else [])]
+    rec = launch(make_config(f"model={NEWER[family]}", "model.source=hub", f"model.hub_id={tiny_models[family]}",
+                             "task.max_length=48", *overrides))
+    if (method, family) in {("bitfit", "mpt"), ("prefix_tuning", "gpt_neo"), ("prefix_tuning", "bloom"), ("prefix_tuning", "mpt")}:
+        assert rec["status"] == "not_applicable" and rec["error"]["message"]
+        return
+    assert rec["status"] == "ok", rec.get("error")
+    params = rec["params"]
+    assert params["head"] == 0
+    if method in NEWER_COUNTS:
+        assert params["method"] == NEWER_COUNTS[method]
+    if method in ("full_ft", "lomo"):
+        assert params["method"] == params["total"]
+    assert rec["metrics"]["size"] == 32
+
+
 def test_gpt2_refuses_q_alone_and_names_the_fusion(make_config, tiny_models):
     from bench.config import ConfigError, validate
 

@@ -126,6 +126,10 @@ class PrefixTuning(Method):
             raise ConfigError("method.num_virtual_tokens", cfg.num_virtual_tokens, "a count >= 1")
         if not cfg.init_std > 0:
             raise ConfigError("method.init_std", cfg.init_std, "a standard deviation > 0")
+        if family.attention == "own":
+            return (f"prefix tuning enters attention through transformers' attention-function registry, and {family.name} "
+                    "computes its attention in its own code")
+        return None
 
     def apply(self, model, cfg, family, tokenizer):
         freeze_all_but_head(model, family)

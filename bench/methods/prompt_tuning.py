@@ -42,5 +42,9 @@ class PromptTuning(Method):
             tokenizer_name_or_path=tokenizer.name_or_path if cfg.init == "text" else None,
             # T5: prompts on the encoder only, as Lester et al. (peft also prompts the decoder by default)
             num_transformer_submodules=1,
+            # peft reads these from the config's dict under the usual names; MPT's are n_heads, n_layers, d_model
+            num_attention_heads=model.config.num_attention_heads,
+            num_layers=model.config.num_hidden_layers,
+            token_dim=model.config.hidden_size,
         )
         return wrap_peft(model, config, family)
