@@ -81,3 +81,19 @@ def test_the_record_states_the_optimizers_memory(make_config, tiny_models, overr
     assert analytic["optimizer_state"] == state * 4 * trainable
     # LOMO holds one weight's gradient at a time: the largest, the tiny model's word embeddings (vocabulary x 32)
     assert analytic["gradients"] < 4 * trainable if overrides == ["method=lomo"] else analytic["gradients"] == 4 * trainable
+
+
+@pytest.mark.slow  # profiles three full fine-tuning steps of the default model under each optimizer
+def test_the_memory_benchmark_finds_lomo_under_half_of_adamw(monkeypatch, capsys):
+    import sys
+
+    from bench import optimizer_memory
+
+    monkeypatch.setattr(sys, "argv", ["optimizer_memory", "--rounds", "1", "train.batch_size=2", "task.train_size=16"])
+    optimizer_memory.main()
+    out = capsys.readouterr().out
+    adamw, lomo = (line for line in out.splitlines() if line.strip().startswith(("adamw:", "lomo:")))
+    assert "optimizer_state" in adamw and "optimizer_state" not in lomo
+    # MiniLM-L6: AdamW holds weights, gradients and two moments (about 4 x 87 MiB); LOMO the weights,
+    # one weight's gradient (the word embeddings', 45 MiB) and the activations
+    assert float(lomo.split(" of adamw")[0].rsplit(" ", 1)[1]) < 0.5
