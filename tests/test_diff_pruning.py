@@ -53,6 +53,7 @@ def test_the_projection_keeps_its_share_and_the_stored_file_rebuilds_the_model(m
         torch.testing.assert_close(fresh(**batch).logits, model(**batch).logits, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow  # trains the tiny model twice
 def test_the_l0_penalty_closes_gates(make_config, tiny_models):
     def mean_log_alpha(weight):
         model = _trained(make_config, tiny_models, f"method.l0_weight={weight}", "method.lr=0.1")[3]

@@ -68,6 +68,7 @@ def test_lomo_step_is_a_plain_sgd_step(tiny_models, max_grad_norm):
     assert all(p.grad is None for p in lomo_model.parameters())  # LOMO keeps no gradient
 
 
+@pytest.mark.slow  # whole runs through the runner
 @pytest.mark.parametrize("overrides, state", [(["method=lomo"], 0), (["method=full_ft", "train.optimizer=sgd"], 0),
                                                (["method=full_ft", "train.optimizer=sgd", "+train.optimizer_args.momentum=0.9"], 1)])
 def test_the_record_states_the_optimizers_memory(make_config, tiny_models, overrides, state):

@@ -28,6 +28,7 @@ def test_a_type_that_cannot_wrap_conv1d_is_not_applicable_on_gpt2(make_config):
     assert validate(make_config("model=gpt2", "method=peft", "method.type=VERA", "method.targets=[qkv]")) is None
 
 
+@pytest.mark.slow  # a whole run through the runner
 def test_layer_norm_tuning_by_peft_module_names(make_config, tiny_models):
     rec = launch(run_config(make_config, tiny_models, "bert", "method=peft", "method.type=LN_TUNING", "method.targets=null",
                             "+method.args.target_modules=[LayerNorm]"))
@@ -35,6 +36,7 @@ def test_layer_norm_tuning_by_peft_module_names(make_config, tiny_models):
     assert rec["params"]["method"] == (2 * 2 + 1) * 2 * 32  # two per layer and the embeddings', weight and bias of 32
 
 
+@pytest.mark.slow  # trains three tiny models
 @pytest.mark.parametrize("family, kind", [("bert", "LOKR"), ("llama", "VERA"), ("t5", "OFT")])
 def test_two_steps_change_what_peft_marks_trainable_and_nothing_else(make_config, tiny_models, family, kind):
     changed, trainable = changed_by_training(run_config(make_config, tiny_models, family, "method=peft", f"method.type={kind}",
