@@ -90,7 +90,8 @@ def test_the_memory_benchmark_finds_lomo_under_half_of_adamw(monkeypatch, capsys
 
     from bench import optimizer_memory
 
-    monkeypatch.setattr(sys, "argv", ["optimizer_memory", "--rounds", "1", "train.batch_size=2", "task.train_size=16"])
+    monkeypatch.setattr(sys, "argv", ["optimizer_memory", "--rounds", "1", "train.batch_size=2", "task.train_size=16",
+                                      "task.max_length=32"])
     optimizer_memory.main()
     out = capsys.readouterr().out
     adamw, lomo = (line for line in out.splitlines() if line.strip().startswith(("adamw:", "lomo:")))
