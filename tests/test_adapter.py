@@ -26,6 +26,7 @@ def test_adapters_start_as_the_identity(make_config, tiny_models, family):
     assert len(adapters) == 4 * (10 if family == "t5" else 2 * 2)  # down and up, weight and bias, per place
 
 
+@pytest.mark.slow  # trains four tiny models
 @pytest.mark.parametrize("kind", ["houlsby", "pfeiffer"])
 @pytest.mark.parametrize("family", ["bert", "llama"])
 def test_two_steps_change_the_adapters_and_the_head_and_nothing_else(make_config, tiny_models, family, kind):

@@ -142,6 +142,7 @@ def test_inline_config_matches_the_packaged_config_json(make_config):
     assert inline["method"] == (30522 + 512 + 2) * d + 2 * d + 6 * (12 * d * d + 13 * d) == 22_565_376
 
 
+@pytest.mark.slow  # eight meta-device builds of RoBERTa
 @pytest.mark.parametrize("preset, d, layers", [("roberta-base", 768, 12), ("roberta-large", 1024, 24)])
 @pytest.mark.parametrize("kind, per_layer", [("houlsby", 2), ("pfeiffer", 1)])
 @pytest.mark.parametrize("size", [64, None])  # None: reduction factor 16, d / 16

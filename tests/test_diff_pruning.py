@@ -22,6 +22,7 @@ def _trained(make_config, tiny_models, *overrides):
     return cfg, task, method, model, tokenizer
 
 
+@pytest.mark.slow  # trains the tiny model
 def test_two_steps_move_the_differences_and_the_head_never_the_pretrained_weights(make_config, tiny_models):
     changed, trainable = changed_by_training(run_config(make_config, tiny_models, "bert", "method=diff_pruning"))
     assert changed and changed <= trainable
@@ -29,6 +30,7 @@ def test_two_steps_move_the_differences_and_the_head_never_the_pretrained_weight
     assert all(n.endswith((".w", ".log_alpha")) or n.startswith(("classifier", "bert.pooler")) for n in changed)
 
 
+@pytest.mark.slow  # trains the tiny model
 def test_the_projection_keeps_its_share_and_the_stored_file_rebuilds_the_model(make_config, tiny_models, tmp_path):
     cfg, task, method, model, tokenizer = _trained(make_config, tiny_models, "method.retrain_steps=2")
     diffs = differences(model)
