@@ -141,6 +141,7 @@ class DiffPruning(Method):
             result.examples_seen += again.examples_seen
             result.tokens_seen += again.tokens_seen
             result.losses += [(result.steps - again.steps + s, loss) for s, loss in again.losses]
+            result.evaluations += [{**e, "step": result.steps - again.steps + e["step"]} for e in again.evaluations]
         return result
 
     def count(self, model, cfg, family):
