@@ -12,10 +12,6 @@ import time
 from dataclasses import dataclass
 
 import torch
-from sklearn.ensemble import RandomForestClassifier
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
@@ -77,6 +73,12 @@ class Probe(Method):
         return "encoder"  # features of the input text; labels from the task's fixed label set
 
     def apply(self, model, cfg, family, tokenizer):
+        # imported here: scikit-learn takes seconds to import, and every `python -m bench` imports this module
+        from sklearn.ensemble import RandomForestClassifier
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
         model.requires_grad_(False)
         if cfg.classifier == "logistic":
             classifier = make_pipeline(StandardScaler(), LogisticRegression(C=cfg.C, max_iter=2000))

