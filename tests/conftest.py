@@ -35,6 +35,11 @@ FAST = [
 ]
 
 
+def tiny_bert(tiny_models) -> tuple[str, ...]:
+    """Overrides that run the tiny random BERT (tests/tiny.py): for tests of plumbing, not of accuracy."""
+    return "model=bert-base-uncased", "model.source=hub", f"model.hub_id={tiny_models['bert']}"
+
+
 @pytest.fixture
 def make_config(tmp_path):
     """Compose a run config the way `python -m bench` does, results under tmp_path."""

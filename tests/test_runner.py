@@ -7,6 +7,7 @@ import pytest
 from bench import record
 from bench.config import to_container
 from bench.runner import launch
+from tests.conftest import tiny_bert
 
 RECORD_FIELDS = {"run_id", "schema_version", "status", "error", "started", "ended", "config", "params", "metrics",
                  "memory", "time", "size", "latency", "environment", "data", "validation"}
@@ -166,8 +167,8 @@ def test_one_step_run_is_profiled_not_timed(make_config, capsys):
     assert "not timed (the only step was the memory-profiled one)" in capsys.readouterr().out
 
 
-def test_divergence_is_recorded_as_such_in_strict_json(make_config, tmp_path):
-    rec = launch(make_config("method.lr=1e30", "train.max_grad_norm=0", "train.max_steps=5"))
+def test_divergence_is_recorded_as_such_in_strict_json(make_config, tiny_models, tmp_path):
+    rec = launch(make_config(*tiny_bert(tiny_models), "method.lr=1e30", "train.max_grad_norm=0", "train.max_steps=5"))
     assert rec["status"] == "diverged" and rec["error"]["type"] == "Diverged"
     assert 1 <= rec["error"]["step"] <= 5 and f"at step {rec['error']['step']}" in rec["error"]["message"]
 
@@ -215,12 +216,12 @@ def test_a_size_that_cannot_be_measured_keeps_the_run_and_its_scores(make_config
     assert rec["size"] == {"bytes": None, "error": "OSError: [Errno 28] No space left on device"}
 
 
-def test_a_record_that_cannot_be_written_is_printed_whole(make_config, monkeypatch, capsys):
+def test_a_record_that_cannot_be_written_is_printed_whole(make_config, tiny_models, monkeypatch, capsys):
     def disk_full(path, rec):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(record, "write", disk_full)
-    rec = launch(make_config())
+    rec = launch(make_config(*tiny_bert(tiny_models)))
     assert rec["status"] == "ok"
     err = capsys.readouterr().err
     assert "could not write the record" in err and "No space left on device" in err

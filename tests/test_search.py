@@ -5,6 +5,7 @@ import json
 import pytest
 
 from bench.search import main
+from tests.conftest import tiny_bert
 
 TINY = ["tracking=none", "process=inline", "task.train_size=64", "task.val_size=32", "task.test_size=64",
         "train.max_steps=3", "train.batch_size=8", "train.eval_every=0", "train.latency_samples=1",
@@ -12,8 +13,9 @@ TINY = ["tracking=none", "process=inline", "task.train_size=64", "task.val_size=
 
 
 @pytest.mark.slow
-def test_search_runs_the_grid_then_the_selected_rate_on_seeds(tmp_path, capsys):
-    code = main(["--methods", "lora,probe", "--seeds", "2", f"results_dir={tmp_path}", "method.lr_grid=[1e-4,3e-3]", *TINY])
+def test_search_runs_the_grid_then_the_selected_rate_on_seeds(tmp_path, tiny_models, capsys):
+    code = main(["--methods", "lora,probe", "--seeds", "2", f"results_dir={tmp_path}", "method.lr_grid=[1e-4,3e-3]", *TINY,
+                 *tiny_bert(tiny_models)])
     assert code == 0
     runs = [json.loads(p.read_text()) for p in (tmp_path / "lr_search").glob("*.json")]
     assert all(r["status"] == "ok" for r in runs)
@@ -31,9 +33,9 @@ def test_search_runs_the_grid_then_the_selected_rate_on_seeds(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_a_method_that_does_not_apply_is_no_failure(tmp_path, capsys):
-    # few-shot prompting needs a model that reads prompts; MiniLM is an encoder
-    assert main(["--methods", "icl", "--seeds", "2", f"results_dir={tmp_path}", *TINY]) == 0
+def test_a_method_that_does_not_apply_is_no_failure(tmp_path, tiny_models, capsys):
+    # few-shot prompting needs a model that reads prompts; BERT is an encoder
+    assert main(["--methods", "icl", "--seeds", "2", f"results_dir={tmp_path}", *TINY, *tiny_bert(tiny_models)]) == 0
     assert "icl: not applicable here (few-shot prompting needs a model that reads prompts" in capsys.readouterr().out
     [rec] = [json.loads(p.read_text()) for p in (tmp_path / "lr_search").glob("*.json")]
     assert rec["status"] == "not_applicable"

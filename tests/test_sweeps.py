@@ -11,7 +11,7 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from bench.config import validate
-from tests.conftest import FAST
+from tests.conftest import FAST, tiny_bert
 
 REPO = Path(__file__).resolve().parents[1]
 SWEEPS = sorted(p.stem for p in (REPO / "conf" / "sweep").glob("*.yaml"))
@@ -74,11 +74,12 @@ def test_lora_rank_jobs_are_the_papers_grid(make_config):
     }
 
 
-def _bench(tmp_path, *args, expect: int = 0):
+def _bench(tmp_path, tiny_models, *args, expect: int = 0):
+    """`python -m bench` on the tiny random BERT: these tests are of sweeps and launchers, not of accuracy."""
     out = subprocess.run(
         # flags first: Hydra's argument parser takes no flag after the overrides
-        [sys.executable, "-m", "bench", *[a for a in args if a.startswith("-")], *FAST, f"results_dir={tmp_path}/results",
-         *[a for a in args if not a.startswith("-")]],
+        [sys.executable, "-m", "bench", *[a for a in args if a.startswith("-")], *FAST, *tiny_bert(tiny_models),
+         f"results_dir={tmp_path}/results", *[a for a in args if not a.startswith("-")]],
         cwd=REPO, capture_output=True, text=True, timeout=600, check=False,
     )
     assert out.returncode == expect, out.stderr[-3000:]
@@ -94,30 +95,30 @@ def _statuses(tmp_path, sweep):
 
 
 @pytest.mark.slow
-def test_command_line_narrows_a_sweep_and_a_rerun_resumes(tmp_path):
+def test_command_line_narrows_a_sweep_and_a_rerun_resumes(tmp_path, tiny_models):
     # a command-line value for a swept key overrides the sweep's list
-    _bench(tmp_path, "+sweep=lora_rank", "method.r=1", "method.targets=[q]")
+    _bench(tmp_path, tiny_models, "+sweep=lora_rank", "method.r=1", "method.targets=[q]")
     first = _statuses(tmp_path, "lora_rank")
     assert list(first.values()) == ["ok"]
     # the same sweep widened: the finished run is skipped, only the new one runs
-    out = _bench(tmp_path, "+sweep=lora_rank", "method.r=1", "method.targets=[q],[v]")
+    out = _bench(tmp_path, tiny_models, "+sweep=lora_rank", "method.r=1", "method.targets=[q],[v]")
     assert out.stdout.count("skip:") == 1
     assert len(_statuses(tmp_path, "lora_rank")) == 2
 
 
 @pytest.mark.slow
-def test_failing_job_leaves_the_others_intact(tmp_path):
+def test_failing_job_leaves_the_others_intact(tmp_path, tiny_models):
     # the corpus size is known only once the data loads: the first job fails at run time
     # every job runs, then the sweep exits 1 for the failed one
-    _bench(tmp_path, "-m", "sweep_name=mixed", "task.test_size=40000,32", expect=1)
+    _bench(tmp_path, tiny_models, "-m", "sweep_name=mixed", "task.test_size=40000,32", expect=1)
     by_size = {r["config"]["task"]["test_size"]: r for r in _records(tmp_path, "mixed")}
     assert by_size[32]["status"] == "ok"
     assert by_size[40000]["status"] == "failed" and "task.test_size=40000" in by_size[40000]["error"]["message"]
 
 
 @pytest.mark.slow
-def test_bad_value_in_a_sweep_is_recorded_and_the_sweep_goes_on(tmp_path):
-    _bench(tmp_path, "-m", "sweep_name=mixed", "method.r=0,2", expect=1)
+def test_bad_value_in_a_sweep_is_recorded_and_the_sweep_goes_on(tmp_path, tiny_models):
+    _bench(tmp_path, tiny_models, "-m", "sweep_name=mixed", "method.r=0,2", expect=1)
     by_rank = {r["config"]["method"]["r"]: r for r in _records(tmp_path, "mixed")}
     assert by_rank[2]["status"] == "ok"
     assert by_rank[0]["status"] == "failed" and by_rank[0]["error"]["type"] == "ConfigError"
@@ -126,8 +127,8 @@ def test_bad_value_in_a_sweep_is_recorded_and_the_sweep_goes_on(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("launcher, concurrent", [(["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], 2),
                                                   (["hydra/launcher=submitit_local"], None)])
-def test_parallel_launchers_mark_shared_timings(tmp_path, launcher, concurrent):
-    _bench(tmp_path, "-m", *launcher, "sweep_name=parallel", "method=bitfit,ia3")
+def test_parallel_launchers_mark_shared_timings(tmp_path, tiny_models, launcher, concurrent):
+    _bench(tmp_path, tiny_models, "-m", *launcher, "sweep_name=parallel", "method=bitfit,ia3")
     records = _records(tmp_path, "parallel")
     assert sorted(r["config"]["method"]["name"] for r in records) == ["bitfit", "ia3"]
     assert all(r["status"] == "ok" for r in records)
