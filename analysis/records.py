@@ -48,6 +48,7 @@ COLUMNS = {
     "total_params": ("params", "total"),
     "peak_memory_bytes": ("memory", "peak_bytes"),
     "memory_measure": ("memory", "measure"),
+    "process_peak_rss_bytes": ("memory", "process_peak_rss_bytes"),
     "train_seconds": ("time", "train_seconds"),
     "median_step_seconds": ("time", "median_step_seconds"),
     "tokens_per_second": ("time", "tokens_per_second"),

@@ -6,6 +6,7 @@ import os
 import platform
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from contextlib import contextmanager
@@ -107,6 +108,17 @@ class CudaPeak:
             peak_bytes=self.allocated,
             peak_reserved_bytes=self.reserved,
         )
+
+
+def process_peak_rss(shared_process: bool) -> dict:
+    """The process's peak resident memory (interpreter, libraries, weights, activations, allocator
+    slack): what a machine must hold, beside the tensor peak. A shared process (process=inline)
+    counts every run it ran before this one too."""
+    import resource  # POSIX only: imported where used
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return {"process_peak_rss_bytes": peak if sys.platform == "darwin" else peak * 1024,
+            "process_peak_rss_of": "this and earlier runs of a shared process" if shared_process else "this run's process"}
 
 
 def stored_bytes(save, model) -> dict:

@@ -157,6 +157,7 @@ def execute(config: dict, attempt: str | None = None, concurrent_jobs: int | Non
         if architecture == "encoder":  # a served classifier is not handed the answer; T5 needs it as decoder input
             del one["labels"]
         fields["latency"] = measure.serving_latency(model, one, tc.latency_samples)
+        fields["memory"].update(measure.process_peak_rss(cfg.process == "inline"))  # last: the peak of the whole run
         status, error = "ok", None
     except torch.OutOfMemoryError as e:
         status, error = "oom", record.error_of(e)
@@ -215,7 +216,8 @@ def summary(rec: dict, path: Path) -> str:
             f"  trainable {p['trainable']:,} of {p['total']:,} ({p['trainable_pct']:.3f}%): method {p['method']:,}, head {p['head']:,}",
             f"  test ({mt['size']} examples): " + ", ".join(f"{k} {v:.4f}" for k, v in mt.items() if k not in ("split", "size", "loss")),
             _training(tm),
-            f"  peak memory {_mib(mem['peak_bytes'])} ({mem['measure']})" if "peak_bytes" in mem else "  peak memory: not measured",
+            (f"  peak memory {_mib(mem['peak_bytes'])} ({mem['measure']})" if "peak_bytes" in mem else "  peak memory: not measured")
+            + f"; process peak resident {_mib(mem['process_peak_rss_bytes'])} ({mem['process_peak_rss_of']})",
             _stored(rec["size"]) + "; " + _latency(rec["latency"]),
         ]
     lines.append(f"  record {path}")

@@ -35,6 +35,9 @@ def test_inline_run_writes_a_complete_record(make_config, tmp_path, capsys):
     assert rec["memory"]["peak_bytes"] > rec["memory"]["analytic_bytes"]["weights"]
     assert "profiler" in rec["memory"]["measure"]
     assert rec["memory"]["analytic_bytes"]["optimizer_state"] == 2 * 4 * rec["params"]["trainable"]
+    # the process holds the interpreter, libraries and allocator slack beside the tensors
+    assert rec["memory"]["process_peak_rss_bytes"] > rec["memory"]["peak_bytes"]
+    assert rec["memory"]["process_peak_rss_of"] == "this and earlier runs of a shared process"  # process=inline
     assert rec["size"]["bytes"] > 4 * rec["params"]["trainable"]  # float32 adapter plus its config
     assert "adapter_model.safetensors" in rec["size"]["files"]
     assert rec["latency"]["median_ms"] > 0 and rec["latency"]["merged"]["median_ms"] > 0
@@ -138,6 +141,7 @@ def test_fresh_process_run_and_real_wandb_offline_run(make_config, tmp_path):
     import os
 
     assert rec["environment"]["pid"] != os.getpid()
+    assert rec["memory"]["process_peak_rss_of"] == "this run's process"
     run_dir = rec["tracking"]["dir"]
     assert "offline-run-" in run_dir
     [log] = list((tmp_path / "results" / "default" / "wandb").glob("offline-run-*/run-*.wandb"))
