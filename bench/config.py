@@ -98,6 +98,9 @@ class RunConfig:
     process: str = "fresh"  # fresh: each run in its own process; inline: in the caller's
     force: bool = False  # rerun even when a record exists
     retry_failed: bool = False  # rerun runs recorded as failed or oom
+    # a run keeps what it trained beside its record; a method that trains every weight writes a
+    # whole model copy per run, so only when this asks for it
+    keep_full_copies: bool = False
     mode: str = "run"  # run: train and score; count: parameters only, on the meta device (bench/count.py)
 
 

@@ -43,7 +43,9 @@ def bench(*args: str, module: str = "bench", timeout: int = 600) -> subprocess.C
 
 
 def records(folder: Path) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted(folder.rglob("*.json")) if "logs" not in p.parts]
+    """The run records under `folder`: not Hydra's logs, nor the files a run kept in its folder beside its record."""
+    return [json.loads(p.read_text()) for p in sorted(folder.rglob("*.json"))
+            if "logs" not in p.parts and not p.parent.with_name(p.parent.name + ".json").exists()]
 
 
 def leftovers(folder: Path) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -121,16 +122,24 @@ def process_peak_rss(shared_process: bool) -> dict:
             "process_peak_rss_of": "this and earlier runs of a shared process" if shared_process else "this run's process"}
 
 
-def stored_bytes(save, model) -> dict:
-    """Bytes on disk of what a user keeps per task, written by the method's own `save`. A save that
-    fails (a full disk) fails this measurement, recorded with its error, not the run and its scores."""
+# what holds trained numbers; peft's generated README and the adapter's JSON config are not weights
+WEIGHT_FILES = (".safetensors", ".bin", ".pkl")
+
+
+def stored_bytes(save, model, folder: Path | None) -> dict:
+    """Bytes of the weight files a user keeps per task, written by the method's own `save` into
+    `folder` (kept), or into a temporary folder when `folder` is None. A save that fails (a full
+    disk) fails this measurement, recorded with its error, not the run and its scores."""
     try:
-        with tempfile.TemporaryDirectory() as folder:
-            save(model, Path(folder))
-            files = {str(p.relative_to(folder)): p.stat().st_size for p in Path(folder).rglob("*") if p.is_file()}
+        with tempfile.TemporaryDirectory() as scratch:
+            where = folder or Path(scratch) / "saved"
+            shutil.rmtree(where, ignore_errors=True)  # a forced rerun replaces what the last one kept
+            save(model, where)
+            files = {str(p.relative_to(where)): p.stat().st_size for p in sorted(where.rglob("*")) if p.is_file()}
     except Exception as e:  # noqa: BLE001 - safetensors raises its own error type for I/O errors
         return {"bytes": None, "error": f"{type(e).__name__}: {e}"}
-    return {"bytes": sum(files.values()), "files": files}
+    weights = sum(size for name, size in files.items() if name.endswith(WEIGHT_FILES))
+    return {"bytes": weights, "files": files, "folder": str(folder) if folder else None}
 
 
 @torch.no_grad()

@@ -24,7 +24,7 @@ RETRYABLE = ("failed", "oom")  # rerun by retry_failed=true
 
 # config keys that change where or how a run is reported or measured, never what it computes
 NOT_IDENTITY = {
-    "results_dir", "sweep_name", "process", "force", "retry_failed", "tracking",
+    "results_dir", "sweep_name", "process", "force", "retry_failed", "keep_full_copies", "tracking",
     "model.source", "model.package", "model.package_dir", "model.asset",
     "model.config",  # the architecture as written for mode=count; the weights define it in a run
     "method.lr_grid",  # where the learning-rate search looks; each run's own lr is its identity

@@ -92,14 +92,19 @@ def seed_everything(seed: int) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def build(cfg):
-    """Task data in the form the method reads, then the model with the method applied (on CPU, before any training)."""
+def build(cfg, kept: Path | None = None):
+    """Task data in the form the method reads, then the model with the method applied (on CPU,
+    before any training); or, given the folder a finished run kept (its record's `size.folder`),
+    that run's trained model again."""
     family = FAMILIES[cfg.model.family]
     method = METHODS[cfg.method.name]
     form = method.form(family)
     task = method.prepare(tasks.load(cfg.task, form), cfg.method, cfg.seed)
     model, tokenizer, source = models.load(cfg.model, family, len(task.labels))
-    model = method.apply(model, cfg.method, family, tokenizer)
+    if kept:
+        model = method.load(model, cfg.method, family, tokenizer, kept)
+    else:
+        model = method.apply(model, cfg.method, family, tokenizer)
     # the shape of batches: a classification head's, or the family's text-to-text one
     architecture = "encoder" if form == "encoder" else family.architecture
     return task, family, method, model, tokenizer, source, architecture
@@ -151,7 +156,8 @@ def execute(config: dict, attempt: str | None = None, concurrent_jobs: int | Non
         fields["memory"] = {**result.memory, "analytic_bytes": measure.analytic_bytes(
             model, fields["params"], method.optimizer or tc.optimizer, tc.optimizer_args)}
         fields["losses"] = result.losses
-        fields["size"] = measure.stored_bytes(method.save, model)
+        kept = path.with_suffix("") if cfg.keep_full_copies or not method.full_copy else None  # beside the record
+        fields["size"] = measure.stored_bytes(method.save, model, kept)
         one = batching.training_rows(task, task.test[:1], tokenizer, architecture, t.max_length, t.max_new_tokens)
         one = {k: v.to(device) for k, v in batching.pad(one, tokenizer.pad_token_id).items()}
         if architecture == "encoder":  # a served classifier is not handed the answer; T5 needs it as decoder input
@@ -235,7 +241,9 @@ def _training(tm: dict) -> str:
 
 
 def _stored(size: dict) -> str:
-    return f"  stored per task {_mib(size['bytes'])}" if size["bytes"] is not None else f"  stored size not measured ({size['error']})"
+    if size["bytes"] is None:
+        return f"  stored size not measured ({size['error']})"
+    return f"  stored per task {_mib(size['bytes'])}" + (f" (kept in {size['folder']})" if size.get("folder") else "")
 
 
 def _latency(latency: dict) -> str:

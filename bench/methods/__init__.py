@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from omegaconf import MISSING
 from peft import PeftConfig, PeftModel, TaskType, get_peft_model
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from bench.config import ConfigError
 from bench.families import Family, accepted_matrices
@@ -69,14 +69,32 @@ class Method:
         kept parameters training decides (diff pruning's mask) counts them itself."""
         return count_params(model, family)
 
+    full_copy: bool = False  # what it trains is every weight: saved only with keep_full_copies=true
+
     def save(self, model: torch.nn.Module, folder: Path) -> None:
-        """Write what a user must store per task: the trainable tensors."""
+        """Write what a user must store per task: peft's own format where peft made the model,
+        else the trainable tensors by name (`trainable.safetensors`)."""
         folder.mkdir(parents=True, exist_ok=True)
         if isinstance(model, PeftModel):
-            model.save_pretrained(str(folder))  # peft's own format: adapter plus head
+            model.save_pretrained(str(folder))  # adapter plus head
             return
         tensors = {n: p.detach().contiguous().cpu() for n, p in model.named_parameters() if p.requires_grad}
         save_file(tensors, str(folder / "trainable.safetensors"))
+
+    def load(self, model: torch.nn.Module, cfg, family: Family, tokenizer, folder: Path) -> torch.nn.Module:
+        """The trained model again: a freshly loaded base `model` and the folder `save` wrote."""
+        if (folder / "adapter_config.json").exists():
+            return PeftModel.from_pretrained(model, str(folder))
+        model = self.apply(model, cfg, family, tokenizer)
+        restore(model, load_file(str(folder / "trainable.safetensors")))
+        return model
+
+
+def restore(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:
+    """Copy saved tensors into the model's parameters of the same names; a name the model lacks is an error."""
+    unexpected = model.load_state_dict(tensors, strict=False).unexpected_keys
+    if unexpected:
+        raise KeyError(f"saved tensors that this model does not have: {', '.join(unexpected[:5])}")
 
 
 METHODS: dict[str, Method] = {}

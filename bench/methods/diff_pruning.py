@@ -18,12 +18,12 @@ from dataclasses import dataclass
 
 import torch
 from omegaconf import OmegaConf
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from torch.nn.utils import parametrize
 
 from bench import measure
 from bench.config import ConfigError
-from bench.methods import Method, MethodSchema, freeze_all_but_head, register
+from bench.methods import Method, MethodSchema, freeze_all_but_head, register, restore
 from bench.train import TrainResult, train
 
 # the hard-concrete distribution's temperature and stretch (Louizos et al. 2018, as the paper)
@@ -169,3 +169,16 @@ class DiffPruning(Method):
             tensors[f"{name}.value"] = delta[index].contiguous().cpu()
         head = {n: p.detach().contiguous().cpu() for n, p in model.named_parameters() if p.requires_grad and not n.endswith((".w", ".log_alpha"))}
         save_file({**tensors, **head}, str(folder / "diff.safetensors"))
+
+    def load(self, model, cfg, family, tokenizer, folder):
+        """The base with each saved difference in place and its mask fixed, as after the projection."""
+        model = self.apply(model, cfg, family, tokenizer)
+        saved = load_file(str(folder / "diff.safetensors"))
+        with torch.no_grad():
+            for name, d in differences(model).items():
+                index, value = saved.pop(f"{name}.index").long(), saved.pop(f"{name}.value")
+                d.mask = torch.zeros_like(d.w)
+                d.mask.view(-1)[index] = 1
+                d.w.zero_().view(-1)[index] = value
+        restore(model, saved)  # the head
+        return model

@@ -58,3 +58,6 @@ class Icl(Method):
 
     def save(self, model, folder):
         folder.mkdir(parents=True, exist_ok=True)  # nothing per task beyond the prompt
+
+    def load(self, model, cfg, family, tokenizer, folder):
+        return self.apply(model, cfg, family, tokenizer)

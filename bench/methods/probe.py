@@ -104,3 +104,9 @@ class Probe(Method):
         folder.mkdir(parents=True, exist_ok=True)
         with open(folder / "classifier.pkl", "wb") as f:
             pickle.dump(model.classifier, f)
+
+    def load(self, model, cfg, family, tokenizer, folder):
+        probe = self.apply(model, cfg, family, tokenizer)
+        with open(folder / "classifier.pkl", "rb") as f:  # written by this project's own save
+            probe.classifier = pickle.load(f)
+        return probe
