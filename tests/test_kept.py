@@ -62,6 +62,7 @@ def test_every_method_reloads_to_the_same_predictions(make_config, tiny_models, 
     assert _reloaded(rec)[1] == rec["per_example"]["predicted"]
 
 
+@pytest.mark.slow  # two runs
 def test_a_full_copy_is_kept_only_when_asked(make_config, tiny_models):
     rec = _kept_run(make_config, tiny_models, "method=full_ft")
     # measured in a temporary folder, then dropped
