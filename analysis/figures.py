@@ -81,6 +81,25 @@ def accuracy_vs_parameters(selected: pd.DataFrame, path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def accuracy_vs_forgetting(selected: pd.DataFrame, path: Path) -> Path | None:
+    """Each method at its selected setting: its test score against its forgetting (the loss on
+    general text after tuning minus before; bench/forgetting.py), means over seeds."""
+    points = selected.dropna(subset=["forgetting"]).groupby("label", sort=True).agg(
+        forgetting=("forgetting", "mean"), score=("score", "mean"))
+    if len(points) < 2:
+        return None
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    colors = iter(plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4)
+    for label, p in points.iterrows():
+        ax.plot(p.forgetting, 100 * p.score, "o", label=label, color=next(colors))
+    ax.axvline(0, linestyle="--", linewidth=1, color="grey")
+    ax.set_xlabel("forgetting: loss on general English after tuning minus before (nats per token)")
+    ax.set_ylabel(measure(selected).lower())
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
 def _curve(runs: pd.DataFrame) -> pd.Series:
     """Mean validation score (over seeds) by training examples seen, from each record's evaluations."""
     return pd.DataFrame([
@@ -153,6 +172,7 @@ def figures(frame: pd.DataFrame, folder: Path) -> list[Path]:
     drawn = [
         *(accuracy_vs_parameters(runs, folder / f"accuracy_vs_parameters{suffix}.png") for runs, suffix in per_task),
         *(learning_curve(runs, folder / f"learning_curve{suffix}.png") for runs, suffix in per_task),
+        *(accuracy_vs_forgetting(runs, folder / f"accuracy_vs_forgetting{suffix}.png") for runs, suffix in per_task),
         curve(ok[ok.method == "lora"], "r", "LoRA rank r (log scale)", folder / "accuracy_vs_rank.png",
               by=("task", "targets"), label=lambda task, targets: f"{task}: {weight_type(targets)}"),
         peak_memory(ok, folder / "peak_memory.png"),

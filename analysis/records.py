@@ -53,6 +53,7 @@ COLUMNS = {
     "median_step_seconds": ("time", "median_step_seconds"),
     "tokens_per_second": ("time", "tokens_per_second"),
     "stored_bytes": ("size", "bytes"),
+    "forgetting": ("forgetting", "score"),
     "latency_ms": ("latency", "median_ms"),
     "device": ("environment", "device"),
     "git_commit": ("environment", "git_commit"),
@@ -93,7 +94,8 @@ def _number(value) -> bool:
 
 # sections read as objects of numbers, with the keys that hold something else
 NUMERIC = {"metrics": {"split"}, "params": set(), "time": {"shared_process", "shared_machine"},
-           "memory": {"measure", "breakdown_at_peak", "analytic_bytes"}, "size": {"files", "error"}, "latency": {"merged"}}
+           "memory": {"measure", "breakdown_at_peak", "analytic_bytes", "process_peak_rss_of"},
+           "size": {"files", "error", "folder"}, "latency": {"merged"}, "forgetting": {"reason", "sample"}}
 
 
 def problem(record) -> str | None:

@@ -247,6 +247,9 @@ def methods_table(runs: pd.DataFrame, task: str, name: str = "methods") -> Table
             row[f"{metric} 95% CI"] = _interval(*uncertainty.interval(metric, e.results, e.names)) if e.supports(metric) else "-"
         row["vs best (95% CI)"] = _versus(e, best, metrics[0])
         method, head = (e.runs.method_params.iloc[0], e.runs.head_params.iloc[0]) if e.runs is not None else (0, 0)
+        if frame.forgetting.notna().any():  # decoder and T5 runs: the loss on general text, after minus before
+            forgot = e.runs.forgetting.dropna() if e.runs is not None else ()
+            row["forgetting (nats/token)"] = f"{forgot.mean():+.3f}" if len(forgot) else "-"
         table[e.label] = {**row, "trainable (method)": human(method), "trainable (+head)": human(method + head), **_budget(e.runs)}
     out = pd.DataFrame.from_dict(table, orient="index")
     out.index.name = "method"
@@ -321,6 +324,7 @@ def runs_table(frame: pd.DataFrame) -> Table:
         "peak MiB": frame.peak_memory_bytes.map(lambda v: "-" if pd.isna(v) else f"{v / 2**20:.0f}"),
         "s/step": frame.median_step_seconds.map(lambda v: "-" if pd.isna(v) else f"{v:.2f}"),
         "stored KiB": frame.stored_bytes.map(lambda v: "-" if pd.isna(v) else f"{v / 2**10:.0f}"),
+        "forgetting": frame.forgetting.map(lambda v: "-" if pd.isna(v) else f"{v:+.3f}"),
     })
     # why a run did not end ok, in its first line
     runs["reason"] = [m.splitlines()[0][:160] if s != "ok" and isinstance(m, str) and m else "" for s, m in zip(frame.status, frame.error)]

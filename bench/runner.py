@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from bench import batching, measure, models, record, tasks
+from bench import batching, forgetting, measure, models, record, tasks
 from bench.config import device_of, to_container, validate
 from bench.families import FAMILIES
 from bench.methods import METHODS
@@ -92,21 +92,24 @@ def seed_everything(seed: int) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def build(cfg, kept: Path | None = None):
+def build(cfg, kept: Path | None = None, before_apply=None):
     """Task data in the form the method reads, then the model with the method applied (on CPU,
     before any training); or, given the folder a finished run kept (its record's `size.folder`),
-    that run's trained model again."""
+    that run's trained model again. `before_apply(model, tokenizer, architecture)` sees the
+    model as loaded, before the method changes it."""
     family = FAMILIES[cfg.model.family]
     method = METHODS[cfg.method.name]
     form = method.form(family)
     task = method.prepare(tasks.load(cfg.task, form), cfg.method, cfg.seed)
     model, tokenizer, source = models.load(cfg.model, family, len(task.labels))
+    # the shape of batches: a classification head's, or the family's text-to-text one
+    architecture = "encoder" if form == "encoder" else family.architecture
+    if before_apply:
+        before_apply(model, tokenizer, architecture)
     if kept:
         model = method.load(model, cfg.method, family, tokenizer, kept)
     else:
         model = method.apply(model, cfg.method, family, tokenizer)
-    # the shape of batches: a classification head's, or the family's text-to-text one
-    architecture = "encoder" if form == "encoder" else family.architecture
     return task, family, method, model, tokenizer, source, architecture
 
 
@@ -122,7 +125,13 @@ def execute(config: dict, attempt: str | None = None, concurrent_jobs: int | Non
     try:
         seed_everything(cfg.seed)
         t, m, tc = cfg.task, cfg.method, cfg.train
-        task, family, method, model, tokenizer, fields["model_source"], architecture = build(cfg)
+        base: dict = {}
+
+        def score_base(model, tokenizer, architecture):  # on the run's device, as the tuned model will be
+            if architecture != "encoder":
+                base.update(forgetting.mean_token_loss(model.to(device), tokenizer, architecture, device))
+
+        task, family, method, model, tokenizer, fields["model_source"], architecture = build(cfg, before_apply=score_base)
         fields["params"] = method.count(model, m, family)
         model.to(device)
         fields["data"] = {"task_version": t.version, "split_seed": t.split_seed, "kind": task.kind,
@@ -141,6 +150,9 @@ def execute(config: dict, attempt: str | None = None, concurrent_jobs: int | Non
         fields["metrics"] = {"split": "test", "size": len(task.test), **scores}
         fields["per_example"] = per_example(task.kind, task.metrics, task.test, outputs, task.given_test)
         fields["predictions"] = _sample(task, outputs)
+        fields["forgetting"] = forgetting.score(
+            base or None, forgetting.mean_token_loss(model, tokenizer, architecture, device) if base else None,
+            reason="a run in the encoder form (a classification head) has no language-model head to score text with")
         final = evaluate(task.validation)[1]
         tracker.log({f"validation/{k}": v for k, v in final.items()}, result.steps)
         # the weights scored on test: the last step's, or early stopping's best
