@@ -47,4 +47,4 @@ def score(before: dict | None, after: dict | None, reason: str | None = None) ->
     if before is None or after is None:
         return {"score": None, "reason": reason}
     return {"score": after["loss"] - before["loss"], "loss_before": before["loss"], "loss_after": after["loss"],
-            "tokens": after["tokens"], "sample": f"{TEXTS} articles of the Lee news corpus, at most {MAX_TOKENS} tokens each"}
+            "tokens": after["tokens"], "sample": f"the first {TEXTS} articles, at most {MAX_TOKENS} tokens each, of {assets.LEE.provenance}"}

@@ -37,6 +37,7 @@ class Method:
     schema: type = MethodSchema
     trains: bool = True  # gradient training (with method.lr); the baselines icl and probe do not
     optimizer: str | None = None  # a method that is its own update rule (LOMO) names it; others use train.optimizer
+    full_copy: bool = False  # what it trains is every weight: saved only with keep_full_copies=true
 
     def check(self, cfg, family: Family) -> str | None:
         """Raise ConfigError on a bad value; return a reason if the method does not apply."""
@@ -68,8 +69,6 @@ class Method:
         """The parameters of the model with the method applied (bench/measure.py); a method whose
         kept parameters training decides (diff pruning's mask) counts them itself."""
         return count_params(model, family)
-
-    full_copy: bool = False  # what it trains is every weight: saved only with keep_full_copies=true
 
     def save(self, model: torch.nn.Module, folder: Path) -> None:
         """Write what a user must store per task: peft's own format where peft made the model,
