@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from analysis import figures, records, report, tables
+from analysis import figures, records, report, serving, tables
 
 
 def main(argv=None) -> None:
@@ -20,20 +20,23 @@ def main(argv=None) -> None:
     out = args.out or args.results / "report"
 
     frame = records.load(args.results)
-    if frame.empty:
-        parser.error(f"no run records under {args.results}/<sweep>/*.json")
-    sweeps = {s: f.reset_index(drop=True) for s, f in frame.groupby("sweep", sort=True) if not args.sweep or s in args.sweep}
+    served = serving.load(args.results)  # mode=serve records, in <sweep>/serve/
+    names = sorted(set(frame.sweep) | set(served))
+    if not names:
+        parser.error(f"no run records under {args.results}/<sweep>/*.json (nor serve records in <sweep>/serve/)")
+    sweeps = {s: frame[frame.sweep == s].reset_index(drop=True) for s in names if not args.sweep or s in args.sweep}
     for sweep, runs in sweeps.items():
         folder = out / sweep
         (folder / "tables").mkdir(parents=True, exist_ok=True)
         (folder / "figures").mkdir(parents=True, exist_ok=True)
-        found = tables.tables(runs)
+        found = (tables.tables(runs) if len(runs) else []) + serving.tables(served.get(sweep, []))
         for table in found:
             for ext, text in (("md", table.markdown()), ("tex", table.latex()), ("csv", table.csv())):
                 (folder / "tables" / f"{table.name}.{ext}").write_text(text)
-        drawn = figures.figures(runs, folder / "figures")
+        drawn = figures.figures(runs, folder / "figures") if len(runs) else []
         page = report.sweep_page(sweep, runs, found, drawn, folder)
-        print(f"{sweep}: {len(runs)} runs -> {len(found)} tables, {len(drawn)} figures, {page}")
+        print(f"{sweep}: {len(runs)} runs, {len(served.get(sweep, []))} serving measurements -> "
+              f"{len(found)} tables, {len(drawn)} figures, {page}")
     print(f"report: {report.index_page(sweeps, out)}")
 
 

@@ -35,12 +35,15 @@ def concurrent_jobs(hydra_cfg) -> int | None:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
-    from bench import count
+    from bench import count, serve
     from bench.runner import launch
 
     try:
         if cfg.mode == "count":  # parameters only, on the meta device: no weights, no training
             count.launch(cfg)
+        elif cfg.mode == "serve":  # serving cost against the base model: no training
+            if serve.launch(cfg)["status"] != "ok":
+                _fail("the serving measurement did not end ok")
         else:
             rec = launch(cfg, concurrent_jobs(HydraConfig.get()))
             # a run that did not succeed (or runs elsewhere) fails the command: `python -m bench && next` stops
@@ -52,7 +55,7 @@ def main(cfg: DictConfig) -> None:
         # one bad combination in a sweep is recorded (unless a record stands) and the sweep goes on
         print(f"error: {e}", file=sys.stderr)
         config = to_container(cfg)
-        path = count.path_for(config) if config.get("mode") == "count" else record.path_for(config)
+        path = {"count": count.path_for, "serve": serve.path_for}.get(config.get("mode"), record.path_for)(config)
         if not record.should_skip(record.read(path), config["force"], config["retry_failed"]):
             try:
                 record.write(path, record.new(config, "failed", error=record.error_of(e)))

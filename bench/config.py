@@ -85,6 +85,19 @@ class TrackingConfig:
 
 
 @dataclass
+class ServeConfig:
+    """mode=serve (bench/serve.py): serving cost of each method against the base model."""
+    variants: list[str] = field(default_factory=lambda: [
+        "base", "lora", "lora_merged", "ia3", "ia3_merged", "prompt_tuning", "prefix_tuning",
+        "lora_mixed", "lora_swapped", "prompt_mixed"])
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 32])
+    lengths: list[int] = field(default_factory=lambda: [32, 128])  # tokens per row, no padding
+    tasks: int = 4  # task adapters on one base model for the mixed, swapped and merged-copy measurements
+    repeats: int = 10  # timed rounds; each round times every variant once
+    warmup: int = 2  # untimed rounds first
+
+
+@dataclass
 class RunConfig:
     model: ModelConfig = MISSING
     task: Any = MISSING  # typed by the task's schema (bench/tasks/__init__.py, or the task's own module)
@@ -101,7 +114,9 @@ class RunConfig:
     # a run keeps what it trained beside its record; a method that trains every weight writes a
     # whole model copy per run, so only when this asks for it
     keep_full_copies: bool = False
-    mode: str = "run"  # run: train and score; count: parameters only, on the meta device (bench/count.py)
+    # run: train and score; count: parameters only, on the meta device (bench/count.py); serve: serving cost (bench/serve.py)
+    mode: str = "run"
+    serve: ServeConfig = field(default_factory=ServeConfig)
 
 
 def register_schemas() -> None:
@@ -146,7 +161,7 @@ def validate(cfg: DictConfig) -> str | None:
     from bench.methods import METHODS
     from bench.tasks import TASKS
 
-    _one_of("mode", cfg.get("mode", "run"), {"run", "count"})
+    _one_of("mode", cfg.get("mode", "run"), {"run", "count", "serve"})
     _one_of("model.family", cfg.model.family, FAMILIES)
     if cfg.model.hub_id is None and not cfg.model.package and cfg.get("mode", "run") != "count":
         raise ConfigError("mode", cfg.get("mode", "run"), f"'count': model preset {cfg.model.name} is configuration-only "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import shutil
@@ -168,8 +169,13 @@ def _timed(model, batch: dict, samples: int) -> dict:
             torch.cuda.synchronize()
         if i:
             times.append(time.perf_counter() - start)
-    times.sort()
-    return {"median_ms": 1000 * statistics.median(times), "p90_ms": 1000 * times[int(0.9 * (len(times) - 1))]}
+    return latency_stats(times)
+
+
+def latency_stats(seconds: list[float]) -> dict:
+    """Median and 90th percentile (nearest rank: the smallest time at least 90% of times do not exceed), in milliseconds."""
+    times = sorted(seconds)
+    return {"median_ms": 1000 * statistics.median(times), "p90_ms": 1000 * times[math.ceil(0.9 * len(times)) - 1]}
 
 
 def environment(device: str) -> dict:

@@ -29,6 +29,7 @@ NOT_IDENTITY = {
     "model.config",  # the architecture as written for mode=count; the weights define it in a run
     "method.lr_grid",  # where the learning-rate search looks; each run's own lr is its identity
     "mode",  # count records live apart from run records
+    "serve",  # settings of mode=serve (bench/serve.py), whose records have their own ids
     "task.data_dir", "task.hub_id",  # where the same data is read from
     "train.log_every", "train.profile_memory", "train.latency_samples", "train.timing_warmup", "train.eval_batch_size",
 }
@@ -67,6 +68,11 @@ def _digest(identity: dict) -> str:
 
 def run_id(config: dict) -> str:
     return f"{config['model']['name']}-{config['task']['name']}-{config['method']['name']}-{_digest(_identity(config))}"
+
+
+def kind_id(model: str, kind: str, identity: dict) -> str:
+    """The id of a record that is not a training run (mode=serve): the model, the kind, a digest."""
+    return f"{model}-{kind}-{_digest(identity)}"
 
 
 def setting_id(config: dict) -> str:

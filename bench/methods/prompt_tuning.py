@@ -2,7 +2,8 @@
 
 from dataclasses import dataclass
 
-from peft import PromptTuningConfig, PromptTuningInit
+import torch
+from peft import PeftModel, PromptTuningConfig, PromptTuningInit
 
 from bench.config import ConfigError
 from bench.methods import Method, MethodSchema, register, wrap_peft
@@ -48,3 +49,19 @@ class PromptTuning(Method):
             token_dim=model.config.hidden_size,
         )
         return wrap_peft(model, config, family)
+
+
+def with_prompts(model: PeftModel, batch: dict, names: list[str]) -> dict:
+    """The base model's inputs for `batch` with row i's soft prompt (of task adapter names[i]) before
+    its token embeddings, and the attention mask and token types extended to match: what peft's
+    forward does with the active adapter's prompt, row by row (peft ignores `adapter_names` here)."""
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    embeds = model.get_base_model().get_input_embeddings()(ids)
+    prompts = torch.stack([model.prompt_encoder[n].embedding.weight for n in names]).to(embeds.dtype)
+    rows, virtual = len(ids), prompts.shape[1]
+    inputs = {k: v for k, v in batch.items() if k not in ("input_ids", "token_type_ids")}
+    inputs["inputs_embeds"] = torch.cat([prompts, embeds], dim=1)
+    inputs["attention_mask"] = torch.cat([mask.new_ones(rows, virtual), mask], dim=1)
+    if "token_type_ids" in batch:
+        inputs["token_type_ids"] = torch.cat([batch["token_type_ids"].new_zeros(rows, virtual), batch["token_type_ids"]], dim=1)
+    return inputs
