@@ -27,6 +27,7 @@ from bench.batching import (
     text_to_text_row,
     training_rows,
 )
+from bench.methods.prompt_tuning import with_prompts
 
 
 def _to(batch: dict, device: str) -> dict:
@@ -102,21 +103,27 @@ def _generate(model, tokenizer, task, examples, architecture, task_cfg, batch_si
     # peft's prompt learning on decoders generates wrongly in batches and from a cache (peft 0.21,
     # transformers 5; checked against token-by-token argmax, tests/test_families.py): left padding
     # shifts the positions queries take against a prefix's keys, and prompt tuning's cached steps lose
-    # the virtual tokens from the attention mask. Such models generate one prompt at a time, and
-    # prompt tuning without a cache.
-    use_cache = True
-    if architecture == "decoder" and isinstance(model, PeftModel) and model.active_peft_config.is_prompt_learning:
-        batch_size, use_cache = 1, model.active_peft_config.peft_type == PeftType.PREFIX_TUNING
+    # the virtual tokens from the attention mask. Prompt tuning generates here from the base model,
+    # its soft prompt given as embeddings before each row (batched, cached); prefix tuning through
+    # peft one prompt at a time.
+    peft_type = model.active_peft_config.peft_type if isinstance(model, PeftModel) else None
+    prompted = architecture == "decoder" and peft_type == PeftType.PROMPT_TUNING
+    if architecture == "decoder" and peft_type == PeftType.PREFIX_TUNING:
+        batch_size = 1
     prompts = [{"input_ids": ids, "attention_mask": [1] * len(ids)}
                for ids in (prompt_ids(tokenizer, e.prompt or e.text, task_cfg.max_length) for e in examples)]
+    options = {"max_new_tokens": task_cfg.max_new_tokens, "do_sample": False, "pad_token_id": tokenizer.pad_token_id,
+               "eos_token_id": tokenizer.eos_token_id}
     # decoders continue the prompt, so prompts are padded on the left
     for batch in loader(prompts, tokenizer, batch_size, shuffle=False, left=architecture == "decoder"):
         index = batch.pop("index").tolist()
         batch = _to(batch, device)
-        out = model.generate(**batch, max_new_tokens=task_cfg.max_new_tokens, do_sample=False, use_cache=use_cache,
-                             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
-        if architecture == "decoder":
-            out = out[:, batch["input_ids"].shape[1]:]
+        if prompted:  # from embeddings alone, generate returns only the new tokens
+            out = model.get_base_model().generate(**with_prompts(model, batch, [model.active_adapter] * len(index)), **options)
+        else:
+            out = model.generate(**batch, **options)
+            if architecture == "decoder":
+                out = out[:, batch["input_ids"].shape[1]:]
         for i, ids in zip(index, out.tolist()):
             text = tokenizer.decode(ids, skip_special_tokens=True)
             texts[i] = (text.split(task.stop, 1)[0] if task.stop else text).strip()
