@@ -120,6 +120,18 @@ def with_adapters(base: torch.nn.Module, method_cfg, family: Family, tokenizer, 
     return model.eval()
 
 
+def merged_copy(model: PeftModel) -> torch.nn.Module:
+    """A plain model with the active adapter folded into its weights (peft's `merge_and_unload`), the
+    task head peft keeps per adapter put back first as the active copy: peft's IA3 unload fails on a
+    head that is not a Linear (BERT's pooler)."""
+    model = copy.deepcopy(model)
+    for name, module in list(model.named_modules()):
+        if isinstance(module, ModulesToSaveWrapper):
+            parent, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent), child, module.modules_to_save[module.active_adapters[0]])
+    return model.merge_and_unload()
+
+
 def _move(model: torch.nn.Module, seed: int) -> None:
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -238,7 +250,7 @@ def servers(cfg: DictConfig, base: torch.nn.Module, family: Family, tokenizer) -
         size[name] = measure.stored_bytes(method.save, model, None)["bytes"]
         made[name] = model
         if f"{name}_merged" in wanted:
-            made[f"{name}_merged"] = copy.deepcopy(model).merge_and_unload().eval()
+            made[f"{name}_merged"] = merged_copy(model).eval()
         many = {"lora": ("lora_mixed", "lora_swapped"), "prompt_tuning": ("prompt_mixed",)}.get(name, ())
         if wanted & set(many):
             made[f"{name}_tasks"] = with_adapters(base, method_cfg, family, tokenizer, n, seed)

@@ -39,6 +39,17 @@ def test_each_row_of_a_mixed_batch_is_served_as_alone_with_its_adapter(make_conf
     assert differs == [n != "default" for n in names]
 
 
+@pytest.mark.parametrize("method", ["lora", "ia3"])
+def test_a_merged_copy_serves_what_the_adapter_does(make_config, tiny_models, method):
+    cfg, base, tokenizer = _base(make_config, tiny_models, "bert")  # BERT: a pooler and a classifier per task
+    model = serve.with_adapters(base, serve.method_config(cfg, method), FAMILIES["bert"], tokenizer, 1, seed=0)
+    merged = serve.merged_copy(model)
+    assert not any("lora_" in n or "ia3_" in n or "modules_to_save" in n for n, _ in merged.named_parameters())
+    batch = _batch(base, 4, "encoder")
+    with torch.no_grad():
+        assert (merged(**batch).logits - model(**batch).logits).abs().max() < TOLERANCE
+
+
 def test_ia3_mixed_batches_are_refused_not_served_wrongly(make_config, tiny_models):
     cfg, base, tokenizer = _base(make_config, tiny_models, "bert")
     model = serve.with_adapters(base, serve.method_config(cfg, "ia3"), FAMILIES["bert"], tokenizer, 2, seed=0)
