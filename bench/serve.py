@@ -16,8 +16,8 @@ are refused). Each method's settings are its conf/method YAML's, or the run's ow
 Timing: forward passes in eval mode without gradients (a classifier's logits; a decoder's prefill,
 the pass before the first generated token, with logits for the last position only), at every batch
 size and sequence length of `serve`, after `serve.warmup` untimed rounds, interleaved: each round
-times every variant once, in an order that rotates, so that a slower moment of the machine falls on
-all of them. Latency is the median and 90th percentile per batch, throughput rows and tokens per
+times every variant once, in a seeded random order, so that a slower moment of the machine falls
+on all of them and no variant always follows the same one. Latency is the median and 90th percentile per batch, throughput rows and tokens per
 second at the median, and each variant's latency is also given relative to the base model's at the
 same shape. The many-task variants run at batch sizes of at least two rows.
 
@@ -34,6 +34,7 @@ served alone with its adapter (`check_mixed`, recorded as the largest difference
 from __future__ import annotations
 
 import copy
+import random
 import time
 import types
 from collections.abc import Callable
@@ -275,12 +276,13 @@ def calls(made: dict, batch: dict, names: list[str], wanted) -> dict[str, Callab
 
 
 @torch.no_grad()
-def interleaved(timed: dict[str, Callable], repeats: int, warmup: int, sync: Callable) -> dict[str, list[float]]:
+def interleaved(timed: dict[str, Callable], repeats: int, warmup: int, sync: Callable, seed: int = 0) -> dict[str, list[float]]:
     """Seconds per call of each, over `repeats` rounds after `warmup`; each round calls every one once,
-    starting one further along the list than the round before."""
-    names, seconds = list(timed), {n: [] for n in timed}
+    in a seeded random order, so that no variant always follows the same one (what ran before can
+    leave the allocator and caches warm or cold for what runs next)."""
+    names, seconds, order = list(timed), {n: [] for n in timed}, random.Random(seed)
     for r in range(warmup + repeats):
-        for name in names[r % len(names):] + names[:r % len(names)]:
+        for name in order.sample(names, len(names)):
             start = time.perf_counter()
             timed[name]()
             sync()
@@ -321,7 +323,7 @@ def measure_serving(cfg: DictConfig) -> dict:
     for m in made.values():
         m.to(device)
     text = " ".join(assets.fetch_text(assets.LEE).read_text(encoding="utf-8").split())
-    token_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    token_ids = tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]  # cut into windows below
     names = [task_names(cfg.serve.tasks)[i % cfg.serve.tasks] for i in range(max(cfg.serve.batch_sizes))]
     start_id = getattr(base.config, "decoder_start_token_id", None)
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
@@ -330,7 +332,7 @@ def measure_serving(cfg: DictConfig) -> dict:
         for length in cfg.serve.lengths:
             batch = inputs(token_ids, rows, length, architecture, start_id, device)
             seconds = interleaved(calls(made, batch, names[:rows], cfg.serve.variants),
-                                  cfg.serve.repeats, cfg.serve.warmup, sync)
+                                  cfg.serve.repeats, cfg.serve.warmup, sync, cfg.seed)
             shapes.append({"batch_size": rows, "length": length, "variants": _stats(seconds, rows, length)})
     check_batch = inputs(token_ids, cfg.serve.tasks, min(cfg.serve.lengths), architecture, start_id, device)
     for variant, model in (("lora_mixed", made.get("lora_tasks")), ("prompt_mixed", made.get("prompt_tuning_tasks"))):
