@@ -198,19 +198,15 @@ def swapped_forward(model: PeftModel, batch: dict, names: list[str]) -> list:
     return outputs
 
 
-def _scores(output) -> torch.Tensor:
-    return output.logits
-
-
 @torch.no_grad()
 def check_mixed(model: PeftModel, batch: dict, names: list[str]) -> float:
     """The largest absolute difference between a mixed batch's outputs and each row served alone
     with its adapter active."""
-    mixed = _scores(mixed_forward(model, batch, names))
+    mixed = mixed_forward(model, batch, names).logits
     worst = 0.0
     for i, name in enumerate(names):
         model.set_adapter(name)
-        alone = _scores(model(**_rows(batch, slice(i, i + 1))))
+        alone = model(**_rows(batch, slice(i, i + 1))).logits
         worst = max(worst, (mixed[i:i + 1] - alone).abs().max().item())
     model.set_adapter(names[0])
     return worst
