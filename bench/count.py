@@ -24,8 +24,6 @@ which has the same parameters.
 from __future__ import annotations
 
 import copy
-import resource
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -131,7 +129,7 @@ def count(cfg) -> dict:
             "num_labels": num_labels,
             "num_labels_from": labels_from,
             "notes": notes,
-            "peak_rss_bytes": _peak_rss(),
+            "peak_rss_bytes": measure.process_peak_rss(shared_process=False)["process_peak_rss_bytes"],
         },
         "environment": measure.environment("cpu"),
     }
@@ -167,8 +165,3 @@ def summary(rec: dict) -> str:
     p = rec["params"]
     return (f"{what}: trainable {p['trainable']:,} of {p['total']:,} ({p['trainable_pct']:.4g}%): "
             f"method {p['method']:,}, head {p['head']:,}; {rec['count']['seconds']:.2f} s on meta")
-
-
-def _peak_rss() -> int:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024  # Linux reports KiB
