@@ -44,6 +44,7 @@ class ModelConfig:
     # or a GGUF in a registry package (a name in bench.assets.ASSETS), converted once into a cached folder
     asset: str | None = None
     source: str = "auto"  # auto: the package when installed, else the hub
+    # weights load in float32; train.precision says what computes (and is stored) in lower precision
     dtype: str = "float32"
     # the architecture as Hugging Face config fields (model_type plus sizes), copied from the hub's
     # config.json: what mode=count builds on the meta device, without weights or network
@@ -72,6 +73,12 @@ class TrainConfig:
     profile_memory: bool = True  # CPU: profile one training step for the tensor-level peak
     latency_samples: int = 20  # batch-1 forward passes timed for serving latency
     timing_warmup: int = 2  # steps left out of the median step time
+    # fp32 | bf16-mixed (autocast; weights and optimizer state float32) | bf16 (frozen weights in bfloat16,
+    # trained ones and their optimizer state float32, as peft keeps adapters) | fp16-mixed (autocast, gradient scaler)
+    precision: str = "fp32"
+    gradient_checkpointing: bool = False  # recompute activations in backward: less memory, more compute
+    # what a job must fit before it loads, in GiB; null: the device's own (a GPU's memory, or this machine's RAM)
+    memory_limit_gib: float | None = None
 
 
 @dataclass
@@ -151,6 +158,7 @@ def _at_most(key: str, value: Any, high) -> None:
         raise ConfigError(key, value, f"a number <= {high:,} (a value this large is a typo, not an experiment)")
 
 
+PRECISIONS = ("fp32", "bf16-mixed", "bf16", "fp16-mixed")
 # beyond these a value is a typo: a million-example batch, a trillion steps
 MAX_BATCH, MAX_STEPS = 65_536, 100_000_000
 
@@ -167,7 +175,10 @@ def validate(cfg: DictConfig) -> str | None:
         raise ConfigError("mode", cfg.get("mode", "run"), f"'count': model preset {cfg.model.name} is configuration-only "
                           "(no hub id, no package: there are no weights to train)")
     _one_of("model.source", cfg.model.source, {"auto", "hub", "local"})
-    _one_of("model.dtype", cfg.model.dtype, {"float32", "bfloat16", "float16"})
+    if cfg.model.dtype != "float32":
+        raise ConfigError("model.dtype", cfg.model.dtype, "'float32': the weights load in float32, and train.precision "
+                          "(bf16-mixed, bf16, fp16-mixed) says what computes in lower precision; casting the whole model "
+                          "would also put the trained weights and their optimizer state in it")
     if cfg.model.asset is not None:
         _one_of("model.asset", cfg.model.asset, ASSETS)
     if cfg.model.source == "local" and not _offline_copy(cfg.model):
@@ -221,6 +232,9 @@ def validate(cfg: DictConfig) -> str | None:
         raise ConfigError("train.eval_every", t.eval_every, "a number of steps >= 1: early stopping "
                           f"(train.early_stopping_patience={t.early_stopping_patience}) needs validation during training")
     _one_of("train.device", t.device, {"auto", "cpu", "cuda"})
+    _one_of("train.precision", t.precision, PRECISIONS)
+    if t.memory_limit_gib is not None and not t.memory_limit_gib > 0:
+        raise ConfigError("train.memory_limit_gib", t.memory_limit_gib, "a size in GiB > 0, or null for the device's own memory")
     if t.device == "cuda":
         import torch
 

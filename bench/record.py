@@ -32,13 +32,15 @@ NOT_IDENTITY = {
     "serve",  # settings of mode=serve (bench/serve.py), whose records have their own ids
     "task.data_dir", "task.hub_id",  # where the same data is read from
     "train.log_every", "train.profile_memory", "train.latency_samples", "train.timing_warmup", "train.eval_batch_size",
+    "train.memory_limit_gib",  # what the fit check compares with before loading
 }
 
 
 # keys added after records existed: at these values (their defaults) they leave a run id as it was,
 # so earlier results keep being found (and skipped) by the same command
 ADDED_LATER = {"task.max_new_tokens": 16, "train.lr_schedule": "linear", "train.early_stopping_patience": 0,
-               "train.optimizer": "adamw", "train.optimizer_args": {}}
+               "train.optimizer": "adamw", "train.optimizer_args": {},
+               "train.precision": "fp32", "train.gradient_checkpointing": False}
 # each task's prompt-template digest (task.template_sha256) when it joined the run id: runs of a task
 # whose template is still this one keep their ids; an edited template gives new ones
 TEMPLATES_ADDED = {

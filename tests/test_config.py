@@ -85,6 +85,9 @@ def test_method_keys_belong_to_their_method(make_config):
         ("tracking.mode=sometimes", "tracking.mode"),
         ("process=thread", "process"),
         ("model.dtype=int3", "model.dtype"),
+        ("model.dtype=bfloat16", "model.dtype"),  # the whole model cast, trained weights too: train.precision instead
+        ("train.precision=fp8", "train.precision"),
+        ("train.memory_limit_gib=0", "train.memory_limit_gib"),
     ],
 )
 def test_value_checks_name_the_key(make_config, override, key):

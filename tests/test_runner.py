@@ -83,10 +83,13 @@ def test_keys_added_later_keep_earlier_run_ids_at_their_default(make_config):
     # and method.lr_grid existed, at its learning rate of then (experiments/methods cites it)
     default = to_container(make_config("method.lr=1e-3", fast=False))
     assert record.run_id(default) == "minilm-l6-tweets-lora-01f8496c42"
-    for changed in ("task.max_new_tokens=32", "train.lr_schedule=constant", "train.early_stopping_patience=2"):
+    for changed in ("task.max_new_tokens=32", "train.lr_schedule=constant", "train.early_stopping_patience=2",
+                    "train.precision=bf16-mixed", "train.gradient_checkpointing=true"):
         assert record.run_id(to_container(make_config("method.lr=1e-3", changed, fast=False))) != record.run_id(default)
     # the search's grid is where a search looks, not what a run computes
     assert record.run_id(to_container(make_config("method.lr=1e-3", "method.lr_grid=[1e-2]", fast=False))) == record.run_id(default)
+    # nor is the memory a job is checked against
+    assert record.run_id(to_container(make_config("method.lr=1e-3", "train.memory_limit_gib=8", fast=False))) == record.run_id(default)
 
 
 def test_unchanged_task_templates_keep_the_ids_records_have():
