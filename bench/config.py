@@ -219,20 +219,20 @@ def validate(cfg: DictConfig) -> str | None:
     _at_least("train.max_steps", t.max_steps, 1, "a step count >= 1, or null to train by train.epochs")
     if t.epochs is not None and not t.epochs > 0:
         raise ConfigError("train.epochs", t.epochs, "a number of epochs > 0, or null to train by train.max_steps")
+    _one_of("train.precision", t.precision, PRECISIONS)
     from bench import optimizers
 
     fixed = METHODS[cfg.method.name].optimizer
     if fixed and t.optimizer not in {fixed, TrainConfig.optimizer}:
         raise ConfigError("train.optimizer", t.optimizer, f"{fixed!r} or its default: method={cfg.method.name} "
                           f"updates with {fixed} whatever train.optimizer says")
-    optimizers.check(fixed or t.optimizer, t.optimizer_args, t.grad_accum)
+    optimizers.check(fixed or t.optimizer, t.optimizer_args, t.grad_accum, t.precision)
     _one_of("train.lr_schedule", t.lr_schedule, {"linear", "constant"})
     _at_least("train.early_stopping_patience", t.early_stopping_patience, 0, "a number of evaluations >= 0 (0: no early stopping)")
     if t.early_stopping_patience and not t.eval_every:
         raise ConfigError("train.eval_every", t.eval_every, "a number of steps >= 1: early stopping "
                           f"(train.early_stopping_patience={t.early_stopping_patience}) needs validation during training")
     _one_of("train.device", t.device, {"auto", "cpu", "cuda"})
-    _one_of("train.precision", t.precision, PRECISIONS)
     if t.memory_limit_gib is not None and not t.memory_limit_gib > 0:
         raise ConfigError("train.memory_limit_gib", t.memory_limit_gib, "a size in GiB > 0, or null for the device's own memory")
     if t.device == "cuda":

@@ -14,6 +14,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
 import torch
 from peft import PeftModel
 
@@ -110,6 +111,62 @@ class CudaPeak:
             peak_bytes=self.allocated,
             peak_reserved_bytes=self.reserved,
         )
+
+
+# other processes using this many of the machine's CPUs on average make a run's timings not clean
+BUSY_CPUS = 0.25
+
+
+class MachineLoad:
+    """What other processes used of the machine's CPUs while the enclosed code ran: the machine's
+    busy CPU time minus this process's and its children's, per second of wall time. A load average
+    cannot tell this run's own threads from others', and lags by a minute."""
+
+    def __init__(self, out: dict):
+        self.out = out
+
+    @staticmethod
+    def _sample() -> tuple[float, float, float]:
+        machine = psutil.cpu_times()
+        own = psutil.Process().cpu_times()
+        busy = sum(machine) - machine.idle - getattr(machine, "iowait", 0.0)
+        return time.perf_counter(), busy, own.user + own.system + own.children_user + own.children_system
+
+    def __enter__(self):
+        self.start = self._sample()
+        return self
+
+    def __exit__(self, *exc):
+        end = self._sample()
+        wall = end[0] - self.start[0]
+        others = max(0.0, (end[1] - self.start[1]) - (end[2] - self.start[2])) / wall if wall > 0 else 0.0
+        cpus = psutil.cpu_count() or 1
+        self.out.update(other_processes_cpus=round(others, 2), machine_cpus=cpus, busy=others >= BUSY_CPUS,
+                        measure="machine-wide busy CPU time (psutil) minus this process's, per second, while it trained")
+
+
+class Stages:
+    """Seconds per stage of a run, from its process's start (`start`: the interpreter and imports)
+    to the end; `wall` - the sum of the stages is what no stage timed."""
+
+    def __init__(self, fresh_process: bool):
+        self.began = psutil.Process().create_time() if fresh_process else time.time()
+        self.seconds = {"start": time.time() - self.began}
+
+    @contextmanager
+    def __call__(self, name: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(name, time.perf_counter() - start)
+
+    def add(self, name: str, seconds: float) -> None:
+        self.seconds[name] = self.seconds.get(name, 0.0) + seconds
+
+    def record(self) -> dict:
+        wall = time.time() - self.began
+        return {"wall_seconds": wall, "seconds": dict(self.seconds), "untimed_seconds": wall - sum(self.seconds.values())}
 
 
 def process_peak_rss(shared_process: bool) -> dict:

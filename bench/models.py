@@ -16,7 +16,6 @@ from transformers.utils import logging
 
 from bench import assets
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # encoders get a fresh classification head; decoders and T5 keep their language-model head (text-to-text)
 AUTO_CLASSES = {
     "encoder": AutoModelForSequenceClassification,
@@ -34,7 +33,8 @@ def source(cfg) -> str:
     return str(Path(spec.origin).parent / cfg.package_dir) if spec else cfg.hub_id
 
 
-def load(cfg, family, num_labels: int):
+def load(cfg, family, num_labels: int, dtype: torch.dtype = torch.float32):
+    """The model (in `dtype`: train.precision=bf16 loads in bfloat16) and its tokenizer."""
     path = source(cfg)
     auto = AUTO_CLASSES[family.architecture]
     extra = {"num_labels": num_labels} if family.architecture == "encoder" else {}
@@ -42,7 +42,7 @@ def load(cfg, family, num_labels: int):
     logging.set_verbosity_error()  # the load report only says the new classifier is untrained
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
-        model = auto.from_pretrained(path, dtype=DTYPES[cfg.dtype], **extra)
+        model = auto.from_pretrained(path, dtype=dtype, **extra)
     except OSError as e:
         where = "the hub" if path == cfg.hub_id else "its package folder"
         raise OSError(f"model preset {cfg.name}: could not load {path!r} from {where}: {e}") from e

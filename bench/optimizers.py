@@ -37,7 +37,7 @@ def accepted_args(name: str) -> list[str]:
     return [a for a in names if a not in {"self", "model", "params", "lr", "weight_decay", "clip_grad_norm", "defaults"}]
 
 
-def check(name: str, args: dict, grad_accum: int) -> None:
+def check(name: str, args: dict, grad_accum: int, precision: str = "fp32") -> None:
     """Raise ConfigError for an optimizer, argument or combination that cannot train (before any
     weight loads)."""
     if name not in NAMES:
@@ -49,33 +49,45 @@ def check(name: str, args: dict, grad_accum: int) -> None:
         if arg not in accepted:
             raise ConfigError(f"train.optimizer_args.{arg}", value,
                               f"an argument of {name}: " + (", ".join(accepted) or "it takes none"))
+    if name == "lomo" and precision == "fp16-mixed":
+        raise ConfigError("train.precision", precision, "fp32, bf16-mixed or bf16: LOMO updates each weight inside "
+                          "backward, before a gradient scaler could unscale and check the gradients")
     if name == "lomo" and grad_accum != 1:
         raise ConfigError("train.grad_accum", grad_accum, "1: LOMO updates each weight inside backward, so gradients "
                           "of several micro-batches cannot be accumulated")
 
 
 class Update:
-    """One optimizer step over the micro-batches of a batch: `backward` each loss, then `step`."""
+    """One optimizer step over the micro-batches of a batch: `backward` each loss, then `step`.
+    With a gradient scaler (train.precision=fp16-mixed, bench/precision.py) the loss is scaled
+    before backward and the gradients unscaled before clipping; a step whose gradients overflowed
+    is skipped and the scale lowered."""
 
-    def __init__(self, name: str, model: torch.nn.Module, lr: float, cfg, args: dict):
+    def __init__(self, name: str, model: torch.nn.Module, lr: float, cfg, args: dict, scaler=None):
         self.params = [p for p in model.parameters() if p.requires_grad]
-        self.max_grad_norm = cfg.max_grad_norm
+        self.max_grad_norm, self.scaler = cfg.max_grad_norm, scaler
         self.optimizer = TORCH[name](self.params, lr=lr, weight_decay=cfg.weight_decay, **args)
 
     def backward(self, loss: torch.Tensor) -> None:
-        loss.backward()
+        (self.scaler.scale(loss) if self.scaler else loss).backward()
 
     def step(self) -> None:
+        if self.scaler:
+            self.scaler.unscale_(self.optimizer)
         if self.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.params, self.max_grad_norm)
-        self.optimizer.step()
+        if self.scaler:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
 
 
 class LomoUpdate(Update):
     """LOMO's fused update: the step happens in `backward` (at the scheduler's current rate)."""
 
-    def __init__(self, name: str, model: torch.nn.Module, lr: float, cfg, args: dict):
+    def __init__(self, name: str, model: torch.nn.Module, lr: float, cfg, args: dict, scaler=None):
         clip = cfg.max_grad_norm if cfg.max_grad_norm > 0 else None
         self.optimizer = _lomo_class()(model, lr=lr, clip_grad_norm=clip, weight_decay=cfg.weight_decay, **args)
 
@@ -89,8 +101,8 @@ class LomoUpdate(Update):
         self.optimizer._opt_called = True
 
 
-def build(name: str, model: torch.nn.Module, lr: float, cfg) -> Update:
-    return (LomoUpdate if name == "lomo" else Update)(name, model, lr, cfg, OmegaConf.to_container(cfg.optimizer_args))
+def build(name: str, model: torch.nn.Module, lr: float, cfg, scaler=None) -> Update:
+    return (LomoUpdate if name == "lomo" else Update)(name, model, lr, cfg, OmegaConf.to_container(cfg.optimizer_args), scaler)
 
 
 def state_elements(name: str, args: dict, params: list[torch.Tensor]) -> int:

@@ -12,14 +12,16 @@ import random
 import signal
 import subprocess
 import sys
+import time
 import uuid
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from bench import batching, forgetting, measure, models, record, tasks
+from bench import batching, forgetting, measure, models, precision, record, tasks
 from bench.config import device_of, to_container, validate
 from bench.families import FAMILIES
 from bench.methods import METHODS
@@ -92,90 +94,114 @@ def seed_everything(seed: int) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def build(cfg, kept: Path | None = None, before_apply=None):
+def build(cfg, kept: Path | None = None, before_apply=None, stages: measure.Stages | None = None):
     """Task data in the form the method reads, then the model with the method applied (on CPU,
     before any training); or, given the folder a finished run kept (its record's `size.folder`),
     that run's trained model again. `before_apply(model, tokenizer, architecture)` sees the
-    model as loaded, before the method changes it."""
+    model as loaded, before the method changes it. `stages` times data, model load and
+    `before_apply` (a measurement)."""
+    stages = stages or measure.Stages(fresh_process=False)
     family = FAMILIES[cfg.model.family]
     method = METHODS[cfg.method.name]
     form = method.form(family)
-    task = method.prepare(tasks.load(cfg.task, form), cfg.method, cfg.seed)
-    model, tokenizer, source = models.load(cfg.model, family, len(task.labels))
+    with stages("data"):
+        task = method.prepare(tasks.load(cfg.task, form), cfg.method, cfg.seed)
+    with stages("model_load"):
+        model, tokenizer, source = models.load(cfg.model, family, len(task.labels), precision.load_dtype(cfg.train.precision))
     # the shape of batches: a classification head's, or the family's text-to-text one
     architecture = "encoder" if form == "encoder" else family.architecture
     if before_apply:
-        before_apply(model, tokenizer, architecture)
-    if kept:
-        model = method.load(model, cfg.method, family, tokenizer, kept)
-    else:
-        model = method.apply(model, cfg.method, family, tokenizer)
+        with stages("measurement"):
+            before_apply(model, tokenizer, architecture)
+    with stages("model_load"):
+        if kept:
+            model = method.load(model, cfg.method, family, tokenizer, kept)
+        else:
+            model = method.apply(model, cfg.method, family, tokenizer)
+        precision.keep_trained_in_float32(model)
     return task, family, method, model, tokenizer, source, architecture
 
 
 def execute(config: dict, attempt: str | None = None, concurrent_jobs: int | None = 1) -> dict:
     """Run the stages and write the record; every exception becomes a failed (oom, diverged) record."""
+    stages = measure.Stages(fresh_process=config["process"] == "fresh")
     run_id = record.run_id(config)
     path = record.path_for(config)
     cfg = OmegaConf.create(config)
     device = device_of(cfg)
     started = record.now()
-    tracker = Tracker(config, run_id, str(path.parent))
+    with stages("tracking"):
+        tracker = Tracker(config, run_id, str(path.parent))
     fields: dict = {}
     try:
         seed_everything(cfg.seed)
         t, m, tc = cfg.task, cfg.method, cfg.train
+        in_precision = partial(precision.autocast, tc.precision, device)  # evaluation and measurements as training computes
         base: dict = {}
 
         def score_base(model, tokenizer, architecture):  # on the run's device, as the tuned model will be
             if architecture != "encoder":
-                base.update(forgetting.mean_token_loss(model.to(device), tokenizer, architecture, device))
+                with in_precision():
+                    base.update(forgetting.mean_token_loss(model.to(device), tokenizer, architecture, device))
 
-        task, family, method, model, tokenizer, fields["model_source"], architecture = build(cfg, before_apply=score_base)
-        fields["params"] = method.count(model, m, family)
-        model.to(device)
-        fields["data"] = {"task_version": t.version, "split_seed": t.split_seed, "kind": task.kind,
-                          "majority_label": _majority(task), **task.describe()}
+        task, family, method, model, tokenizer, fields["model_source"], architecture = build(
+            cfg, before_apply=score_base, stages=stages)
+        with stages("model_load"):
+            fields["params"] = method.count(model, m, family)
+            model.to(device)
+        with stages("data"):
+            fields["data"] = {"task_version": t.version, "split_seed": t.split_seed, "kind": task.kind,
+                              "majority_label": _majority(task), **task.describe()}
+            train_loader = batching.train_loader(task, tokenizer, architecture, t, tc.batch_size, cfg.seed)
 
         def evaluate(examples):
-            outputs, loss = predict(model, tokenizer, task, examples, architecture, t, tc.eval_batch_size, device)
+            with in_precision():
+                outputs, loss = predict(model, tokenizer, task, examples, architecture, t, tc.eval_batch_size, device)
             return outputs, {"loss": loss, **compute(task.metrics, examples, outputs)}
 
-        train_loader = batching.train_loader(task, tokenizer, architecture, t, tc.batch_size, cfg.seed)
+        fit_start = time.perf_counter()
         result = method.fit(model, train_loader, m, tc, device, lambda: evaluate(task.validation)[1], tracker.log,
                             monitor=task.metrics[0])
+        stages.add("evaluation", result.eval_seconds)
+        stages.add("measurement", result.profile_seconds)
+        stages.add("training", time.perf_counter() - fit_start - result.eval_seconds - result.profile_seconds)
 
-        fields["params"] = method.count(model, m, family)  # what training kept (diff pruning's mask decides)
-        outputs, scores = evaluate(task.test)
-        fields["metrics"] = {"split": "test", "size": len(task.test), **scores}
-        fields["per_example"] = per_example(task.kind, task.metrics, task.test, outputs, task.given_test)
-        fields["predictions"] = _sample(task, outputs)
-        fields["forgetting"] = forgetting.score(
-            base or None, forgetting.mean_token_loss(model, tokenizer, architecture, device) if base else None,
-            reason="a run in the encoder form (a classification head) has no language-model head to score text with")
-        final = evaluate(task.validation)[1]
-        tracker.log({f"validation/{k}": v for k, v in final.items()}, result.steps)
+        with stages("evaluation"):
+            fields["params"] = method.count(model, m, family)  # what training kept (diff pruning's mask decides)
+            outputs, scores = evaluate(task.test)
+            fields["metrics"] = {"split": "test", "size": len(task.test), **scores}
+            fields["per_example"] = per_example(task.kind, task.metrics, task.test, outputs, task.given_test)
+            fields["predictions"] = _sample(task, outputs)
+            final = evaluate(task.validation)[1]
+        with stages("measurement"), in_precision():
+            fields["forgetting"] = forgetting.score(
+                base or None, forgetting.mean_token_loss(model, tokenizer, architecture, device) if base else None,
+                reason="a run in the encoder form (a classification head) has no language-model head to score text with")
+        with stages("tracking"):
+            tracker.log({f"validation/{k}": v for k, v in final.items()}, result.steps)
         # the weights scored on test: the last step's, or early stopping's best
         fields["validation"] = result.evaluations + [{"step": result.best_step or result.steps, "final": True, **final}]
+        timing = result.timing(tc.timing_warmup)
         fields["time"] = {
-            **result.timing(tc.timing_warmup),
+            **timing,
             "epochs": result.examples_seen / len(task.train) if task.train else None,
             # timings of runs that shared a process or the machine with other runs are not clean
             "shared_process": cfg.process == "inline",
             "concurrent_jobs": concurrent_jobs,
-            "shared_machine": concurrent_jobs != 1,
+            "shared_machine": concurrent_jobs != 1 or timing["machine"].get("busy", False),
         }
-        fields["memory"] = {**result.memory, "analytic_bytes": measure.analytic_bytes(
-            model, fields["params"], method.optimizer or tc.optimizer, tc.optimizer_args)}
         fields["losses"] = result.losses
-        kept = path.with_suffix("") if cfg.keep_full_copies or not method.full_copy else None  # beside the record
-        fields["size"] = measure.stored_bytes(method.save, model, kept)
-        one = batching.training_rows(task, task.test[:1], tokenizer, architecture, t.max_length, t.max_new_tokens)
-        one = {k: v.to(device) for k, v in batching.pad(one, tokenizer.pad_token_id).items()}
-        if architecture == "encoder":  # a served classifier is not handed the answer; T5 needs it as decoder input
-            del one["labels"]
-        fields["latency"] = measure.serving_latency(model, one, tc.latency_samples)
-        fields["memory"].update(measure.process_peak_rss(cfg.process == "inline"))  # last: the peak of the whole run
+        with stages("measurement"):
+            fields["memory"] = {**result.memory, "analytic_bytes": measure.analytic_bytes(
+                model, fields["params"], method.optimizer or tc.optimizer, tc.optimizer_args)}
+            kept = path.with_suffix("") if cfg.keep_full_copies or not method.full_copy else None  # beside the record
+            fields["size"] = measure.stored_bytes(method.save, model, kept)
+            one = batching.training_rows(task, task.test[:1], tokenizer, architecture, t.max_length, t.max_new_tokens)
+            one = {k: v.to(device) for k, v in batching.pad(one, tokenizer.pad_token_id).items()}
+            if architecture == "encoder":  # a served classifier is not handed the answer; T5 needs it as decoder input
+                del one["labels"]
+            with in_precision():
+                fields["latency"] = measure.serving_latency(model, one, tc.latency_samples)
         status, error = "ok", None
     except torch.OutOfMemoryError as e:
         status, error = "oom", record.error_of(e)
@@ -183,13 +209,18 @@ def execute(config: dict, attempt: str | None = None, concurrent_jobs: int | Non
         status, error = "diverged", {**record.error_of(e), "step": e.step}
     except Exception as e:  # noqa: BLE001 - a failed run is recorded, never lost
         status, error = "failed", record.error_of(e)
-    fields["environment"] = measure.environment(device)
-    rec = record.new(config, status, error=error, attempt=attempt, started=started, ended=record.now(),
-                     tracking=tracker.info, **fields)
-    _keep(path, rec)  # before W&B's finish, so that a hang there cannot lose the record
-    if not tracker.finish(rec):
-        rec["tracking"] = tracker.info
-        _keep(path, rec)
+    with stages("measurement"):
+        fields["environment"] = measure.environment(device)
+        fields.setdefault("memory", {}).update(measure.process_peak_rss(cfg.process == "inline"))  # the peak of the whole run
+    with stages("tracking"):
+        rec = record.new(config, status, error=error, attempt=attempt, started=started, ended=record.now(),
+                         tracking=tracker.info, **fields)
+        _keep(path, rec)  # before W&B's finish, so that a hang there cannot lose the record
+        tracker.finish(rec)
+    # then again, with the time tracking took and the whole wall time (and what finishing W&B said)
+    rec["tracking"] = tracker.info
+    rec.setdefault("time", {})["stages"] = stages.record()
+    _keep(path, rec)
     return rec
 
 
@@ -238,6 +269,8 @@ def summary(rec: dict, path: Path) -> str:
             + f"; process peak resident {_mib(mem['process_peak_rss_bytes'])} ({mem['process_peak_rss_of']})",
             _stored(rec["size"]) + "; " + _latency(rec["latency"]),
         ]
+    if rec.get("time", {}).get("stages"):
+        lines.append(_stages(rec["time"]["stages"]))
     lines.append(f"  record {path}")
     if rec.get("tracking", {}).get("dir"):
         lines.append(f"  W&B ({rec['tracking']['mode']}) {rec['tracking']['dir']}")
@@ -250,6 +283,13 @@ def _training(tm: dict) -> str:
     return (f"  training {tm['train_seconds']:.1f} s over {tm['steps']} steps, median step "
             + (f"{tm['median_step_seconds'] * 1000:.0f} ms, {tm['tokens_per_second']:.0f} tokens/s"
                if tm["steps_timed"] else "not timed (the only step was the memory-profiled one)"))
+
+
+def _stages(stages: dict) -> str:
+    wall = stages["wall_seconds"]
+    parts = sorted(stages["seconds"].items(), key=lambda kv: -kv[1])
+    return (f"  wall {wall:.1f} s: " + ", ".join(f"{name} {100 * s / wall:.0f}%" for name, s in parts)
+            + f", untimed {100 * stages['untimed_seconds'] / wall:.0f}%")
 
 
 def _stored(size: dict) -> str:

@@ -2,7 +2,9 @@
 constant), clipping, accumulation, and early stopping on the validation score with the best
 weights restored.
 
-Only the optimizer steps are timed; evaluation and the one memory-profiled step are not.
+Only the optimizer steps are timed; evaluation and the one memory-profiled step are not. The loss
+stays on the device and is read every train.log_every steps (and at the last), so a step never
+waits for it: divergence is caught there.
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ import torch
 from torch.optim.lr_scheduler import LambdaLR
 from tqdm.auto import tqdm
 
-from bench import optimizers
+from bench import optimizers, precision
 from bench.batching import count_tokens
-from bench.measure import CudaPeak, cpu_step_profile
+from bench.measure import CudaPeak, MachineLoad, cpu_step_profile
 
 
 @dataclass
@@ -29,12 +31,14 @@ class TrainResult:
     step_seconds: list[float] = field(default_factory=list)  # timed steps only
     tokens_timed: int = 0
     eval_seconds: float = 0.0
+    profile_seconds: float = 0.0  # the memory-profiled step: a measurement, not training
     losses: list[tuple[int, float]] = field(default_factory=list)
     evaluations: list[dict] = field(default_factory=list)
     memory: dict = field(default_factory=dict)
     examples_seen: int = 0  # training examples read, every step counted (the profiled one too)
     tokens_seen: int = 0
     best_step: int | None = None  # early stopping: the step whose weights were kept
+    machine: dict = field(default_factory=dict)  # what else used the machine's CPUs while this trained
 
     def timing(self, warmup: int) -> dict:
         after_warmup = self.step_seconds[warmup:] or self.step_seconds
@@ -49,6 +53,8 @@ class TrainResult:
             "examples_seen": self.examples_seen,
             "tokens_seen": self.tokens_seen,
             "best_step": self.best_step,
+            "profile_seconds": self.profile_seconds,
+            "machine": self.machine,
         }
 
 
@@ -130,7 +136,7 @@ def train(
     of the best evaluation are restored. `optimizer` overrides cfg.optimizer (a method that is its
     own update rule, LOMO)."""
     total = total_steps(cfg, len(loader))
-    update = optimizers.build(optimizer or cfg.optimizer, model, lr, cfg)
+    update = optimizers.build(optimizer or cfg.optimizer, model, lr, cfg, precision.scaler(cfg.precision, device))
     scheduler = LambdaLR(update.optimizer, warmup_then(cfg.lr_schedule, total, round(cfg.warmup_ratio * total)))
     result = TrainResult()
     stopping = EarlyStopping(model, monitor, cfg.early_stopping_patience) if cfg.early_stopping_patience and evaluate else None
@@ -141,41 +147,46 @@ def train(
     batches = _forever(loader)
     model.train()
     bar = tqdm(total=total, desc="train", disable=not show_progress, dynamic_ncols=True)
-    with whole:
+    with whole, MachineLoad(result.machine):
         for step in range(total):
             probe = cpu_step_profile(result.memory) if step == profiled else nullcontext()
             start = time.perf_counter()
-            tokens, loss_sum = 0, 0.0
+            tokens, loss_sum = 0, torch.zeros((), device=device)
             with probe:
                 for _ in range(cfg.grad_accum):
                     batch = {k: v.to(device) for k, v in next(batches).items() if k != "index"}
                     tokens += count_tokens(batch)
                     result.examples_seen += len(batch["input_ids"])
-                    loss = model(**batch).loss / cfg.grad_accum
+                    with precision.autocast(cfg.precision, device):
+                        loss = model(**batch).loss / cfg.grad_accum
                     update.backward(loss)
-                    loss_sum += loss.item()
+                    loss_sum += loss.detach()  # on the device: read only when logged, so no step waits for it
                 update.step()
                 scheduler.step()
             if device == "cuda":
                 torch.cuda.synchronize()
+            seconds = time.perf_counter() - start
             if step != profiled:
-                result.step_seconds.append(time.perf_counter() - start)
+                result.step_seconds.append(seconds)
                 result.tokens_timed += tokens
+            else:
+                result.profile_seconds = seconds
             result.tokens_seen += tokens
             result.steps = step + 1
-            if not math.isfinite(loss_sum):
-                raise Diverged(result.steps, loss_sum)
             bar.update(1)
-            bar.set_postfix(loss=f"{loss_sum:.4f}")
-            if result.steps % cfg.log_every == 0 or result.steps == total:
-                result.losses.append((result.steps, loss_sum))
-                if log:
-                    log({"train/loss": loss_sum, "train/lr": scheduler.get_last_lr()[0]}, result.steps)
             last = result.steps == total
+            if result.steps % cfg.log_every == 0 or last:
+                loss_value = loss_sum.item()
+                if not math.isfinite(loss_value):
+                    raise Diverged(result.steps, loss_value)
+                bar.set_postfix(loss=f"{loss_value:.4f}")
+                result.losses.append((result.steps, loss_value))
+                if log:
+                    log({"train/loss": loss_value, "train/lr": scheduler.get_last_lr()[0]}, result.steps)
             # without early stopping the runner evaluates the final weights itself
             if evaluate and cfg.eval_every and (result.steps % cfg.eval_every == 0 or stopping and last) and (stopping or not last):
                 start = time.perf_counter()
-                with whole.paused() if isinstance(whole, CudaPeak) else nullcontext():
+                with whole.paused() if isinstance(whole, CudaPeak) else nullcontext(), precision.autocast(cfg.precision, device):
                     scores = {"step": result.steps, **evaluate()}
                 result.eval_seconds += time.perf_counter() - start
                 result.evaluations.append(scores)
