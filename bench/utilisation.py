@@ -1,5 +1,5 @@
-"""Utilisation: model FLOPs per training token, the numerator of the model FLOPs utilisation (MFU) of
-PaLM (Chowdhery et al. 2022, appendix B).
+"""Utilisation: model FLOPs per training token, the device's peak FLOP/s, and their ratio, the model
+FLOPs utilisation (MFU) of PaLM (Chowdhery et al. 2022, appendix B).
 
 Model FLOPs are what the model must compute, counted from its config as Kaplan et al. (2020, section
 2.1) and PaLM (appendix B) count them: 2 FLOPs (a multiply and an add) per weight of every weight
@@ -22,11 +22,18 @@ the decoder's work on the target tokens is counted in full and spread over them.
 
 from __future__ import annotations
 
+import json
+import os
+import platform
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
+
+from bench.assets import cache_root
 
 # model types whose feed-forward block has three matrices (gate, up, down) instead of two; T5 says so in
 # its config (is_gated_act)
@@ -383,3 +390,146 @@ def flops_per_token(model: torch.nn.Module, family, architecture: str, lengths: 
     return model_flops_per_token(Shape.of(base.config), architecture, Training.of(model, family), lengths,
                                  target_lengths, batch_size)
 
+
+# --- the device's peak -------------------------------------------------------------------------------
+
+# The precision a run computes its matrix products in (train.precision): the matmul probe's dtype on CPU.
+DTYPES = {"fp32": torch.float32, "bf16-mixed": torch.bfloat16, "bf16": torch.bfloat16, "fp16-mixed": torch.float16}
+
+# Dense peak TFLOP/s of NVIDIA data-centre GPUs (no 2:4 sparsity: the datasheets' starred figures are with
+# sparsity and twice these), by the precision of the matrix products: fp32 without tensor cores, tf32, bf16
+# and fp16 on tensor cores. Looked up by torch.cuda.get_device_name(), first matching pattern wins.
+# - H100 SXM, H100 PCIe: NVIDIA H100 Tensor Core GPU datasheet (SXM: FP32 67, TF32 989*, BF16 1,979*,
+#   FP16 1,979*; PCIe: FP32 51, TF32 756*, BF16 1,513*, FP16 1,513*; * with sparsity); H100 NVL: FP32 60,
+#   TF32 835*, BF16 1,671*, FP16 1,671*
+# - H200 SXM, H200 NVL: NVIDIA H200 Tensor Core GPU datasheet (the H100 SXM's and H100 NVL's figures: the
+#   same GH100 compute with more memory)
+# - A100 40GB and 80GB, SXM and PCIe: NVIDIA A100 Tensor Core GPU datasheet (FP32 19.5, TF32 156, BF16 312,
+#   FP16 312, dense)
+# - L40S: NVIDIA L40S datasheet (FP32 91.6, TF32 183 / 366*, BF16 362.05 / 733*, FP16 362.05 / 733*)
+GPU_PEAKS: list[tuple[str, str, dict[str, float]]] = [
+    (r"\bH200\b.*\bNVL\b", "NVIDIA H200 NVL", {"fp32": 60, "tf32": 417.5, "bf16": 835.5, "fp16": 835.5}),
+    (r"\bH200\b", "NVIDIA H200 SXM", {"fp32": 67, "tf32": 494.5, "bf16": 989.5, "fp16": 989.5}),
+    (r"\bH100\b.*\bNVL\b", "NVIDIA H100 NVL", {"fp32": 60, "tf32": 417.5, "bf16": 835.5, "fp16": 835.5}),
+    (r"\bH100\b.*\bPCIe\b", "NVIDIA H100 PCIe", {"fp32": 51, "tf32": 378, "bf16": 756.5, "fp16": 756.5}),
+    (r"\bH100\b", "NVIDIA H100 SXM", {"fp32": 67, "tf32": 494.5, "bf16": 989.5, "fp16": 989.5}),
+    (r"\bA100\b", "NVIDIA A100", {"fp32": 19.5, "tf32": 156, "bf16": 312, "fp16": 312}),
+    (r"\bL40S\b", "NVIDIA L40S", {"fp32": 91.6, "tf32": 183, "bf16": 362.05, "fp16": 362.05}),
+]
+
+
+@dataclass(frozen=True)
+class Peak:
+    """A device's peak FLOP/s at a precision, and where the number comes from (or, when None, why not)."""
+
+    flops_per_second: float | None
+    source: str
+
+
+def gpu_peak(name: str, kind: str) -> Peak:
+    """The datasheet's dense peak of the GPU called `name` (torch.cuda.get_device_name) for matrix
+    products in `kind`: fp32, tf32, bf16 or fp16."""
+    for pattern, label, peaks in GPU_PEAKS:
+        if re.search(pattern, name, re.IGNORECASE):
+            return Peak(peaks[kind] * 1e12, f"datasheet: {label} {kind} dense")
+    return Peak(None, f"no datasheet peak for GPU {name!r} in bench.utilisation.GPU_PEAKS (known: "
+                      + ", ".join(label for _, label, _ in GPU_PEAKS) + ")")
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def _time_matmul(size: int, dtype: torch.dtype, repeats: int = 5, budget_s: float = 0.3) -> float:
+    """Seconds for one size × size matrix product: the best of a few, after a warm-up."""
+    a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
+    torch.mm(a, b)  # warm-up: thread pool, kernel selection
+    best, spent = float("inf"), 0.0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        took = time.perf_counter() - start
+        best, spent = min(best, took), spent + took
+        if spent > budget_s:
+            break
+    return best
+
+
+def _probe(dtype: torch.dtype, largest: int) -> tuple[float, int]:
+    """(FLOP/s, size) of square matrix products, doubling the size from 256 until one takes 50 ms or the
+    size reaches `largest`: well under a second where a dtype is slow (bfloat16 without native support)."""
+    size = 256
+    while True:
+        seconds = _time_matmul(size, dtype)
+        if seconds >= 0.05 or size >= largest:
+            return 2 * size**3 / seconds, size
+        size *= 2
+
+
+def cpu_peak(precision: str = "fp32", cache_dir: str | os.PathLike | None = None) -> Peak:
+    """This CPU's matrix-product FLOP/s at the run's precision with torch's current thread count: measured
+    once per CPU, thread count, torch version and dtype (well under a second), then read from
+    peak_flops.json in the cache folder (bench.assets.cache_root)."""
+    dtype, threads = DTYPES[precision], torch.get_num_threads()
+    dtype_name = str(dtype).removeprefix("torch.")
+    key = f"{cpu_name()} | {threads} threads | torch {torch.__version__} | {dtype_name}"
+    path = Path(cache_root(cache_dir)) / "peak_flops.json"
+    try:
+        cache = json.loads(path.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    if key not in cache:
+        flops, size = _probe(dtype, 1024 if threads <= 8 else 2048)  # larger products keep many threads busy
+        cache[key] = {"flops_per_second": flops, "size": size}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(cache, indent=1, sort_keys=True))
+        os.replace(tmp, path)  # atomic: a concurrent run reads the old file or the new, never half of one
+    found = cache[key]
+    return Peak(found["flops_per_second"], f"matmul probe, {dtype_name}, {threads} thread{'s' * (threads != 1)} "
+                                           f"({found['size']}x{found['size']}, best of a few)")
+
+
+def _tf32() -> bool:
+    """Whether CUDA computes float32 matrix products in TF32 on tensor cores (off by default)."""
+    matmul = torch.backends.cuda.matmul
+    return (matmul.allow_tf32 or torch.get_float32_matmul_precision() != "highest"
+            or getattr(matmul, "fp32_precision", None) == "tf32")
+
+
+def peak_flops(device: str, precision: str, cache_dir: str | os.PathLike | None = None) -> Peak:
+    """Peak FLOP/s for matrix products of a run on `device` ("cpu", "cuda", "cuda:N") at `precision`
+    (train.precision: fp32, bf16-mixed, bf16, fp16-mixed). CPU: a measured matmul probe (cpu_peak); CUDA:
+    the datasheet's dense figure (gpu_peak), in tf32 where fp32 products use tensor cores."""
+    if precision not in DTYPES:
+        raise ValueError(f"precision {precision!r}: one of {', '.join(DTYPES)}")
+    if device == "cpu":
+        return cpu_peak(precision, cache_dir)
+    if device.startswith("cuda"):
+        if precision == "fp32":
+            kind = "tf32" if _tf32() else "fp32"
+        else:
+            kind = "fp16" if precision.startswith("fp16") else "bf16"
+        return gpu_peak(torch.cuda.get_device_name(torch.device(device)), kind)
+    return Peak(None, f"no peak for device {device!r}")
+
+
+def utilisation(flops_per_token: float, tokens_per_second: float | None, peak: Peak) -> dict:
+    """The run record's utilisation: model FLOPs per training token, the FLOP/s they add up to at the
+    run's training tokens per second, the device's peak and its source, and their ratio, the model FLOPs
+    utilisation (MFU; None where the peak or the speed is unknown)."""
+    achieved = flops_per_token * tokens_per_second if tokens_per_second is not None else None
+    return {
+        "flops_per_token": flops_per_token,
+        "achieved_flops_per_second": achieved,
+        "peak_flops_per_second": peak.flops_per_second,
+        "peak_from": peak.source,
+        "fraction": achieved / peak.flops_per_second if achieved is not None and peak.flops_per_second else None,
+    }

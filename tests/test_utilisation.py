@@ -1,5 +1,7 @@
 """Model FLOPs per token against FLOPs counted by torch on one real training step of every family's tiny
-model (tests/tiny.py) with the method applied as a run applies it."""
+model (tests/tiny.py) with the method applied as a run applies it; the device-peak cache and table; MFU."""
+
+import json
 
 import pytest
 import torch
@@ -9,7 +11,7 @@ from transformers import LlamaConfig
 
 from bench import batching, utilisation
 from bench.runner import build
-from bench.utilisation import Shape, Training
+from bench.utilisation import Peak, Shape, Training
 
 FUSED = {"gpt2", "gpt_neox", "bloom", "mpt"}  # one q,k,v matrix: LoRA targets 'qkv' there
 TOLERANCE = 0.02
@@ -99,3 +101,61 @@ def test_lengths_of_training_rows():
             {"input_ids": [5, 6], "attention_mask": [1, 1], "labels": [2]}]
     assert utilisation.lengths_of(rows, "encoder_decoder") == ([3, 2], [2, 1])
     assert utilisation.lengths_of(rows, "decoder") == ([3, 2], None)
+
+
+def test_cpu_probe_is_measured_once_per_machine_and_cached(tmp_path, monkeypatch):
+    calls = []
+
+    def timed(size, dtype, *args, **kwargs):
+        calls.append((size, dtype))
+        return 0.1  # 50 ms or more: the probe keeps its first size
+
+    monkeypatch.setattr(utilisation, "_time_matmul", timed)
+    first = utilisation.peak_flops("cpu", "fp32", cache_dir=tmp_path)
+    assert calls == [(256, torch.float32)] and first.flops_per_second == 2 * 256**3 / 0.1
+    assert first.source.startswith(f"matmul probe, float32, {torch.get_num_threads()} thread")
+    again = utilisation.peak_flops("cpu", "fp32", cache_dir=tmp_path)
+    assert again == first and len(calls) == 1  # read from the cache, not measured again
+    cached = json.loads((tmp_path / "peak_flops.json").read_text())
+    (key,) = cached
+    assert key == f"{utilisation.cpu_name()} | {torch.get_num_threads()} threads | torch {torch.__version__} | float32"
+    assert cached[key]["flops_per_second"] == first.flops_per_second
+    # bf16 autocast runs compare against a bfloat16 probe, measured and kept beside the float32 one
+    utilisation.peak_flops("cpu", "bf16-mixed", cache_dir=tmp_path)
+    assert calls[-1] == (256, torch.bfloat16) and len(json.loads((tmp_path / "peak_flops.json").read_text())) == 2
+
+
+def test_probe_grows_the_matrices_until_a_product_takes_long_enough(tmp_path, monkeypatch):
+    monkeypatch.setattr(utilisation, "_time_matmul", lambda size, dtype: size**3 / 1e10)  # 10 GFLOP/s
+    peak = utilisation.cpu_peak("fp32", cache_dir=tmp_path)
+    assert "1024x1024" in peak.source and peak.flops_per_second == pytest.approx(2e10)
+
+
+def test_gpu_table_by_device_name(monkeypatch):
+    assert utilisation.gpu_peak("NVIDIA H100 80GB HBM3", "bf16") == Peak(989.5e12, "datasheet: NVIDIA H100 SXM bf16 dense")
+    assert utilisation.gpu_peak("NVIDIA H100 PCIe", "bf16").flops_per_second == 756.5e12
+    assert utilisation.gpu_peak("NVIDIA H200", "fp16").source == "datasheet: NVIDIA H200 SXM fp16 dense"
+    assert utilisation.gpu_peak("NVIDIA A100-SXM4-40GB", "tf32").flops_per_second == 156e12
+    assert utilisation.gpu_peak("NVIDIA A100 80GB PCIe", "fp32").flops_per_second == 19.5e12
+    assert utilisation.gpu_peak("NVIDIA L40S", "bf16").flops_per_second == 362.05e12
+    for unknown in ("NVIDIA GeForce RTX 4090", "NVIDIA L40", "NVIDIA GH200 480GB"):  # no row, and no look-alike row
+        peak = utilisation.gpu_peak(unknown, "bf16")
+        assert peak.flops_per_second is None and unknown in peak.source
+    # the run's precision picks the column: float32 products run without tensor cores unless TF32 is on
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA A100-SXM4-80GB")
+    monkeypatch.setattr(utilisation, "_tf32", lambda: False)
+    assert utilisation.peak_flops("cuda", "fp32").source == "datasheet: NVIDIA A100 fp32 dense"
+    assert utilisation.peak_flops("cuda:0", "bf16-mixed").flops_per_second == 312e12
+    assert utilisation.peak_flops("cuda", "fp16-mixed").source == "datasheet: NVIDIA A100 fp16 dense"
+    monkeypatch.setattr(utilisation, "_tf32", lambda: True)
+    assert utilisation.peak_flops("cuda", "fp32").flops_per_second == 156e12
+
+
+def test_utilisation_arithmetic():
+    peak = Peak(1e12, "datasheet: NVIDIA H200 SXM bf16 dense")
+    assert utilisation.utilisation(6e9, 50.0, peak) == {
+        "flops_per_token": 6e9, "achieved_flops_per_second": 3e11, "peak_flops_per_second": 1e12,
+        "peak_from": "datasheet: NVIDIA H200 SXM bf16 dense", "fraction": 0.3}
+    unknown = utilisation.utilisation(6e9, 50.0, Peak(None, "no datasheet peak for GPU 'X'"))
+    assert unknown["achieved_flops_per_second"] == 3e11 and unknown["fraction"] is None
+    assert utilisation.utilisation(6e9, None, peak)["fraction"] is None
