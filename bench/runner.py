@@ -21,7 +21,16 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from bench import batching, forgetting, measure, models, precision, record, tasks
+from bench import (
+    batching,
+    forgetting,
+    measure,
+    models,
+    precision,
+    record,
+    tasks,
+    utilisation,
+)
 from bench.config import device_of, to_container, validate
 from bench.families import FAMILIES
 from bench.methods import METHODS
@@ -192,6 +201,10 @@ def execute(config: dict, attempt: str | None = None, concurrent_jobs: int | Non
         }
         fields["losses"] = result.losses
         with stages("measurement"):
+            lengths = utilisation.lengths_of(train_loader.dataset, architecture)
+            fields["utilisation"] = utilisation.utilisation(
+                utilisation.flops_per_token(model, family, architecture, *lengths, tc.batch_size),
+                timing["tokens_per_second"], utilisation.peak_flops(device, tc.precision))
             fields["memory"] = {**result.memory, "analytic_bytes": measure.analytic_bytes(
                 model, fields["params"], method.optimizer or tc.optimizer, tc.optimizer_args)}
             kept = path.with_suffix("") if cfg.keep_full_copies or not method.full_copy else None  # beside the record
@@ -264,7 +277,7 @@ def summary(rec: dict, path: Path) -> str:
         lines += [
             f"  trainable {p['trainable']:,} of {p['total']:,} ({p['trainable_pct']:.3f}%): method {p['method']:,}, head {p['head']:,}",
             f"  test ({mt['size']} examples): " + ", ".join(f"{k} {v:.4f}" for k, v in mt.items() if k not in ("split", "size", "loss")),
-            _training(tm),
+            _training(tm) + _utilisation(rec.get("utilisation")),
             (f"  peak memory {_mib(mem['peak_bytes'])} ({mem['measure']})" if "peak_bytes" in mem else "  peak memory: not measured")
             + f"; process peak resident {_mib(mem['process_peak_rss_bytes'])} ({mem['process_peak_rss_of']})",
             _stored(rec["size"]) + "; " + _latency(rec["latency"]),
@@ -283,6 +296,13 @@ def _training(tm: dict) -> str:
     return (f"  training {tm['train_seconds']:.1f} s over {tm['steps']} steps, median step "
             + (f"{tm['median_step_seconds'] * 1000:.0f} ms, {tm['tokens_per_second']:.0f} tokens/s"
                if tm["steps_timed"] else "not timed (the only step was the memory-profiled one)"))
+
+
+def _utilisation(u: dict | None) -> str:
+    if not u or u["fraction"] is None:
+        return ""
+    return (f"; {u['flops_per_token']:.3g} FLOP/token, {u['achieved_flops_per_second']:.3g} FLOP/s, "
+            f"{100 * u['fraction']:.1f}% of peak ({u['peak_from']})")
 
 
 def _stages(stages: dict) -> str:

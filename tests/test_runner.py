@@ -150,6 +150,11 @@ def test_fresh_process_run_and_real_wandb_offline_run(make_config, tmp_path):
     [log] = list((tmp_path / "results" / "default" / "wandb").glob("offline-run-*/run-*.wandb"))
     assert log.stat().st_size > 1000
     assert rec["run_id"].encode() in log.read_bytes()  # the run is named after the record
+    # where the run's time went: every stage timed, and together they are the wall time within a few percent
+    stages = rec["time"]["stages"]
+    assert set(stages["seconds"]) == {"start", "data", "model_load", "training", "evaluation", "measurement", "tracking"}
+    assert all(s > 0 for s in stages["seconds"].values())
+    assert abs(stages["untimed_seconds"]) < 0.03 * stages["wall_seconds"], stages
 
 
 @pytest.mark.slow  # full runs of the default model

@@ -1,4 +1,4 @@
-"""The training loop: early stopping keeps the best weights; the learning-rate schedules."""
+"""The training loop: early stopping keeps the best weights; the learning-rate schedules; what else used the machine while it trained."""
 
 import pytest
 
@@ -54,3 +54,22 @@ def test_the_loop_overfits_a_handful_of_examples(make_config):
     losses = [loss for _, loss in rec["losses"]]
     assert len(losses) == 30 and losses[0] > 0.9  # about ln 3 = 1.10 at the start: three classes
     assert max(losses[-5:]) < 0.1 * losses[0]
+
+
+def test_another_process_using_the_cpus_makes_the_machine_busy():
+    import subprocess
+    import sys
+    import time
+
+    from bench.measure import MachineLoad
+
+    out = {}
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)  # started
+        with MachineLoad(out):
+            time.sleep(1.5)  # this process idles; the spinner takes about one CPU
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert out["busy"] and out["other_processes_cpus"] >= 0.5, out

@@ -1,0 +1,25 @@
+"""The prepared GPU check (bench/device_check.py), dry-run on CPU: its jobs run through the ordinary
+runner in bf16-mixed and its table reads their records."""
+
+from bench import device_check
+
+
+def test_the_device_check_runs_its_jobs_and_tabulates_them(tmp_path, capsys):
+    code = device_check.main(["--device", "cpu", "--steps", "2", "--models", "minilm-l6", "--methods", "lora", "ia3",
+                              "process=inline", "train.batch_size=8", "task.train_size=64", "task.val_size=16",
+                              "task.test_size=16", "train.latency_samples=1", f"results_dir={tmp_path}"])
+    assert code == 0
+    table = (tmp_path / "device_check" / "table.md").read_text()
+    rows = [line for line in table.splitlines() if line.startswith("| minilm-l6")]
+    assert [r.split(" | ")[1] for r in rows] == ["lora", "ia3"] and all(" | ok | " in r for r in rows)
+    records = sorted((tmp_path / "device_check").glob("*.json"))
+    assert len(records) == 2 and '"precision": "bf16-mixed"' in records[0].read_text()
+    assert table in capsys.readouterr().out
+
+
+def test_a_bad_argument_is_refused_before_anything_runs(tmp_path, capsys):
+    import pytest
+
+    with pytest.raises(SystemExit):
+        device_check.main(["--models", "gpt3-175b", f"results_dir={tmp_path}"])
+    assert not (tmp_path / "device_check").exists()
