@@ -1,6 +1,7 @@
 """Hydra entry point: `python -m bench [group=option ...] [key=value ...]`."""
 
 import sys
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -9,7 +10,7 @@ from hydra.errors import OverrideParseException
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from bench import record
+from bench import record, runner
 from bench.config import ConfigError, cpu_count, register_schemas, to_container
 
 register_schemas()
@@ -35,17 +36,19 @@ def concurrent_jobs(hydra_cfg) -> int | None:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
-    from bench import count, serve
-    from bench.runner import launch
-
     try:
+        # count and serve import torch and transformers, so each only in its own mode
         if cfg.mode == "count":  # parameters only, on the meta device: no weights, no training
+            from bench import count
+
             count.launch(cfg)
         elif cfg.mode == "serve":  # serving cost against the base model: no training
+            from bench import serve
+
             if serve.launch(cfg)["status"] != "ok":
                 _fail("the serving measurement did not end ok")
         else:
-            rec = launch(cfg, concurrent_jobs(HydraConfig.get()))
+            rec = runner.launch(cfg, concurrent_jobs(HydraConfig.get()))
             # a run that did not succeed (or runs elsewhere) fails the command: `python -m bench && next` stops
             if rec is None or rec["status"] not in ("ok", "not_applicable"):
                 _fail(f"run {rec['run_id']} ended {rec['status']}" if rec else "the run is running in another process")
@@ -55,13 +58,24 @@ def main(cfg: DictConfig) -> None:
         # one bad combination in a sweep is recorded (unless a record stands) and the sweep goes on
         print(f"error: {e}", file=sys.stderr)
         config = to_container(cfg)
-        path = {"count": count.path_for, "serve": serve.path_for}.get(config.get("mode"), record.path_for)(config)
+        path = _record_path(config)
         if not record.should_skip(record.read(path), config["force"], config["retry_failed"]):
             try:
                 record.write(path, record.new(config, "failed", error=record.error_of(e)))
             except OSError as write_error:  # the error may be the results folder itself
                 print(f"error: could not record it: {write_error}", file=sys.stderr)
         raise JobFailed(f"invalid configuration: {e}") from None
+
+
+def _record_path(config: dict) -> Path:
+    """Where the record of this config's mode goes (count and serve keep theirs apart)."""
+    if config.get("mode") == "count":
+        from bench.count import path_for
+    elif config.get("mode") == "serve":
+        from bench.serve import path_for
+    else:
+        path_for = record.path_for
+    return path_for(config)
 
 
 def _fail(why: str) -> None:

@@ -12,28 +12,36 @@ from __future__ import annotations
 
 import inspect
 import math
+from typing import TYPE_CHECKING
 
-import torch
 from omegaconf import OmegaConf
 
 from bench.config import ConfigError
 
-# name -> the torch optimizer; lomo is the authors' package's
-TORCH = {"adamw": torch.optim.AdamW, "sgd": torch.optim.SGD, "adafactor": torch.optim.Adafactor}
+if TYPE_CHECKING:
+    import torch
+
+# name -> the class in torch.optim; lomo is the authors' package's
+TORCH = {"adamw": "AdamW", "sgd": "SGD", "adafactor": "Adafactor"}
 NAMES = (*TORCH, "lomo")
 # set by train.*, not by train.optimizer_args
 SET_ELSEWHERE = {"params": "the trainable weights", "lr": "method.lr", "weight_decay": "train.weight_decay"}
 
 
-def _lomo_class():
-    from lomo_optim import Lomo
+def optimizer_class(name: str) -> type:
+    """The optimizer's class, imported here: torch takes seconds to import, and `check` runs before
+    a run is skipped or started, where only train.optimizer_args need the class (its signature)."""
+    if name == "lomo":
+        from lomo_optim import Lomo
 
-    return Lomo
+        return Lomo
+    import torch
+
+    return getattr(torch.optim, TORCH[name])
 
 
 def accepted_args(name: str) -> list[str]:
-    cls = TORCH[name] if name in TORCH else _lomo_class()
-    names = inspect.signature(cls.__init__).parameters
+    names = inspect.signature(optimizer_class(name).__init__).parameters
     return [a for a in names if a not in {"self", "model", "params", "lr", "weight_decay", "clip_grad_norm", "defaults"}]
 
 
@@ -42,7 +50,7 @@ def check(name: str, args: dict, grad_accum: int, precision: str = "fp32") -> No
     weight loads)."""
     if name not in NAMES:
         raise ConfigError("train.optimizer", name, "one of " + ", ".join(NAMES))
-    accepted = accepted_args(name)
+    accepted = accepted_args(name) if args else []
     for arg, value in args.items():
         if arg in SET_ELSEWHERE:
             raise ConfigError(f"train.optimizer_args.{arg}", value, f"no value here: {SET_ELSEWHERE[arg]} sets it")
@@ -66,16 +74,18 @@ class Update:
     def __init__(self, name: str, model: torch.nn.Module, lr: float, cfg, args: dict, scaler=None):
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.max_grad_norm, self.scaler = cfg.max_grad_norm, scaler
-        self.optimizer = TORCH[name](self.params, lr=lr, weight_decay=cfg.weight_decay, **args)
+        self.optimizer = optimizer_class(name)(self.params, lr=lr, weight_decay=cfg.weight_decay, **args)
 
     def backward(self, loss: torch.Tensor) -> None:
         (self.scaler.scale(loss) if self.scaler else loss).backward()
 
     def step(self) -> None:
+        from torch.nn.utils import clip_grad_norm_
+
         if self.scaler:
             self.scaler.unscale_(self.optimizer)
         if self.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self.params, self.max_grad_norm)
+            clip_grad_norm_(self.params, self.max_grad_norm)
         if self.scaler:
             self.scaler.step(self.optimizer)
             self.scaler.update()
@@ -89,7 +99,7 @@ class LomoUpdate(Update):
 
     def __init__(self, name: str, model: torch.nn.Module, lr: float, cfg, args: dict, scaler=None):
         clip = cfg.max_grad_norm if cfg.max_grad_norm > 0 else None
-        self.optimizer = _lomo_class()(model, lr=lr, clip_grad_norm=clip, weight_decay=cfg.weight_decay, **args)
+        self.optimizer = optimizer_class(name)(model, lr=lr, clip_grad_norm=clip, weight_decay=cfg.weight_decay, **args)
 
     def backward(self, loss: torch.Tensor) -> None:
         if self.optimizer.clip_grad_norm:  # the extra pass that computes the global gradient norm

@@ -3,6 +3,9 @@
 `launch` runs in the Hydra process; `execute` runs in a fresh child process by default
 (`process=fresh`), so a run's memory and crashes stay its own, and the child's record is the
 one that lands. If the child dies without writing one, the parent records the failure.
+
+Up to the decision to skip or start a run, nothing here imports torch, transformers or peft (they
+take seconds): the stages import them where they run (`seed_everything`, `build`, `execute`).
 """
 
 from __future__ import annotations
@@ -14,30 +17,22 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
 from omegaconf import DictConfig, OmegaConf
 
-from bench import (
-    batching,
-    forgetting,
-    measure,
-    models,
-    precision,
-    record,
-    tasks,
-    utilisation,
-)
+from bench import record, tasks
 from bench.config import device_of, to_container, validate
 from bench.families import FAMILIES
 from bench.methods import METHODS
 from bench.metrics import chosen, compute, per_example
-from bench.predict import predict
 from bench.tracking import Tracker
-from bench.train import Diverged
+
+if TYPE_CHECKING:
+    from bench.measure import Stages
 
 
 def launch(cfg: DictConfig, concurrent_jobs: int | None = 1) -> dict | None:
@@ -97,18 +92,23 @@ def _in_fresh_process(config: dict, path: Path, lock: int, concurrent_jobs: int 
 
 
 def seed_everything(seed: int) -> None:
+    import numpy as np
+    import torch
+
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def build(cfg, kept: Path | None = None, before_apply=None, stages: measure.Stages | None = None):
+def build(cfg, kept: Path | None = None, before_apply=None, stages: Stages | None = None):
     """Task data in the form the method reads, then the model with the method applied (on CPU,
     before any training); or, given the folder a finished run kept (its record's `size.folder`),
     that run's trained model again. `before_apply(model, tokenizer, architecture)` sees the
     model as loaded, before the method changes it. `stages` times data, model load and
     `before_apply` (a measurement)."""
+    from bench import measure, models, precision
+
     stages = stages or measure.Stages(fresh_process=False)
     family = FAMILIES[cfg.model.family]
     method = METHODS[cfg.method.name]
@@ -133,7 +133,13 @@ def build(cfg, kept: Path | None = None, before_apply=None, stages: measure.Stag
 
 def execute(config: dict, attempt: str | None = None, concurrent_jobs: int | None = 1) -> dict:
     """Run the stages and write the record; every exception becomes a failed (oom, diverged) record."""
-    stages = measure.Stages(fresh_process=config["process"] == "fresh")
+    import torch
+
+    from bench import batching, forgetting, measure, precision, utilisation
+    from bench.predict import predict
+    from bench.train import Diverged
+
+    stages = measure.Stages(fresh_process=config["process"] == "fresh")  # its start: the process's, imports included
     run_id = record.run_id(config)
     path = record.path_for(config)
     cfg = OmegaConf.create(config)
@@ -250,8 +256,8 @@ def _majority(task) -> int | None:
     """The most frequent training label (the majority-class baseline), for tasks with one label set."""
     if task.kind != "classify" or not task.labels or not task.train or task.train[0].choices is not None:
         return None
-    counts = np.bincount([e.label for e in task.train], minlength=len(task.labels))
-    return int(counts.argmax())
+    counts = Counter(e.label for e in task.train)
+    return max(range(len(task.labels)), key=lambda label: counts[label])  # the lowest of tied labels
 
 
 def _sample(task, outputs, n: int = 20) -> list[dict]:

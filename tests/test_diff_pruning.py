@@ -9,7 +9,7 @@ from tiny import changed_by_training
 
 from bench import batching
 from bench.config import ConfigError, validate
-from bench.methods.diff_pruning import differences
+from bench.methods.nn.difference import differences
 from bench.runner import build
 
 

@@ -2,7 +2,7 @@
 
 import torch
 
-from bench.methods.prefix_tuning import _extend_mask
+from bench.methods.nn.prefix import _extend_mask
 from bench.runner import build
 
 

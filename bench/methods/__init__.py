@@ -3,6 +3,12 @@
 Each module defines a schema dataclass (its config keys, typed) and a `Method` subclass that
 `register` adds to METHODS. `apply` returns the model with exactly the method's parameters and
 the task head trainable; everything else is frozen.
+
+Every `python -m bench` imports all these modules (their schemas are registered before Hydra reads
+the command line, and `validate` calls their `check`), so none imports torch, transformers or peft
+at module level: a --help, a config error or a skipped run answers at once instead of after the
+seconds those take. What runs a method (`apply`, `fit`, `save`, ...) imports them where it needs
+them, and the torch modules a method adds to a model live in the subpackage `nn`.
 """
 
 from __future__ import annotations
@@ -12,16 +18,18 @@ import pkgutil
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 from omegaconf import MISSING
-from peft import PeftConfig, PeftModel, TaskType, get_peft_model
-from safetensors.torch import load_file, save_file
 
 from bench.config import ConfigError
 from bench.families import Family, accepted_matrices
-from bench.measure import count_params
-from bench.train import TrainResult, train
+
+if TYPE_CHECKING:
+    import torch
+    from peft import PeftConfig, PeftModel
+
+    from bench.train import TrainResult
 
 
 @dataclass
@@ -62,17 +70,24 @@ class Method:
             monitor: str | None = None) -> TrainResult:
         """Train the model's trainable parameters (gradient methods share the one loop); `monitor`
         names the validation score early stopping watches."""
+        from bench.train import train
+
         return train(model, loader, train_cfg, cfg.lr, device, evaluate, log, train_cfg.profile_memory, monitor=monitor,
                      optimizer=self.optimizer)
 
     def count(self, model: torch.nn.Module, cfg, family: Family) -> dict:
         """The parameters of the model with the method applied (bench/measure.py); a method whose
         kept parameters training decides (diff pruning's mask) counts them itself."""
+        from bench.measure import count_params
+
         return count_params(model, family)
 
     def save(self, model: torch.nn.Module, folder: Path) -> None:
         """Write what a user must store per task: peft's own format where peft made the model,
         else the trainable tensors by name (`trainable.safetensors`)."""
+        from peft import PeftModel
+        from safetensors.torch import save_file
+
         folder.mkdir(parents=True, exist_ok=True)
         if isinstance(model, PeftModel):
             model.save_pretrained(str(folder))  # adapter plus head
@@ -82,6 +97,9 @@ class Method:
 
     def load(self, model: torch.nn.Module, cfg, family: Family, tokenizer, folder: Path) -> torch.nn.Module:
         """The trained model again: a freshly loaded base `model` and the folder `save` wrote."""
+        from peft import PeftModel
+        from safetensors.torch import load_file
+
         if (folder / "adapter_config.json").exists():
             return PeftModel.from_pretrained(model, str(folder))
         model = self.apply(model, cfg, family, tokenizer)
@@ -109,11 +127,11 @@ def freeze_all_but_head(model: torch.nn.Module, family: Family) -> None:
         p.requires_grad = family.is_head(n)
 
 
-TASK_TYPES = {"encoder": TaskType.SEQ_CLS, "decoder": TaskType.CAUSAL_LM, "encoder_decoder": TaskType.SEQ_2_SEQ_LM}
-
-
 def wrap_peft(model: torch.nn.Module, config: PeftConfig, family: Family) -> PeftModel:
-    config.task_type = TASK_TYPES[family.architecture]
+    from peft import TaskType, get_peft_model
+
+    config.task_type = {"encoder": TaskType.SEQ_CLS, "decoder": TaskType.CAUSAL_LM,
+                        "encoder_decoder": TaskType.SEQ_2_SEQ_LM}[family.architecture]
     # peft keeps a frozen copy of each of these and trains another; measure skips the frozen one
     config.modules_to_save = list(family.head) or None
     with warnings.catch_warnings():  # peft calls a transformers API deprecated in 5.x; not ours to fix
@@ -134,4 +152,5 @@ def check_targets(key: str, targets, family: Family) -> None:
 
 
 for _mod in pkgutil.iter_modules(__path__):
-    importlib.import_module(f"{__name__}.{_mod.name}")
+    if not _mod.ispkg:  # nn: torch modules, imported by the methods that add them
+        importlib.import_module(f"{__name__}.{_mod.name}")

@@ -11,9 +11,6 @@ code; each is a child module of its projection, so its weights move, count and s
 
 from dataclasses import dataclass
 
-import torch
-from transformers.activations import ACT2FN
-
 from bench.config import ConfigError
 from bench.methods import Method, MethodSchema, freeze_all_but_head, register
 
@@ -29,20 +26,7 @@ class AdapterSchema(MethodSchema):
     activation: str = "relu"
 
 
-class Bottleneck(torch.nn.Module):
-    def __init__(self, width: int, size: int, activation: str, like: torch.Tensor):
-        super().__init__()
-        self.down = torch.nn.Linear(width, size, device=like.device, dtype=like.dtype)
-        self.act = ACT2FN[activation]
-        self.up = torch.nn.Linear(size, width, device=like.device, dtype=like.dtype)
-        torch.nn.init.zeros_(self.up.weight)
-        torch.nn.init.zeros_(self.up.bias)
-
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return h + self.up(self.act(self.down(h)))
-
-
-def _out_width(module: torch.nn.Module) -> int:
+def _out_width(module) -> int:
     """A projection's output width: nn.Linear's out_features, or GPT-2's Conv1D's nf."""
     return module.out_features if hasattr(module, "out_features") else module.nf
 
@@ -59,6 +43,9 @@ class Adapter(Method):
             raise ConfigError("method.size", cfg.size, "a bottleneck width >= 1, or null to use method.reduction_factor")
         if cfg.reduction_factor < 1:
             raise ConfigError("method.reduction_factor", cfg.reduction_factor, "a factor >= 1 (hidden width / bottleneck width)")
+        # transformers' registry of activations; importing it imports torch, but only with method=adapter
+        from transformers.activations import ACT2FN
+
         if cfg.activation not in ACT2FN:
             raise ConfigError("method.activation", cfg.activation, "an activation of transformers' ACT2FN: " + ", ".join(sorted(ACT2FN)))
 
@@ -67,6 +54,8 @@ class Adapter(Method):
             raise ConfigError("method.size", cfg.size, f"a bottleneck width <= {width}, the model's width")
 
     def apply(self, model, cfg, family, tokenizer):
+        from bench.methods.nn.bottleneck import Bottleneck
+
         freeze_all_but_head(model, family)
         for name in family.modules(model, PLACES[cfg.kind]):
             target = model.get_submodule(name)

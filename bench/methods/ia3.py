@@ -2,8 +2,6 @@
 
 from dataclasses import dataclass, field
 
-from peft import IA3Config
-
 from bench.methods import Method, MethodSchema, check_targets, register, wrap_peft
 
 
@@ -22,6 +20,8 @@ class IA3(Method):
         check_targets("method.targets", cfg.targets, family)
 
     def apply(self, model, cfg, family, tokenizer):
+        from peft import IA3Config
+
         targets = family.modules(model, cfg.targets)
         # ff_out is scaled on its input (the activation); the others on their output
         feedforward = [m for m in targets if m in family.modules(model, ["ff_out"])]

@@ -12,7 +12,6 @@ from random import Random
 from bench.config import ConfigError
 from bench.methods import Method, MethodSchema, register
 from bench.tasks import continuation
-from bench.train import TrainResult
 
 
 @dataclass
@@ -54,6 +53,8 @@ class Icl(Method):
         return model
 
     def fit(self, model, loader, cfg, train_cfg, device, evaluate=None, log=None, monitor=None):
+        from bench.train import TrainResult
+
         return TrainResult()  # no steps: the record's time says so
 
     def save(self, model, folder):

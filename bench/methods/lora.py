@@ -2,8 +2,6 @@
 
 from dataclasses import dataclass, field
 
-from peft import LoraConfig
-
 from bench.config import ConfigError
 from bench.methods import Method, MethodSchema, check_targets, register, wrap_peft
 
@@ -36,6 +34,8 @@ class Lora(Method):
             raise ConfigError("method.r", cfg.r, f"a rank <= {width}, the model's width (beyond it B·A cannot grow in rank)")
 
     def apply(self, model, cfg, family, tokenizer):
+        from peft import LoraConfig
+
         config = LoraConfig(
             r=cfg.r,
             lora_alpha=cfg.alpha,

@@ -11,11 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
 from omegaconf import OmegaConf
-from peft import PromptLearningConfig, inject_adapter_in_model
-from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
-from transformers.pytorch_utils import Conv1D
 
 from bench.config import ConfigError
 from bench.methods import Method, MethodSchema, check_targets, register, wrap_peft
@@ -42,6 +38,10 @@ class PeftSchema(MethodSchema):
 
 
 def _types() -> dict[str, type]:
+    """peft's config classes by type name, less prompt learning and the REFUSED types."""
+    from peft import PromptLearningConfig
+    from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
+
     return {t.value: cls for t, cls in PEFT_TYPE_TO_CONFIG_MAPPING.items()
             if t.value not in REFUSED and not issubclass(cls, PromptLearningConfig)}
 
@@ -53,6 +53,9 @@ def _fields(cls: type) -> list[str]:
 def _refuses_conv1d(cls: type, args: dict) -> str | None:
     """peft's own answer, on a one-layer probe: the reason this type cannot wrap a Conv1D layer
     that it can wrap as nn.Linear, or None."""
+    import torch
+    from peft import inject_adapter_in_model
+    from transformers.pytorch_utils import Conv1D
 
     def error(layer: torch.nn.Module) -> str | None:
         probe = torch.nn.Module()

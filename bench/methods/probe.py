@@ -11,14 +11,8 @@ import pickle
 import time
 from dataclasses import dataclass
 
-import torch
-from torch import nn
-from transformers.modeling_outputs import SequenceClassifierOutput
-
-from bench.batching import count_tokens
 from bench.config import ConfigError
 from bench.methods import Method, MethodSchema, register
-from bench.train import TrainResult
 
 
 @dataclass
@@ -28,29 +22,6 @@ class ProbeSchema(MethodSchema):
     pooling: str = "mean"  # mean over real tokens | last real token
     C: float = 1.0  # logistic regression: inverse regularisation strength
     trees: int = 200  # random forest size
-
-
-class ProbeModel(nn.Module):
-    """A frozen model plus a fitted classifier, answering like a classification model."""
-
-    def __init__(self, model: nn.Module, classifier, pooling: str):
-        super().__init__()
-        self.model, self.classifier, self.pooling = model, classifier, pooling
-
-    def features(self, input_ids, attention_mask) -> torch.Tensor:
-        backbone = self.model.get_encoder() if self.model.config.is_encoder_decoder else self.model
-        hidden = backbone(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True).hidden_states[-1]
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        if self.pooling == "last":  # right padding: the last real token sits at length - 1
-            return hidden[torch.arange(len(hidden)), attention_mask.sum(-1) - 1].float().cpu()
-        return ((hidden * mask).sum(1) / mask.sum(1)).float().cpu()
-
-    @torch.no_grad()
-    def forward(self, input_ids, attention_mask, labels=None, **_):
-        probabilities = torch.tensor(self.classifier.predict_proba(self.features(input_ids, attention_mask).numpy()))
-        logits = probabilities.clamp_min(1e-12).log()  # log-probabilities: argmax and loss as for any head
-        loss = nn.functional.nll_loss(logits, labels.cpu()) if labels is not None else None
-        return SequenceClassifierOutput(loss=loss, logits=logits)
 
 
 @register
@@ -73,11 +44,12 @@ class Probe(Method):
         return "encoder"  # features of the input text; labels from the task's fixed label set
 
     def apply(self, model, cfg, family, tokenizer):
-        # imported here: scikit-learn takes seconds to import, and every `python -m bench` imports this module
         from sklearn.ensemble import RandomForestClassifier
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
+
+        from bench.methods.nn.probe_model import ProbeModel
 
         model.requires_grad_(False)
         if cfg.classifier == "logistic":
@@ -88,17 +60,12 @@ class Probe(Method):
 
     def fit(self, model, loader, cfg, train_cfg, device, evaluate=None, log=None, monitor=None):
         """One pass over the training split for features, then the classifier's own fit: one 'step'."""
-        start, tokens, features, labels = time.perf_counter(), 0, [], []
-        model.eval()
-        with torch.no_grad():
-            for batch in loader:
-                tokens += count_tokens(batch)
-                features.append(model.features(batch["input_ids"].to(device), batch["attention_mask"].to(device)))
-                labels.append(batch["labels"])
-        labels = torch.cat(labels)
-        model.classifier.fit(torch.cat(features).numpy(), labels.numpy())
+        from bench.train import TrainResult
+
+        start = time.perf_counter()
+        examples, tokens = model.fit_classifier(loader, device)
         return TrainResult(steps=1, step_seconds=[time.perf_counter() - start], tokens_timed=tokens,
-                           examples_seen=len(labels), tokens_seen=tokens)
+                           examples_seen=examples, tokens_seen=tokens)
 
     def save(self, model, folder):
         folder.mkdir(parents=True, exist_ok=True)

@@ -1,12 +1,15 @@
 """Prompt tuning (Lester et al. 2021): k trainable virtual token embeddings before the input."""
 
-from dataclasses import dataclass
+from __future__ import annotations
 
-import torch
-from peft import PeftModel, PromptTuningConfig, PromptTuningInit
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from bench.config import ConfigError
 from bench.methods import Method, MethodSchema, register, wrap_peft
+
+if TYPE_CHECKING:
+    from peft import PeftModel
 
 
 @dataclass
@@ -36,6 +39,8 @@ class PromptTuning(Method):
                               f"tokens must fit the model's {positions} positions")
 
     def apply(self, model, cfg, family, tokenizer):
+        from peft import PromptTuningConfig, PromptTuningInit
+
         config = PromptTuningConfig(
             num_virtual_tokens=cfg.num_virtual_tokens,
             prompt_tuning_init=PromptTuningInit.TEXT if cfg.init == "text" else PromptTuningInit.RANDOM,
@@ -55,6 +60,8 @@ def with_prompts(model: PeftModel, batch: dict, names: list[str]) -> dict:
     """The base model's inputs for `batch` with row i's soft prompt (of task adapter names[i]) before
     its token embeddings, and the attention mask and token types extended to match: what peft's
     forward does with the active adapter's prompt, row by row (peft ignores `adapter_names` here)."""
+    import torch
+
     ids, mask = batch["input_ids"], batch["attention_mask"]
     embeds = model.get_base_model().get_input_embeddings()(ids)
     prompts = torch.stack([model.prompt_encoder[n].embedding.weight for n in names]).to(embeds.dtype)

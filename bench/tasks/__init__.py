@@ -5,6 +5,10 @@ test, the label words, and the metrics the literature reports for it. Loaders ar
 model's form: `encoder` (a classification head reads `text` and `text_pair`) or `text_to_text`
 (decoders and T5 read `prompt` and produce a label word or `target`). Multiple-choice and span
 tasks shape their examples differently for the two forms; each task module documents both.
+
+Every `python -m bench` imports all these modules (bench/config.py registers their schemas and
+checks their configs before a run is skipped or started), so a loader imports what reads its data
+(pandas, datasets) when it loads, not at module level.
 """
 
 from __future__ import annotations

