@@ -154,8 +154,9 @@ def train(
             tokens, loss_sum = 0, torch.zeros((), device=device)
             with probe:
                 for _ in range(cfg.grad_accum):
-                    batch = {k: v.to(device) for k, v in next(batches).items() if k != "index"}
-                    tokens += count_tokens(batch)
+                    batch = next(batches)
+                    tokens += count_tokens(batch)  # before it moves: counting on the GPU would wait for it
+                    batch = {k: v.to(device, non_blocking=True) for k, v in batch.items() if k != "index"}
                     result.examples_seen += len(batch["input_ids"])
                     with precision.autocast(cfg.precision, device):
                         loss = model(**batch).loss / cfg.grad_accum
