@@ -17,19 +17,28 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from bench import batching
+from bench import batching, precision
 from bench.config import register_schemas, validate
 from bench.measure import environment
 from bench.runner import build, seed_everything
 from bench.train import train
 
 
-def bare_loop(model, batches, lr: float) -> None:
+def bare_loop(model, batches, lr: float, mode: str) -> None:
+    """The textbook loop at the same train.precision (bench/precision.py): autocast, a scaler for fp16."""
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    scaler = precision.scaler(mode, "cpu")
     model.train()
     for batch in batches:
-        model(**batch).loss.backward()
-        optimizer.step()
+        with precision.autocast(mode, "cpu"):
+            loss = model(**batch).loss
+        if scaler:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
 
@@ -53,7 +62,7 @@ def main() -> None:
 
     loops = {
         "runner": lambda: train(model, batches, run_train, cfg.method.lr, "cpu"),
-        "bare": lambda: bare_loop(model, batches, cfg.method.lr),
+        "bare": lambda: bare_loop(model, batches, cfg.method.lr, cfg.train.precision),
     }
     per_step = {name: [] for name in loops}
     loops["bare"]()  # warm-up: first-call allocations and thread pools
@@ -64,7 +73,8 @@ def main() -> None:
             per_step[name].append((time.perf_counter() - start) / args.steps)
 
     env = environment("cpu")
-    print(f"{cfg.model.name} / {cfg.method.name} / batch {cfg.train.batch_size}; {args.rounds} rounds x {args.steps} steps per loop")
+    print(f"{cfg.model.name} / {cfg.method.name} / batch {cfg.train.batch_size} / {cfg.train.precision}; "
+          f"{args.rounds} rounds x {args.steps} steps per loop")
     print(f"{env['device']}, {env['cpu_count']} CPUs, torch {env['torch']}")
     for name, times in per_step.items():
         print(f"{name:>6}: median {1000 * statistics.median(times):.1f} ms/step  (rounds: {', '.join(f'{1000 * t:.0f}' for t in times)})")

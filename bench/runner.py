@@ -234,22 +234,26 @@ def execute(config: dict, attempt: str | None = None, concurrent_jobs: int | Non
     with stages("tracking"):
         rec = record.new(config, status, error=error, attempt=attempt, started=started, ended=record.now(),
                          tracking=tracker.info, **fields)
-        _keep(path, rec)  # before W&B's finish, so that a hang there cannot lose the record
+        written = _keep(path, rec)  # before W&B's finish, so that a hang there cannot lose the record
         tracker.finish(rec)
-    # then again, with the time tracking took and the whole wall time (and what finishing W&B said)
+    # then again, with the time tracking took and the whole wall time (and what finishing W&B said);
+    # a record that could not be written was printed in full already
     rec["tracking"] = tracker.info
     rec.setdefault("time", {})["stages"] = stages.record()
-    _keep(path, rec)
+    if written:
+        _keep(path, rec)
     return rec
 
 
-def _keep(path: Path, rec: dict) -> None:
+def _keep(path: Path, rec: dict) -> bool:
     """Write the record; where that fails (a full disk, a folder gone), print it whole with the
-    reason, so that a finished run's numbers are never lost."""
+    reason, so that a finished run's numbers are never lost. False when it could not be written."""
     try:
         record.write(path, rec)
     except OSError as e:
         print(f"error: could not write the record {path}: {e}\nthe record, in full:\n{record.dumps(rec)}", file=sys.stderr)
+        return False
+    return True
 
 
 def _majority(task) -> int | None:
