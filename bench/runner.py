@@ -166,7 +166,7 @@ def execute(config: dict, attempt: str | None = None, concurrent_jobs: int | Non
             "shared_machine": concurrent_jobs != 1,
         }
         fields["memory"] = {**result.memory, "analytic_bytes": measure.analytic_bytes(
-            model, fields["params"], method.optimizer or tc.optimizer, tc.optimizer_args)}
+            model, method.optimizer or tc.optimizer, tc.optimizer_args)}
         fields["losses"] = result.losses
         kept = path.with_suffix("") if cfg.keep_full_copies or not method.full_copy else None  # beside the record
         fields["size"] = measure.stored_bytes(method.save, model, kept)
