@@ -102,6 +102,11 @@ def build(cfg, kept: Path | None = None, before_apply=None):
     form = method.form(family)
     task = method.prepare(tasks.load(cfg.task, form), cfg.method, cfg.seed)
     model, tokenizer, source = models.load(cfg.model, family, len(task.labels))
+    if cfg.train.gradient_checkpointing:
+        # on the base model, so that its layers recompute under peft's wrapper and the project's own
+        # methods alike (transformers 5 renamed gradient_checkpointing_enable); non-reentrant, which
+        # works whatever requires gradients
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     # the shape of batches: a classification head's, or the family's text-to-text one
     architecture = "encoder" if form == "encoder" else family.architecture
     if before_apply:
