@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from bench import batching, forgetting, measure, models, record, tasks
+from bench import batching, fit, forgetting, measure, models, record, tasks
 from bench.config import device_of, to_container, validate
 from bench.families import FAMILIES
 from bench.methods import METHODS
@@ -30,8 +30,9 @@ from bench.train import Diverged
 
 
 def launch(cfg: DictConfig, concurrent_jobs: int | None = 1) -> dict | None:
-    """Validate (raises ConfigError), then skip, record not_applicable, or run; None when the same
-    run is running in another process (which will write its record).
+    """Validate (raises ConfigError), then skip, record not_applicable, refuse a job that would not
+    fit (bench/fit.py), or run; None when the same run is running in another process (which will
+    write its record).
     `concurrent_jobs` other than 1 says the launcher runs other jobs beside this one (None: how
     many is unknown); such runs' timings are marked as shared."""
     reason = validate(cfg)
@@ -51,8 +52,13 @@ def _launch(config: dict, path: Path, reason: str | None, lock: int, concurrent_
         print(f"skip: {path} exists (status {existing['status']}); force=true reruns it"
               + (", retry_failed=true retries failed runs" if existing["status"] in record.RETRYABLE else ""))
         return existing
+    estimate = None if reason else fit.checked(OmegaConf.create(config))  # before the run's process loads anything
     if reason:
         rec = record.new(config, "not_applicable", error={"type": "NotApplicable", "message": reason}, started=record.now())
+        _keep(path, rec)
+    elif estimate["fits"] is False:
+        rec = record.new(config, "refused", error={"type": "WontFit", "message": fit.refusal(estimate, config["train"])},
+                         estimate=estimate, started=record.now())
         _keep(path, rec)
     elif config["process"] == "fresh":
         rec = _in_fresh_process(config, path, lock, concurrent_jobs)
@@ -136,6 +142,7 @@ def execute(config: dict, attempt: str | None = None, concurrent_jobs: int | Non
             if architecture != "encoder":
                 base.update(forgetting.mean_token_loss(model.to(device), tokenizer, architecture, device))
 
+        fields["estimate"] = fit.checked(cfg)  # beside what the run measures
         task, family, method, model, tokenizer, fields["model_source"], architecture = build(cfg, before_apply=score_base)
         fields["params"] = method.count(model, m, family)
         model.to(device)
