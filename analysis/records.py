@@ -47,6 +47,7 @@ COLUMNS = {
     "head_params": ("params", "head"),
     "total_params": ("params", "total"),
     "peak_memory_bytes": ("memory", "peak_bytes"),
+    "estimate_bytes": ("estimate", "bytes"),  # bench/fit.py: the memory estimated before loading
     "memory_measure": ("memory", "measure"),
     "process_peak_rss_bytes": ("memory", "process_peak_rss_bytes"),
     "train_seconds": ("time", "train_seconds"),

@@ -37,9 +37,9 @@ def sweep_page(sweep: str, frame: pd.DataFrame, tables: list[Table], figures: li
         parts.append(_html_table(table))
         parts.append(" ".join(f"<a href='tables/{table.name}.{ext}'>{ext}</a>" for ext in ("md", "tex", "csv")))
     parts += [f"<img src='figures/{p.name}' alt='{p.stem}'>" for p in figures]
-    failed = frame[frame.status.isin(["failed", "oom", "diverged"])]
+    failed = frame[frame.status.isin(["failed", "oom", "diverged", "refused"])]
     if len(failed):
-        parts.append("<h2>Runs that did not finish</h2><ul>" + "".join(
+        parts.append("<h2>Runs that did not finish (or, refused as too big, did not start)</h2><ul>" + "".join(
             f"<li class='failed'>{html.escape(r.run_id)} ({html.escape(r.status)}): {html.escape(str(r.error))}</li>"
             for r in failed.itertuples()) + "</ul>")
     path = folder / "index.html"

@@ -100,28 +100,40 @@ def countable(method_cfg) -> tuple[DictConfig, list[str]]:
     return method_cfg, []
 
 
-def count(cfg) -> dict:
-    """The record fields of one count: params (as in a run record) and how they were counted."""
+def meta_model(cfg, model_cfg, num_labels: int | None) -> tuple[torch.nn.Module, str, list[str]]:
+    """The architecture of `model_cfg` on the meta device with the method of `cfg` applied; the
+    architecture's class name; what was changed to build it without a tokenizer."""
     family = FAMILIES[cfg.model.family]
-    method = METHODS[cfg.method.name]
-    num_labels, labels_from = label_count(cfg, family)
     method_cfg, notes = countable(cfg.method)
-    start = time.perf_counter()
     verbosity = logging.get_verbosity()
     logging.set_verbosity_error()
     try:
         with warnings.catch_warnings(), torch.device("meta"):
             # peft warns that meta-device modules cannot be checked for a few things; nothing to act on
             warnings.simplefilter("ignore", UserWarning)
-            model = build(cfg.model, family, num_labels)
+            model = build(model_cfg, family, num_labels)
             architecture = type(model).__name__
-            model = method.apply(model, method_cfg, family, tokenizer=None)  # no method reads it at random init
+            model = METHODS[cfg.method.name].apply(model, method_cfg, family, tokenizer=None)  # no method reads it at random init
     finally:
         logging.set_verbosity(verbosity)
-    params = method.count(model, method_cfg, family)
+    return model, architecture, notes
+
+
+def count(cfg) -> dict:
+    """The record fields of one count: params (as in a run record), how they were counted, and the
+    estimate of a training job's memory (bench/fit.py)."""
+    # imported here, not above: fit builds its meta models with this module
+    from bench import fit
+
+    family = FAMILIES[cfg.model.family]
+    num_labels, labels_from = label_count(cfg, family)
+    start = time.perf_counter()
+    model, architecture, notes = meta_model(cfg, cfg.model, num_labels)
+    params = METHODS[cfg.method.name].count(model, countable(cfg.method)[0], family)
     seconds = time.perf_counter() - start
     return {
         "params": params,
+        "estimate": fit.estimate(cfg, model),
         "count": {
             "device": "meta",
             "seconds": seconds,
@@ -158,10 +170,14 @@ def launch(cfg: DictConfig) -> dict:
 
 
 def summary(rec: dict) -> str:
+    from bench import fit
+
     c = rec["config"]
     what = f"count {c['model']['name']} {c['method']['name']}"
     if rec["status"] != "ok":
         return f"{what}: {rec['status']}: {rec['error']['type']}: {rec['error']['message']}"
-    p = rec["params"]
+    p, e = rec["params"], rec["estimate"]
     return (f"{what}: trainable {p['trainable']:,} of {p['total']:,} ({p['trainable_pct']:.4g}%): "
-            f"method {p['method']:,}, head {p['head']:,}; {rec['count']['seconds']:.2f} s on meta")
+            f"method {p['method']:,}, head {p['head']:,}; {rec['count']['seconds']:.2f} s on meta\n"
+            f"  memory on {e['device']}: {fit.describe(e)}; {'fits' if e['fits'] else 'does not fit'} "
+            f"the {e['limit_bytes'] / fit.GIB:,.1f} GiB of {e['limit_of']}")

@@ -44,12 +44,18 @@ def count_params(model: torch.nn.Module, family: Family) -> dict:
     }
 
 
-def analytic_bytes(model: torch.nn.Module, params: dict, optimizer: str, optimizer_args: dict) -> dict:
-    """Bytes of weights, the gradients held at once and the optimizer's state (bench/optimizers.py)."""
-    element = next(model.parameters()).element_size()
-    trainable = [p for p in model.parameters() if p.requires_grad]
+def analytic_bytes(model: torch.nn.Module, optimizer: str, optimizer_args: dict, frozen_element: int | None = None) -> dict:
+    """Bytes of the weights (every tensor held: diff pruning's differences and peft's frozen copy of
+    the head too), the gradients held at once and the optimizer's state (bench/optimizers.py), which
+    take the trained weights' element size. Each weight counts its own element size, or
+    `frozen_element` for the frozen ones: what they will take once stored in another precision
+    (train.precision=bf16), from a model that is not (one built on the meta device)."""
+    params = list(model.parameters())
+    trainable = [p for p in params if p.requires_grad]
+    element = trainable[0].element_size() if trainable else params[0].element_size()
     return {
-        "weights": params["total"] * element,
+        "weights": sum(p.numel() * (p.element_size() if p.requires_grad or frozen_element is None else frozen_element)
+                       for p in params),
         "gradients": optimizers.gradient_elements(optimizer, trainable) * element,
         "optimizer_state": optimizers.state_elements(optimizer, optimizer_args, trainable) * element,
     }

@@ -135,3 +135,15 @@ def gradient_elements(name: str, params: list[torch.Tensor]) -> int:
     if name == "lomo":
         return max((p.numel() for p in params), default=0)
     return sum(p.numel() for p in params)
+
+
+def step_elements(name: str, params: list[torch.Tensor], device: str) -> int:
+    """Elements of the temporaries one optimizer step allocates. AdamW takes the square root of its
+    second moments: on CUDA, where torch steps all weights together (foreach), for every weight at
+    once; on CPU weight by weight, with a second temporary for the division: twice the largest
+    weight. SGD, Adafactor and LOMO are taken to update in place."""
+    if name != "adamw":
+        return 0
+    if device == "cuda":
+        return sum(p.numel() for p in params)
+    return 2 * max((p.numel() for p in params), default=0)

@@ -19,7 +19,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 SCHEMA_VERSION = 1
-STATUSES = ("ok", "failed", "oom", "diverged", "not_applicable")
+# refused: estimated not to fit the memory available (bench/fit.py), so never started
+STATUSES = ("ok", "failed", "oom", "diverged", "not_applicable", "refused")
 RETRYABLE = ("failed", "oom")  # rerun by retry_failed=true
 
 # config keys that change where or how a run is reported or measured, never what it computes
@@ -185,6 +186,7 @@ def error_of(exc: BaseException) -> dict:
 
 
 def should_skip(existing: dict | None, force: bool, retry_failed: bool) -> bool:
-    if existing is None or force:
+    # a refused job is estimated again: the memory it was refused for is not part of its run id
+    if existing is None or force or existing.get("status") == "refused":
         return False
     return not (retry_failed and existing.get("status") in RETRYABLE)

@@ -36,8 +36,9 @@ if TYPE_CHECKING:
 
 
 def launch(cfg: DictConfig, concurrent_jobs: int | None = 1) -> dict | None:
-    """Validate (raises ConfigError), then skip, record not_applicable, or run; None when the same
-    run is running in another process (which will write its record).
+    """Validate (raises ConfigError), then skip, record not_applicable, refuse a job that would not
+    fit (bench/fit.py), or run; None when the same run is running in another process (which will
+    write its record).
     `concurrent_jobs` other than 1 says the launcher runs other jobs beside this one (None: how
     many is unknown); such runs' timings are marked as shared."""
     reason = validate(cfg)
@@ -57,8 +58,16 @@ def _launch(config: dict, path: Path, reason: str | None, lock: int, concurrent_
         print(f"skip: {path} exists (status {existing['status']}); force=true reruns it"
               + (", retry_failed=true retries failed runs" if existing["status"] in record.RETRYABLE else ""))
         return existing
+    # after the skip: the estimate builds the model on the meta device, which needs torch
+    from bench import fit
+
+    estimate = None if reason else fit.checked(OmegaConf.create(config))  # before the run's process loads anything
     if reason:
         rec = record.new(config, "not_applicable", error={"type": "NotApplicable", "message": reason}, started=record.now())
+        _keep(path, rec)
+    elif estimate["fits"] is False:
+        rec = record.new(config, "refused", error={"type": "WontFit", "message": fit.refusal(estimate, config["train"])},
+                         estimate=estimate, started=record.now())
         _keep(path, rec)
     elif config["process"] == "fresh":
         rec = _in_fresh_process(config, path, lock, concurrent_jobs)
@@ -117,6 +126,11 @@ def build(cfg, kept: Path | None = None, before_apply=None, stages: Stages | Non
         task = method.prepare(tasks.load(cfg.task, form), cfg.method, cfg.seed)
     with stages("model_load"):
         model, tokenizer, source = models.load(cfg.model, family, len(task.labels), precision.load_dtype(cfg.train.precision))
+        if cfg.train.gradient_checkpointing:
+            # on the base model, so that its layers recompute under peft's wrapper and the project's own
+            # methods alike (transformers 5 renamed gradient_checkpointing_enable); non-reentrant, which
+            # works whatever requires gradients
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     # the shape of batches: a classification head's, or the family's text-to-text one
     architecture = "encoder" if form == "encoder" else family.architecture
     if before_apply:
@@ -135,7 +149,7 @@ def execute(config: dict, attempt: str | None = None, concurrent_jobs: int | Non
     """Run the stages and write the record; every exception becomes a failed (oom, diverged) record."""
     import torch
 
-    from bench import batching, forgetting, measure, precision, utilisation
+    from bench import batching, fit, forgetting, measure, precision, utilisation
     from bench.predict import predict
     from bench.train import Diverged
 
@@ -159,6 +173,8 @@ def execute(config: dict, attempt: str | None = None, concurrent_jobs: int | Non
                 with in_precision():
                     base.update(forgetting.mean_token_loss(model.to(device), tokenizer, architecture, device))
 
+        with stages("measurement"):
+            fields["estimate"] = fit.checked(cfg)  # beside what the run measures
         task, family, method, model, tokenizer, fields["model_source"], architecture = build(
             cfg, before_apply=score_base, stages=stages)
         with stages("model_load"):
@@ -212,7 +228,7 @@ def execute(config: dict, attempt: str | None = None, concurrent_jobs: int | Non
                 utilisation.flops_per_token(model, family, architecture, *lengths, tc.batch_size),
                 timing["tokens_per_second"], utilisation.peak_flops(device, tc.precision))
             fields["memory"] = {**result.memory, "analytic_bytes": measure.analytic_bytes(
-                model, fields["params"], method.optimizer or tc.optimizer, tc.optimizer_args)}
+                model, method.optimizer or tc.optimizer, tc.optimizer_args)}
             kept = path.with_suffix("") if cfg.keep_full_copies or not method.full_copy else None  # beside the record
             fields["size"] = measure.stored_bytes(method.save, model, kept)
             one = batching.training_rows(task, task.test[:1], tokenizer, architecture, t.max_length, t.max_new_tokens)

@@ -30,9 +30,12 @@ EXPECTED_JOBS = {
     "prompt_length_paper": 5,
     "prompt_init_paper": 2,
     "data_size_paper": 10,
-    "model_scale_paper": 15,  # 5 sizes x 3 methods
+    "model_scale_paper": 10,  # 5 sizes x prompt tuning and LoRA
+    "model_scale_full_ft_paper": 5,  # the same sizes' full fine-tuning, with Adafactor to fit one GPU at XXL
     "icl_vs_finetune_paper": 2,
 }
+# sweeps that write into another sweep's results folder, so that its tables show them together
+SHARES_FOLDER = {"model_scale_full_ft_paper": "model_scale_paper"}
 # hub data the tests read from their own files in the official layout instead
 LOCAL_DATA = {"rte": "superglue", "boolq": "superglue", "sst2": "sst2"}
 
@@ -55,7 +58,7 @@ SLOW_SWEEPS = {s for s in SWEEPS if s.endswith("_paper")} | {"lora_rank", "model
 @pytest.mark.parametrize("sweep", [pytest.param(s, marks=pytest.mark.slow) if s in SLOW_SWEEPS else s for s in SWEEPS])
 def test_sweep_composes_and_every_job_validates(make_config, sweep):
     cfg = make_config(f"+sweep={sweep}", fast=False, hydra=True)
-    assert cfg.sweep_name == sweep and str(cfg.hydra.mode) == "RunMode.MULTIRUN"
+    assert cfg.sweep_name == SHARES_FOLDER.get(sweep, sweep) and str(cfg.hydra.mode) == "RunMode.MULTIRUN"
     jobs = jobs_of(cfg)
     assert len(jobs) == EXPECTED_JOBS[sweep]
     assert len({tuple(j) for j in jobs}) == len(jobs)
