@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import threading
 import warnings
 from pathlib import Path
 
@@ -18,11 +19,18 @@ def flatten(d: dict, prefix: str = "") -> dict:
 
 
 class Tracker:
+    """W&B's import and start take seconds, so they run in a thread beside the run's data and model
+    loading; everything that uses the run waits for that thread first."""
+
     def __init__(self, config: dict, run_id: str, folder: str):
         self.run = None
-        self.info: dict = {"backend": config["tracking"]["backend"]}
-        if config["tracking"]["backend"] != "wandb":
-            return
+        self._info: dict = {"backend": config["tracking"]["backend"]}
+        self._starting = None
+        if config["tracking"]["backend"] == "wandb":
+            self._starting = threading.Thread(target=self._start, args=(config, run_id, folder), daemon=True)
+            self._starting.start()
+
+    def _start(self, config: dict, run_id: str, folder: str) -> None:
         t = config["tracking"]
         try:
             import wandb
@@ -40,16 +48,28 @@ class Tracker:
                 settings=wandb.Settings(silent=True, console="off"),
             )
             # run.dir is the run's files/ folder; `wandb sync` takes the run folder above it
-            self.info.update(mode=t["mode"], dir=str(Path(self.run.dir).parent), url=self.run.url if t["mode"] == "online" else None)
+            self._info.update(mode=t["mode"], dir=str(Path(self.run.dir).parent), url=self.run.url if t["mode"] == "online" else None)
         except Exception as e:  # noqa: BLE001 - any tracking failure is reported, never raised
             self._fail("init", e)
 
+    def _started(self) -> None:
+        if self._starting is not None:
+            self._starting.join()
+            self._starting = None
+
+    @property
+    def info(self) -> dict:
+        """What the record says about tracking: backend, mode, the run folder, any error."""
+        self._started()
+        return self._info
+
     def _fail(self, what: str, e: Exception) -> None:
         warnings.warn(f"W&B {what} failed, the run continues without it: {type(e).__name__}: {e}", stacklevel=3)
-        self.info["error"] = f"{what}: {type(e).__name__}: {e}"
+        self._info["error"] = f"{what}: {type(e).__name__}: {e}"
         self.run = None
 
     def log(self, metrics: dict, step: int | None = None) -> None:
+        self._started()
         if self.run is not None:
             try:
                 self.run.log(metrics, step=step)
@@ -58,6 +78,7 @@ class Tracker:
 
     def finish(self, record: dict) -> bool:
         """Send the record's numbers as the run summary and close the run; False if that failed."""
+        self._started()
         if self.run is None:
             return True
         try:
