@@ -53,6 +53,8 @@ COLUMNS = {
     "train_seconds": ("time", "train_seconds"),
     "median_step_seconds": ("time", "median_step_seconds"),
     "tokens_per_second": ("time", "tokens_per_second"),
+    "flops_per_token": ("utilisation", "flops_per_token"),  # bench/utilisation.py: model FLOPs
+    "utilisation": ("utilisation", "fraction"),  # of the device's peak (MFU)
     "stored_bytes": ("size", "bytes"),
     "forgetting": ("forgetting", "score"),
     "latency_ms": ("latency", "median_ms"),
@@ -94,7 +96,8 @@ def _number(value) -> bool:
 
 
 # sections read as objects of numbers, with the keys that hold something else
-NUMERIC = {"metrics": {"split"}, "params": set(), "time": {"shared_process", "shared_machine"},
+NUMERIC = {"metrics": {"split"}, "params": set(), "time": {"shared_process", "shared_machine", "machine", "stages"},
+           "utilisation": {"peak_from"},
            "memory": {"measure", "breakdown_at_peak", "analytic_bytes", "process_peak_rss_of"},
            "size": {"files", "error", "folder"}, "latency": {"merged"}, "forgetting": {"reason", "sample"}}
 
