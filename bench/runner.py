@@ -223,10 +223,11 @@ def execute(config: dict, attempt: str | None = None, concurrent_jobs: int | Non
         }
         fields["losses"] = result.losses
         with stages("measurement"):
-            lengths = utilisation.lengths_of(train_loader.dataset, architecture)
-            fields["utilisation"] = utilisation.utilisation(
-                utilisation.flops_per_token(model, family, architecture, *lengths, tc.batch_size),
-                timing["tokens_per_second"], utilisation.peak_flops(device, tc.precision))
+            if method.trains:  # the baselines' passes (prompting, a probe's features) are not training steps
+                lengths = utilisation.lengths_of(train_loader.dataset, architecture)
+                fields["utilisation"] = utilisation.utilisation(
+                    utilisation.flops_per_token(model, family, architecture, *lengths, tc.batch_size),
+                    timing["tokens_per_second"], utilisation.peak_flops(device, tc.precision))
             fields["memory"] = {**result.memory, "analytic_bytes": measure.analytic_bytes(
                 model, method.optimizer or tc.optimizer, tc.optimizer_args)}
             kept = path.with_suffix("") if cfg.keep_full_copies or not method.full_copy else None  # beside the record

@@ -25,7 +25,7 @@ class Tracker:
     def __init__(self, config: dict, run_id: str, folder: str):
         self.run = None
         self._info: dict = {"backend": config["tracking"]["backend"]}
-        self._starting = None
+        self._starting, self._failed = None, None
         if config["tracking"]["backend"] == "wandb":
             self._starting = threading.Thread(target=self._start, args=(config, run_id, folder), daemon=True)
             self._starting.start()
@@ -50,12 +50,14 @@ class Tracker:
             # run.dir is the run's files/ folder; `wandb sync` takes the run folder above it
             self._info.update(mode=t["mode"], dir=str(Path(self.run.dir).parent), url=self.run.url if t["mode"] == "online" else None)
         except Exception as e:  # noqa: BLE001 - any tracking failure is reported, never raised
-            self._fail("init", e)
+            self._failed = e  # warned of in the run's own thread, where a user (and pytest) sees it
 
     def _started(self) -> None:
         if self._starting is not None:
             self._starting.join()
             self._starting = None
+            if self._failed is not None:
+                self._fail("init", self._failed)
 
     @property
     def info(self) -> dict:
