@@ -34,6 +34,7 @@ from pathlib import Path
 import torch
 
 from bench.assets import cache_root
+from bench.measure import MachineLoad
 
 # model types whose feed-forward block has three matrices (gate, up, down) instead of two; T5 says so in
 # its config (is_gated_act)
@@ -492,16 +493,22 @@ def cpu_peak(precision: str = "fp32", cache_dir: str | os.PathLike | None = None
         cache = json.loads(path.read_text())
     except (OSError, ValueError):
         cache = {}
+    busy = False
     if key not in cache:
-        flops, size = _probe(dtype, 1024 if threads <= 8 else 2048)  # larger products keep many threads busy
+        load: dict = {}
+        with MachineLoad(load):
+            flops, size = _probe(dtype, 1024 if threads <= 8 else 2048)  # larger products keep many threads busy
         cache[key] = {"flops_per_second": flops, "size": size}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(cache, indent=1, sort_keys=True))
-        os.replace(tmp, path)  # atomic: a concurrent run reads the old file or the new, never half of one
+        busy = load["busy"]  # a probe beside other work reads low: used for this run, never cached
+        if not busy:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(cache, indent=1, sort_keys=True))
+            os.replace(tmp, path)  # atomic: a concurrent run reads the old file or the new, never half of one
     found = cache[key]
     return Peak(found["flops_per_second"], f"matmul probe, {dtype_name}, {threads} thread{'s' * (threads != 1)} "
-                                           f"({found['size']}x{found['size']}, best of a few)")
+                                           f"({found['size']}x{found['size']}, best of a few"
+                                           + ("; machine busy, not cached)" if busy else ")"))
 
 
 def _tf32() -> bool:

@@ -111,6 +111,7 @@ def test_cpu_probe_is_measured_once_per_machine_and_cached(tmp_path, monkeypatch
         return 0.1  # 50 ms or more: the probe keeps its first size
 
     monkeypatch.setattr(utilisation, "_time_matmul", timed)
+    monkeypatch.setattr(utilisation, "MachineLoad", lambda out: _Load(out, busy=False))
     first = utilisation.peak_flops("cpu", "fp32", cache_dir=tmp_path)
     assert calls == [(256, torch.float32)] and first.flops_per_second == 2 * 256**3 / 0.1
     assert first.source.startswith(f"matmul probe, float32, {torch.get_num_threads()} thread")
@@ -123,6 +124,27 @@ def test_cpu_probe_is_measured_once_per_machine_and_cached(tmp_path, monkeypatch
     # bf16 autocast runs compare against a bfloat16 probe, measured and kept beside the float32 one
     utilisation.peak_flops("cpu", "bf16-mixed", cache_dir=tmp_path)
     assert calls[-1] == (256, torch.bfloat16) and len(json.loads((tmp_path / "peak_flops.json").read_text())) == 2
+
+
+class _Load:
+    """What bench.measure.MachineLoad reports, fixed: whether other processes used the CPUs meanwhile."""
+
+    def __init__(self, out: dict, busy: bool):
+        self.out, self.busy = out, busy
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.out["busy"] = self.busy
+
+
+def test_a_probe_taken_on_a_busy_machine_is_used_once_not_cached(tmp_path, monkeypatch):
+    monkeypatch.setattr(utilisation, "_time_matmul", lambda size, dtype: 0.1)
+    monkeypatch.setattr(utilisation, "MachineLoad", lambda out: _Load(out, busy=True))
+    peak = utilisation.peak_flops("cpu", "fp32", cache_dir=tmp_path)
+    assert peak.flops_per_second == 2 * 256**3 / 0.1 and peak.source.endswith("machine busy, not cached)")
+    assert not (tmp_path / "peak_flops.json").exists()
 
 
 def test_probe_grows_the_matrices_until_a_product_takes_long_enough(tmp_path, monkeypatch):
