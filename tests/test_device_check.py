@@ -1,9 +1,12 @@
 """The prepared GPU check (bench/device_check.py), dry-run on CPU: its jobs run through the ordinary
 runner in bf16-mixed and its table reads their records."""
 
+import pytest
+
 from bench import device_check
 
 
+@pytest.mark.slow  # two runs of the real MiniLM
 def test_the_device_check_runs_its_jobs_and_tabulates_them(tmp_path, capsys):
     code = device_check.main(["--device", "cpu", "--steps", "2", "--models", "minilm-l6", "--methods", "lora", "ia3",
                               "process=inline", "train.batch_size=8", "task.train_size=64", "task.val_size=16",
@@ -18,8 +21,6 @@ def test_the_device_check_runs_its_jobs_and_tabulates_them(tmp_path, capsys):
 
 
 def test_a_bad_argument_is_refused_before_anything_runs(tmp_path, capsys):
-    import pytest
-
     with pytest.raises(SystemExit):
         device_check.main(["--models", "gpt3-175b", f"results_dir={tmp_path}"])
     assert not (tmp_path / "device_check").exists()

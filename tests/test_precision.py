@@ -44,6 +44,7 @@ def test_each_precision_trains_in_the_dtypes_it_names(make_config, tiny_models, 
     assert (updates[0].scaler is not None) == (precision == "fp16-mixed")
 
 
+@pytest.mark.slow  # six whole runs
 @pytest.mark.parametrize("family, task", [("bert", "tweets"), ("llama", "arithmetic"), ("t5", "arithmetic")])
 @pytest.mark.parametrize("precision", ["bf16", "fp16-mixed"])
 def test_a_lower_precision_run_is_scored_measured_and_recorded(make_config, tiny_models, family, task, precision):
