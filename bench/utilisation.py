@@ -35,6 +35,7 @@ import torch
 
 from bench.assets import cache_root
 from bench.measure import MachineLoad
+from bench.precision import AUTOCAST
 
 # model types whose feed-forward block has three matrices (gate, up, down) instead of two; T5 says so in
 # its config (is_gated_act)
@@ -395,7 +396,7 @@ def flops_per_token(model: torch.nn.Module, family, architecture: str, lengths: 
 # --- the device's peak -------------------------------------------------------------------------------
 
 # The precision a run computes its matrix products in (train.precision): the matmul probe's dtype on CPU.
-DTYPES = {"fp32": torch.float32, "bf16-mixed": torch.bfloat16, "bf16": torch.bfloat16, "fp16-mixed": torch.float16}
+DTYPES = {name: dtype or torch.float32 for name, dtype in AUTOCAST.items()}  # fp32: no autocast
 
 # Dense peak TFLOP/s of NVIDIA data-centre GPUs (no 2:4 sparsity: the datasheets' starred figures are with
 # sparsity and twice these), by the precision of the matrix products: fp32 without tensor cores, tf32, bf16
