@@ -46,7 +46,7 @@ def predict(model, tokenizer, task, examples, architecture: str, task_cfg, batch
 
 def _classify(model, rows, tokenizer, batch_size, device):
     scores, loss_sum = [None] * len(rows), 0.0
-    for batch in loader(rows, tokenizer, batch_size, shuffle=False):
+    for batch in loader(rows, tokenizer, batch_size):
         index = batch.pop("index")
         out = model(**_to(batch, device))
         for i, row in zip(index.tolist(), out.logits.float().tolist()):
@@ -81,7 +81,7 @@ def _rank(model, tokenizer, task, examples, architecture, task_cfg, batch_size, 
             rows.append({**row, "example": i, "choice": j})
     scores = [[0.0] * len(task.choices(e)) for e in examples]
     gold_loss = 0.0
-    for batch in loader(rows, tokenizer, batch_size, shuffle=False):
+    for batch in loader(rows, tokenizer, batch_size):
         example, choice = batch.pop("example").tolist(), batch.pop("choice").tolist()
         batch.pop("index")
         sums, counts = completion_log_likelihood(model, _to(batch, device), architecture)
@@ -96,7 +96,7 @@ def _generate(model, tokenizer, task, examples, architecture, task_cfg, batch_si
     # the loss: teacher-forced on the gold completions
     rows = training_rows(task, examples, tokenizer, architecture, task_cfg.max_length, task_cfg.max_new_tokens)
     loss_sum = 0.0
-    for batch in loader(rows, tokenizer, batch_size, shuffle=False):
+    for batch in loader(rows, tokenizer, batch_size):
         n = len(batch.pop("index"))
         loss_sum += model(**_to(batch, device)).loss.item() * n
     texts = [None] * len(examples)
@@ -115,7 +115,7 @@ def _generate(model, tokenizer, task, examples, architecture, task_cfg, batch_si
     options = {"max_new_tokens": task_cfg.max_new_tokens, "do_sample": False, "pad_token_id": tokenizer.pad_token_id,
                "eos_token_id": tokenizer.eos_token_id}
     # decoders continue the prompt, so prompts are padded on the left
-    for batch in loader(prompts, tokenizer, batch_size, shuffle=False, left=architecture == "decoder"):
+    for batch in loader(prompts, tokenizer, batch_size, left=architecture == "decoder"):
         index = batch.pop("index").tolist()
         batch = _to(batch, device)
         if prompted:  # from embeddings alone, generate returns only the new tokens

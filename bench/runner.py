@@ -4,8 +4,8 @@
 (`process=fresh`), so a run's memory and crashes stay its own, and the child's record is the
 one that lands. If the child dies without writing one, the parent records the failure.
 
-Up to the decision to skip or start a run, nothing here imports torch, transformers or peft (they
-take seconds): the stages import them where they run (`seed_everything`, `build`, `execute`).
+The launcher never imports torch, transformers or peft (they take seconds, and a skipped run or a
+fresh process needs none of them there): `execute` and the stages import them where they run.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from omegaconf import DictConfig, OmegaConf
 
 from bench import record, tasks
-from bench.config import device_of, to_container, validate
+from bench.config import ConfigError, device_of, to_container, validate
 from bench.families import FAMILIES
 from bench.methods import METHODS
 from bench.metrics import chosen, compute, per_example
@@ -36,8 +36,8 @@ if TYPE_CHECKING:
 
 
 def launch(cfg: DictConfig, concurrent_jobs: int | None = 1) -> dict | None:
-    """Validate (raises ConfigError), then skip, record not_applicable, refuse a job that would not
-    fit (bench/fit.py), or run; None when the same run is running in another process (which will
+    """Validate (raises ConfigError), then skip, record not_applicable, or run (which refuses a job that
+    would not fit, bench/fit.py); None when the same run is running in another process (which will
     write its record).
     `concurrent_jobs` other than 1 says the launcher runs other jobs beside this one (None: how
     many is unknown); such runs' timings are marked as shared."""
@@ -58,16 +58,8 @@ def _launch(config: dict, path: Path, reason: str | None, lock: int, concurrent_
         print(f"skip: {path} exists (status {existing['status']}); force=true reruns it"
               + (", retry_failed=true retries failed runs" if existing["status"] in record.RETRYABLE else ""))
         return existing
-    # after the skip: the estimate builds the model on the meta device, which needs torch
-    from bench import fit
-
-    estimate = None if reason else fit.checked(OmegaConf.create(config))  # before the run's process loads anything
     if reason:
         rec = record.new(config, "not_applicable", error={"type": "NotApplicable", "message": reason}, started=record.now())
-        _keep(path, rec)
-    elif estimate["fits"] is False:
-        rec = record.new(config, "refused", error={"type": "WontFit", "message": fit.refusal(estimate, config["train"])},
-                         estimate=estimate, started=record.now())
         _keep(path, rec)
     elif config["process"] == "fresh":
         rec = _in_fresh_process(config, path, lock, concurrent_jobs)
@@ -159,6 +151,16 @@ def execute(config: dict, attempt: str | None = None, concurrent_jobs: int | Non
     cfg = OmegaConf.create(config)
     device = device_of(cfg)
     started = record.now()
+    # will it fit: on the meta device, before anything loads or W&B starts (here, not in the launcher,
+    # which then never imports torch)
+    with stages("measurement"):
+        try:
+            estimate = fit.checked(cfg)
+        except ConfigError as e:  # a model that cannot do what the config asks (gradient checkpointing)
+            return _ended_early(config, path, stages, "failed", record.error_of(e), attempt=attempt, started=started)
+    if estimate["fits"] is False:
+        return _ended_early(config, path, stages, "refused", {"type": "WontFit", "message": fit.refusal(estimate, cfg.train)},
+                            attempt=attempt, started=started, estimate=estimate)
     with stages("tracking"):
         tracker = Tracker(config, run_id, str(path.parent))
     fields: dict = {}
@@ -173,8 +175,7 @@ def execute(config: dict, attempt: str | None = None, concurrent_jobs: int | Non
                 with in_precision():
                     base.update(forgetting.mean_token_loss(model.to(device), tokenizer, architecture, device))
 
-        with stages("measurement"):
-            fields["estimate"] = fit.checked(cfg)  # beside what the run measures
+        fields["estimate"] = estimate  # beside what the run measures
         task, family, method, model, tokenizer, fields["model_source"], architecture = build(
             cfg, before_apply=score_base, stages=stages)
         with stages("model_load"):
@@ -224,7 +225,7 @@ def execute(config: dict, attempt: str | None = None, concurrent_jobs: int | Non
         fields["losses"] = result.losses
         with stages("measurement"):
             if method.trains:  # the baselines' passes (prompting, a probe's features) are not training steps
-                lengths = utilisation.lengths_of(train_loader.dataset, architecture)
+                lengths = utilisation.lengths_of(train_loader.dataset.read(), architecture)  # the rows trained on
                 fields["utilisation"] = utilisation.utilisation(
                     utilisation.flops_per_token(model, family, architecture, *lengths, tc.batch_size),
                     timing["tokens_per_second"], utilisation.peak_flops(device, tc.precision))
@@ -259,6 +260,14 @@ def execute(config: dict, attempt: str | None = None, concurrent_jobs: int | Non
     rec.setdefault("time", {})["stages"] = stages.record()
     if written:
         _keep(path, rec)
+    return rec
+
+
+def _ended_early(config: dict, path: Path, stages: Stages, status: str, error: dict, **fields) -> dict:
+    """The record of a run stopped before it loaded anything (refused, or a config its model cannot run)."""
+    rec = record.new(config, status, error=error, ended=record.now(), **fields)
+    rec["time"] = {"stages": stages.record()}
+    _keep(path, rec)
     return rec
 
 

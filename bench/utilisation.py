@@ -377,8 +377,8 @@ def model_flops_per_token(shape: Shape, architecture: str, training: Training, l
 
 
 def lengths_of(rows: Sequence[dict], architecture: str) -> tuple[list[int], list[int] | None]:
-    """(input lengths, T5's target lengths or None) of training rows (bench.batching.training_rows, or a
-    train loader's .dataset): the real tokens count_tokens counts, per example."""
+    """(input lengths, T5's target lengths or None) of training rows (bench.batching.training_rows, or those
+    a train loader read, its .dataset.read()): the real tokens count_tokens counts, per example."""
     inputs = [sum(row["attention_mask"]) for row in rows]
     return inputs, [len(row["labels"]) for row in rows] if architecture == "encoder_decoder" else None
 
@@ -387,7 +387,7 @@ def flops_per_token(model: torch.nn.Module, family, architecture: str, lengths: 
                     target_lengths: float | Sequence[float] | None = None, batch_size: int = 1) -> float:
     """Model FLOPs per training token of `model` as its method left it (peft-wrapped or not): the runner's
     entry point. `family` is its bench.families.Family; the rest as in model_flops_per_token, e.g.
-    flops_per_token(model, family, architecture, *lengths_of(loader.dataset, architecture), cfg.train.batch_size)."""
+    flops_per_token(model, family, architecture, *lengths_of(loader.dataset.read(), architecture), cfg.train.batch_size)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return model_flops_per_token(Shape.of(base.config), architecture, Training.of(model, family), lengths,
                                  target_lengths, batch_size)

@@ -1,8 +1,12 @@
-"""The training loop: early stopping keeps the best weights; the learning-rate schedules; what else used the machine while it trained."""
+"""The training loop: early stopping keeps the best weights; the learning-rate schedules; what else used the machine
+while it trained; training rows tokenized as batches read them."""
 
 import pytest
+import torch
+from test_families import run_config
 
-from bench.runner import launch
+from bench import batching
+from bench.runner import build, launch
 from bench.train import warmup_then
 
 # a learning rate high enough that validation accuracy peaks early and then falls
@@ -73,3 +77,16 @@ def test_another_process_using_the_cpus_makes_the_machine_busy():
         spinner.kill()
         spinner.wait()
     assert out["busy"] and out["other_processes_cpus"] >= 0.5, out
+
+
+@pytest.mark.parametrize("family", ["bert", "llama", "t5"])
+def test_training_rows_are_tokenized_when_read_and_equal_the_whole_set_tokenized(make_config, tiny_models, family):
+    cfg = run_config(make_config, tiny_models, family)
+    task, _, _, _, tokenizer, _, architecture = build(cfg)
+    loader = batching.train_loader(task, tokenizer, architecture, cfg.task, 4, cfg.seed)
+    first = next(iter(loader))
+    read = loader.dataset.read()
+    assert len(read) == 4 < len(task.train)  # one batch read, one batch tokenized
+    eager = batching.training_rows(task, task.train, tokenizer, architecture, cfg.task.max_length, cfg.task.max_new_tokens)
+    expected = batching.pad([{**eager[i], "index": i} for i in first["index"].tolist()], tokenizer.pad_token_id)
+    assert first.keys() == expected.keys() and all(torch.equal(first[k], expected[k]) for k in first)
