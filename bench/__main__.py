@@ -94,6 +94,36 @@ def check_overrides(args: list[str]) -> None:
                  "expected key=value, group=option, +key=value or ~key; lists as key=[a,b] (quote them in the shell)")
 
 
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def print_help(args: list[str]) -> None:
+    """`--help` in Hydra's layout (the header, the groups and their options, the composed config, the
+    footer), from conf/ and one composition: Hydra's own deep-copies its config store once per group
+    (2 s here) and lists our schemas as if they were options."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+
+    try:
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            cfg = compose("config", overrides=[a for a in args if not a.startswith("-")], return_hydra_config=True)
+    except HydraException as e:  # an option that does not exist (method=nosuch): as a run would say it
+        sys.exit(f"error: {e}")
+    from omegaconf import OmegaConf, open_dict
+
+    about = cfg.hydra.help
+    with open_dict(cfg):
+        del cfg.hydra
+    groups = "\n".join(f"{d.name}: " + ", ".join(sorted(f.stem for f in d.glob("*.yaml")))
+                       for d in sorted(CONF.iterdir()) if d.is_dir() and d.name != "hydra")
+    print(f"{about.header}\n== Configuration groups ==\nCompose your configuration from those groups (group=option)\n\n"
+          f"{groups}\n\n\n== Config ==\nOverride anything in the config (foo.bar=value)\n\n"
+          f"{OmegaConf.to_yaml(cfg)}\n\n{about.footer}\n")
+
+
 if __name__ == "__main__":
     check_overrides(sys.argv[1:])
-    main()
+    if {"--help", "-h"} & set(sys.argv[1:]):
+        print_help(sys.argv[1:])
+    else:
+        main()

@@ -205,6 +205,11 @@ def test_cli_help_shows_groups_and_options():
         assert group in out.stdout
     for option in ("lora", "prefix_tuning", "prompt_tuning", "ia3", "bitfit", "full_ft", "minilm-l6", "tweets"):
         assert option in out.stdout
+    # the options a user can choose, not the schemas that type them
+    assert "method: adapter, bitfit, diff_pruning," in out.stdout and "schema" not in out.stdout.split("== Config ==")[0]
+    chosen = _bench("method=ia3", "--help")
+    assert "\nmethod:\n  name: ia3\n" in chosen.stdout and "Examples:" in chosen.stdout
+    assert _bench("method=nosuch", "--help").returncode == 1
 
 
 def test_local_source_needs_its_package(make_config):
