@@ -123,7 +123,8 @@ def print_help(args: list[str]) -> None:
 
 if __name__ == "__main__":
     check_overrides(sys.argv[1:])
-    if {"--help", "-h"} & set(sys.argv[1:]):
+    flags = {a for a in sys.argv[1:] if a.startswith("-")}
+    if flags in ({"--help"}, {"-h"}):  # with Hydra's other flags (--cfg job, --config-dir ...), Hydra's own help
         print_help(sys.argv[1:])
     else:
         main()

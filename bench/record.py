@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 SCHEMA_VERSION = 1
-# refused: estimated not to fit the memory available (bench/fit.py), so never started
+# refused: estimated not to fit the memory available (bench/fit.py), so stopped before loading anything
 STATUSES = ("ok", "failed", "oom", "diverged", "not_applicable", "refused")
 RETRYABLE = ("failed", "oom")  # rerun by retry_failed=true
 

@@ -4,8 +4,9 @@
 (`process=fresh`), so a run's memory and crashes stay its own, and the child's record is the
 one that lands. If the child dies without writing one, the parent records the failure.
 
-The launcher never imports torch, transformers or peft (they take seconds, and a skipped run or a
-fresh process needs none of them there): `execute` and the stages import them where they run.
+Under `process=fresh` the launcher imports none of torch, transformers or peft (they take seconds, and
+a skipped run or a fresh process needs none of them there), except to check that a model can do
+gradient checkpointing when a run asks for it: `execute` and the stages import them where they run.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING
 from omegaconf import DictConfig, OmegaConf
 
 from bench import record, tasks
-from bench.config import ConfigError, device_of, to_container, validate
+from bench.config import device_of, to_container, validate
 from bench.families import FAMILIES
 from bench.methods import METHODS
 from bench.metrics import chosen, compute, per_example
@@ -58,6 +59,13 @@ def _launch(config: dict, path: Path, reason: str | None, lock: int, concurrent_
         print(f"skip: {path} exists (status {existing['status']}); force=true reruns it"
               + (", retry_failed=true retries failed runs" if existing["status"] in record.RETRYABLE else ""))
         return existing
+    if config["train"]["gradient_checkpointing"] and not reason:
+        # a model that cannot is a config error, stopped here like any other (this builds it on the meta
+        # device, so torch is imported in the launcher for such a run)
+        from bench import fit
+
+        cfg = OmegaConf.create(config)
+        fit.check_checkpointing(cfg, fit.meta_model(cfg))
     if reason:
         rec = record.new(config, "not_applicable", error={"type": "NotApplicable", "message": reason}, started=record.now())
         _keep(path, rec)
@@ -152,15 +160,11 @@ def execute(config: dict, attempt: str | None = None, concurrent_jobs: int | Non
     device = device_of(cfg)
     started = record.now()
     # will it fit: on the meta device, before anything loads or W&B starts (here, not in the launcher,
-    # which then never imports torch)
+    # which then needs no torch); a model that cannot checkpoint was refused by the launcher already
     with stages("measurement"):
-        try:
-            estimate = fit.checked(cfg)
-        except ConfigError as e:  # a model that cannot do what the config asks (gradient checkpointing)
-            return _ended_early(config, path, stages, "failed", record.error_of(e), attempt=attempt, started=started)
+        estimate = fit.checked(cfg)
     if estimate["fits"] is False:
-        return _ended_early(config, path, stages, "refused", {"type": "WontFit", "message": fit.refusal(estimate, cfg.train)},
-                            attempt=attempt, started=started, estimate=estimate)
+        return _refused(config, path, stages, estimate, attempt=attempt, started=started)
     with stages("tracking"):
         tracker = Tracker(config, run_id, str(path.parent))
     fields: dict = {}
@@ -196,7 +200,9 @@ def execute(config: dict, attempt: str | None = None, concurrent_jobs: int | Non
                             monitor=task.metrics[0])
         stages.add("evaluation", result.eval_seconds)
         stages.add("measurement", result.profile_seconds)
-        stages.add("training", time.perf_counter() - fit_start - result.eval_seconds - result.profile_seconds)
+        stages.add("data", result.data_seconds)
+        stages.add("training", time.perf_counter() - fit_start - result.eval_seconds - result.profile_seconds
+                   - result.data_seconds)
 
         with stages("evaluation"):
             fields["params"] = method.count(model, m, family)  # what training kept (diff pruning's mask decides)
@@ -263,9 +269,12 @@ def execute(config: dict, attempt: str | None = None, concurrent_jobs: int | Non
     return rec
 
 
-def _ended_early(config: dict, path: Path, stages: Stages, status: str, error: dict, **fields) -> dict:
-    """The record of a run stopped before it loaded anything (refused, or a config its model cannot run)."""
-    rec = record.new(config, status, error=error, ended=record.now(), **fields)
+def _refused(config: dict, path: Path, stages: Stages, estimate: dict, **fields) -> dict:
+    """The record of a run estimated not to fit, stopped before it loaded anything."""
+    from bench import fit
+
+    rec = record.new(config, "refused", error={"type": "WontFit", "message": fit.refusal(estimate, config["train"])},
+                     estimate=estimate, ended=record.now(), **fields)
     rec["time"] = {"stages": stages.record()}
     _keep(path, rec)
     return rec

@@ -2,7 +2,8 @@
 constant), clipping, accumulation, and early stopping on the validation score with the best
 weights restored.
 
-Only the optimizer steps are timed; evaluation and the one memory-profiled step are not. The loss
+Only the optimizer steps are timed; reading their batches (a row is tokenized when first read),
+evaluation and the one memory-profiled step are not. The loss
 stays on the device and is read every train.log_every steps (and at the last), so a step never
 waits for it: divergence is caught there.
 """
@@ -32,6 +33,7 @@ class TrainResult:
     tokens_timed: int = 0
     eval_seconds: float = 0.0
     profile_seconds: float = 0.0  # the memory-profiled step: a measurement, not training
+    data_seconds: float = 0.0  # reading batches: tokenizing rows on their first read, padding
     losses: list[tuple[int, float]] = field(default_factory=list)
     evaluations: list[dict] = field(default_factory=list)
     memory: dict = field(default_factory=dict)
@@ -54,6 +56,7 @@ class TrainResult:
             "tokens_seen": self.tokens_seen,
             "best_step": self.best_step,
             "profile_seconds": self.profile_seconds,
+            "data_seconds": self.data_seconds,
             "machine": self.machine,
         }
 
@@ -150,11 +153,13 @@ def train(
     with whole, MachineLoad(result.machine):
         for step in range(total):
             probe = cpu_step_profile(result.memory) if step == profiled else nullcontext()
+            reading = time.perf_counter()
+            micro_batches = [next(batches) for _ in range(cfg.grad_accum)]
             start = time.perf_counter()
+            result.data_seconds += start - reading
             tokens, loss_sum = 0, torch.zeros((), device=device)
             with probe:
-                for _ in range(cfg.grad_accum):
-                    batch = next(batches)
+                for batch in micro_batches:
                     tokens += count_tokens(batch)  # before it moves: counting on the GPU would wait for it
                     batch = {k: v.to(device, non_blocking=True) for k, v in batch.items() if k != "index"}
                     result.examples_seen += len(batch["input_ids"])

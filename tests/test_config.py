@@ -210,6 +210,9 @@ def test_cli_help_shows_groups_and_options():
     chosen = _bench("method=ia3", "--help")
     assert "\nmethod:\n  name: ia3\n" in chosen.stdout and "Examples:" in chosen.stdout
     assert _bench("method=nosuch", "--help").returncode == 1
+    # with another of Hydra's flags, one that takes a value, Hydra's own help answers
+    with_flag = _bench("--cfg", "job", "--help")
+    assert with_flag.returncode == 0 and "== Configuration groups ==" in with_flag.stdout, with_flag.stderr[-1000:]
 
 
 def test_local_source_needs_its_package(make_config):

@@ -12,7 +12,7 @@ from test_families import run_config
 from test_sweeps import SWEEPS, jobs_of
 
 from bench import batching, count, fit, optimizers, record
-from bench.config import ConfigError
+from bench.config import ConfigError, to_container
 from bench.runner import build, launch, seed_everything
 
 REPO = Path(__file__).resolve().parents[1]
@@ -177,3 +177,13 @@ def test_a_model_without_checkpointing_is_refused_before_loading(make_config, mo
     monkeypatch.setattr(BertForSequenceClassification, "supports_gradient_checkpointing", False)
     with pytest.raises(ConfigError, match="train.gradient_checkpointing=True .* BertForSequenceClassification"):
         fit.estimate(make_config("train.gradient_checkpointing=true"))
+
+
+def test_a_run_asking_checkpointing_of_a_model_without_it_stops_as_a_config_error(make_config, monkeypatch):
+    from transformers import BertForSequenceClassification
+
+    monkeypatch.setattr(BertForSequenceClassification, "supports_gradient_checkpointing", False)
+    cfg = make_config("train.gradient_checkpointing=true")
+    with pytest.raises(ConfigError, match="train.gradient_checkpointing=True"):
+        launch(cfg)
+    assert record.read(record.path_for(to_container(cfg))) is None  # nothing recorded: the input was wrong

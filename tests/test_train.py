@@ -1,8 +1,11 @@
 """The training loop: early stopping keeps the best weights; the learning-rate schedules; what else used the machine
 while it trained; training rows tokenized as batches read them."""
 
+import time
+
 import pytest
 import torch
+from conftest import tiny_bert
 from test_families import run_config
 
 from bench import batching
@@ -90,3 +93,18 @@ def test_training_rows_are_tokenized_when_read_and_equal_the_whole_set_tokenized
     eager = batching.training_rows(task, task.train, tokenizer, architecture, cfg.task.max_length, cfg.task.max_new_tokens)
     expected = batching.pad([{**eager[i], "index": i} for i in first["index"].tolist()], tokenizer.pad_token_id)
     assert first.keys() == expected.keys() and all(torch.equal(first[k], expected[k]) for k in first)
+
+
+def test_reading_batches_is_data_time_not_step_time(make_config, tiny_models, monkeypatch):
+    # here a training row takes 50 ms to tokenize, on its first read: the data stage's, not the timed steps'
+    tokenize = batching.training_rows
+
+    def slow(*args, **kwargs):
+        time.sleep(0.05)
+        return tokenize(*args, **kwargs)
+
+    monkeypatch.setattr(batching, "training_rows", slow)
+    rec = launch(make_config(*tiny_bert(tiny_models)))
+    t = rec["time"]
+    assert t["data_seconds"] >= 0.05 * t["examples_seen"] > t["train_seconds"]
+    assert t["stages"]["seconds"]["data"] > t["data_seconds"]

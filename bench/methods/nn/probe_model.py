@@ -29,13 +29,13 @@ class ProbeModel(nn.Module):
         loss = nn.functional.nll_loss(logits, labels.cpu()) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
-    def fit_classifier(self, loader, device: str) -> tuple[int, int]:
+    def fit_classifier(self, batches, device: str) -> tuple[int, int]:
         """Features of every training batch, then the classifier's fit on them; the examples and
         tokens read."""
         tokens, features, labels = 0, [], []
         self.eval()
         with torch.no_grad():
-            for batch in loader:
+            for batch in batches:
                 tokens += count_tokens(batch)
                 features.append(self.features(batch["input_ids"].to(device), batch["attention_mask"].to(device)))
                 labels.append(batch["labels"])
