@@ -9,10 +9,12 @@ so that length-sorted evaluation batches can be put back in order.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from functools import partial
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from bench.tasks import Example, continuation
 
@@ -103,16 +105,51 @@ class Rows(Dataset):
         return self.rows[i]
 
     def read(self) -> list[dict]:
-        """The rows training has read so far."""
+        """The rows tokenized so far: those training read (and, grouped by length, the rest of their group)."""
         return list(self.rows.values())
 
 
-def train_loader(task, tokenizer, architecture: str, task_cfg, batch_size: int, seed: int) -> DataLoader:
-    """The shuffled, seeded training batches of a run (its `.dataset` is their Rows)."""
+class LengthGroupedBatches(Sampler):
+    """Batches of examples of about the same length (`train.group_by_length`), formed as transformers'
+    LengthGroupedSampler forms them: each pass shuffles the examples, cuts that order into groups of 50
+    batches and sorts each group by length, so that a batch pads little while an epoch still reads every
+    example once, in an order random at the scale of a group. The batches of a group are shuffled too, so
+    that no group runs from long to short. `length(i)` is example i's tokens: a group's rows are tokenized
+    when it is formed, as its batches are about to read them."""
+
+    GROUP = 50  # batches per group: transformers' megabatch
+
+    def __init__(self, length: Callable[[int], int], examples: int, batch_size: int, generator: torch.Generator):
+        self.length, self.examples, self.batch_size, self.generator = length, examples, batch_size, generator
+
+    def __len__(self) -> int:
+        return math.ceil(self.examples / self.batch_size)
+
+    def __iter__(self):
+        order = torch.randperm(self.examples, generator=self.generator).tolist()
+        size = self.GROUP * self.batch_size
+        for start in range(0, len(order), size):
+            group = sorted(order[start:start + size], key=self.length)
+            batches = [group[b:b + self.batch_size] for b in range(0, len(group), self.batch_size)]
+            yield from (batches[i] for i in torch.randperm(len(batches), generator=self.generator).tolist())
+
+
+def train_loader(task, tokenizer, architecture: str, task_cfg, batch_size: int, seed: int,
+                 group_by_length: bool = False) -> DataLoader:
+    """The shuffled, seeded training batches of a run (its `.dataset` is their Rows); with
+    `group_by_length`, batches of examples of about the same length (LengthGroupedBatches)."""
     rows = Rows(task.train, lambda e: training_rows(task, [e], tokenizer, architecture, task_cfg.max_length,
                                                     task_cfg.max_new_tokens)[0])
-    return DataLoader(rows, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed),
-                      collate_fn=lambda batch: pad(batch, tokenizer.pad_token_id))
+    generator = torch.Generator().manual_seed(seed)
+    collate = partial(pad, pad_id=tokenizer.pad_token_id)
+    if not group_by_length:
+        return DataLoader(rows, batch_size=batch_size, shuffle=True, generator=generator, collate_fn=collate)
+
+    def length(i: int) -> int:  # what a batch pads: T5's labels too
+        return len(rows[i]["input_ids"]) + (len(rows[i]["labels"]) if architecture == "encoder_decoder" else 0)
+
+    return DataLoader(rows, batch_sampler=LengthGroupedBatches(length, len(rows), batch_size, generator),
+                      collate_fn=collate)
 
 
 def count_tokens(batch: dict) -> int:

@@ -77,6 +77,8 @@ class TrainConfig:
     # trained ones and their optimizer state float32, as peft keeps adapters) | fp16-mixed (autocast, gradient scaler)
     precision: str = "fp32"
     gradient_checkpointing: bool = False  # recompute activations in backward: less memory, more compute
+    # batches of examples of about the same length (bench/batching.py): less padding, other batches than random ones
+    group_by_length: bool = False
     # what a job must fit before it loads, in GiB; null: the device's own (a GPU's memory, or this machine's RAM)
     memory_limit_gib: float | None = None
 

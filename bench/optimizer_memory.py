@@ -72,7 +72,8 @@ def main() -> None:
     device = device_of(cfg)
     seed_everything(cfg.seed)
     task, _, _, base, tokenizer, _, architecture = build(cfg)
-    loader = batching.train_loader(task, tokenizer, architecture, cfg.task, cfg.train.batch_size, cfg.seed)
+    loader = batching.train_loader(task, tokenizer, architecture, cfg.task, cfg.train.batch_size, cfg.seed,
+                                    cfg.train.group_by_length)
     batches = [{k: v.to(device) for k, v in b.items() if k != "index"} for b, _ in zip(loader, range(3))]
 
     peaks: dict[str, list[dict]] = {name: [] for name in names}

@@ -57,7 +57,8 @@ def main() -> None:
     run_train = OmegaConf.merge(cfg.train, {"max_steps": args.steps, "eval_every": 0, "grad_accum": 1})
     seed_everything(cfg.seed)
     task, _, _, model, tokenizer, _, architecture = build(cfg)
-    loader = batching.train_loader(task, tokenizer, architecture, cfg.task, cfg.train.batch_size, cfg.seed)
+    loader = batching.train_loader(task, tokenizer, architecture, cfg.task, cfg.train.batch_size, cfg.seed,
+                                    cfg.train.group_by_length)
     batches = [{k: v for k, v in b.items() if k != "index"} for b, _ in zip(loader, range(args.steps))]  # the same batches for both loops, every round
 
     loops = {

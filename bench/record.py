@@ -41,7 +41,7 @@ NOT_IDENTITY = {
 # so earlier results keep being found (and skipped) by the same command
 ADDED_LATER = {"task.max_new_tokens": 16, "train.lr_schedule": "linear", "train.early_stopping_patience": 0,
                "train.optimizer": "adamw", "train.optimizer_args": {},
-               "train.precision": "fp32", "train.gradient_checkpointing": False}
+               "train.precision": "fp32", "train.gradient_checkpointing": False, "train.group_by_length": False}
 # each task's prompt-template digest (task.template_sha256) when it joined the run id: runs of a task
 # whose template is still this one keep their ids; an edited template gives new ones
 TEMPLATES_ADDED = {

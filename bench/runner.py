@@ -188,7 +188,7 @@ def execute(config: dict, attempt: str | None = None, concurrent_jobs: int | Non
         with stages("data"):
             fields["data"] = {"task_version": t.version, "split_seed": t.split_seed, "kind": task.kind,
                               "majority_label": _majority(task), **task.describe()}
-            train_loader = batching.train_loader(task, tokenizer, architecture, t, tc.batch_size, cfg.seed)
+            train_loader = batching.train_loader(task, tokenizer, architecture, t, tc.batch_size, cfg.seed, tc.group_by_length)
 
         def evaluate(examples):
             with in_precision():

@@ -108,3 +108,26 @@ def test_reading_batches_is_data_time_not_step_time(make_config, tiny_models, mo
     t = rec["time"]
     assert t["data_seconds"] >= 0.05 * t["examples_seen"] > t["train_seconds"]
     assert t["stages"]["seconds"]["data"] > t["data_seconds"]
+
+
+def test_length_grouped_batches_read_every_example_once_a_pass_in_a_seeded_order():
+    lengths = [(7 * i) % 97 for i in range(1000)]
+    batches = list(batching.LengthGroupedBatches(lengths.__getitem__, 1000, 8, torch.Generator().manual_seed(0)))
+    assert len(batches) == 125 and sorted(i for b in batches for i in b) == list(range(1000))
+    assert batches == list(batching.LengthGroupedBatches(lengths.__getitem__, 1000, 8, torch.Generator().manual_seed(0)))
+    # each batch comes from one group of 400 sorted by length: its lengths lie close together (0 to 96 in all)
+    assert max(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches) <= 8
+    assert sorted(batches[0]) != sorted(range(8))  # and the order is shuffled, not the examples' own
+
+
+@pytest.mark.parametrize("family", ["bert", "t5"])
+def test_grouping_by_length_pads_less(make_config, tiny_models, family):
+    cfg = run_config(make_config, tiny_models, family, "task.train_size=256", "task.max_length=128")  # none cut short
+    task, _, _, _, tokenizer, _, architecture = build(cfg)
+
+    def padding(group: bool) -> float:
+        batches = list(batching.train_loader(task, tokenizer, architecture, cfg.task, 8, cfg.seed, group))
+        assert sorted(i for b in batches for i in b["index"].tolist()) == list(range(len(task.train)))
+        return 1 - sum(int(b["attention_mask"].sum()) for b in batches) / sum(b["input_ids"].numel() for b in batches)
+
+    assert padding(True) < 0.5 * padding(False)
