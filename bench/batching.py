@@ -110,14 +110,15 @@ class Rows(Dataset):
 
 
 class LengthGroupedBatches(Sampler):
-    """Batches of examples of about the same length (`train.group_by_length`), formed as transformers'
-    LengthGroupedSampler forms them: each pass shuffles the examples, cuts that order into groups of 50
-    batches and sorts each group by length, so that a batch pads little while an epoch still reads every
-    example once, in an order random at the scale of a group. The batches of a group are shuffled too, so
-    that no group runs from long to short. `length(i)` is example i's tokens: a group's rows are tokenized
-    when it is formed, as its batches are about to read them."""
+    """Batches of examples of about the same length (`train.group_by_length`), in groups as transformers'
+    LengthGroupedSampler forms them: each pass shuffles the examples and cuts that order into groups of
+    50 batches (fewer for a small set, so that there are at least 4 groups and a pass's batches differ
+    from the last's), and each group is sorted by length, so that a batch pads little while an epoch
+    still reads every example once. Unlike transformers, which runs a group from long to short and the
+    longest batch first, the batches of a group are shuffled. `length(i)` is example i's tokens: a
+    group's rows are tokenized when it forms, as its batches are about to read them."""
 
-    GROUP = 50  # batches per group: transformers' megabatch
+    GROUP = 50  # batches per group at most: transformers' megabatch
 
     def __init__(self, length: Callable[[int], int], examples: int, batch_size: int, generator: torch.Generator):
         self.length, self.examples, self.batch_size, self.generator = length, examples, batch_size, generator
@@ -127,7 +128,7 @@ class LengthGroupedBatches(Sampler):
 
     def __iter__(self):
         order = torch.randperm(self.examples, generator=self.generator).tolist()
-        size = self.GROUP * self.batch_size
+        size = max(1, min(self.GROUP, self.examples // (4 * self.batch_size))) * self.batch_size
         for start in range(0, len(order), size):
             group = sorted(order[start:start + size], key=self.length)
             batches = [group[b:b + self.batch_size] for b in range(0, len(group), self.batch_size)]
@@ -149,7 +150,7 @@ def train_loader(task, tokenizer, architecture: str, task_cfg, batch_size: int, 
         return len(rows[i]["input_ids"]) + (len(rows[i]["labels"]) if architecture == "encoder_decoder" else 0)
 
     return DataLoader(rows, batch_sampler=LengthGroupedBatches(length, len(rows), batch_size, generator),
-                      collate_fn=collate)
+                      generator=generator, collate_fn=collate)
 
 
 def count_tokens(batch: dict) -> int:

@@ -65,7 +65,12 @@ def _launch(config: dict, path: Path, reason: str | None, lock: int, concurrent_
         from bench import fit
 
         cfg = OmegaConf.create(config)
-        fit.check_checkpointing(cfg, fit.meta_model(cfg))
+        try:
+            model = fit.meta_model(cfg)
+        except Exception:  # noqa: BLE001 - not buildable here: the run's own estimate records why
+            model = None
+        if model is not None:
+            fit.check_checkpointing(cfg, model)
     if reason:
         rec = record.new(config, "not_applicable", error={"type": "NotApplicable", "message": reason}, started=record.now())
         _keep(path, rec)
@@ -231,7 +236,8 @@ def execute(config: dict, attempt: str | None = None, concurrent_jobs: int | Non
         fields["losses"] = result.losses
         with stages("measurement"):
             if method.trains:  # the baselines' passes (prompting, a probe's features) are not training steps
-                lengths = utilisation.lengths_of(train_loader.dataset.read(), architecture)  # the rows trained on
+                # the rows read (grouped by length, also the rest of the last group: a random sample of the same rows)
+                lengths = utilisation.lengths_of(train_loader.dataset.read(), architecture)
                 fields["utilisation"] = utilisation.utilisation(
                     utilisation.flops_per_token(model, family, architecture, *lengths, tc.batch_size),
                     timing["tokens_per_second"], utilisation.peak_flops(device, tc.precision))

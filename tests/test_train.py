@@ -111,13 +111,29 @@ def test_reading_batches_is_data_time_not_step_time(make_config, tiny_models, mo
 
 
 def test_length_grouped_batches_read_every_example_once_a_pass_in_a_seeded_order():
-    lengths = [(7 * i) % 97 for i in range(1000)]
-    batches = list(batching.LengthGroupedBatches(lengths.__getitem__, 1000, 8, torch.Generator().manual_seed(0)))
-    assert len(batches) == 125 and sorted(i for b in batches for i in b) == list(range(1000))
-    assert batches == list(batching.LengthGroupedBatches(lengths.__getitem__, 1000, 8, torch.Generator().manual_seed(0)))
-    # each batch comes from one group of 400 sorted by length: its lengths lie close together (0 to 96 in all)
+    lengths = [(7 * i) % 97 for i in range(992)]
+    batches = list(batching.LengthGroupedBatches(lengths.__getitem__, 992, 8, torch.Generator().manual_seed(0)))
+    assert len(batches) == 124 and sorted(i for b in batches for i in b) == list(range(992))
+    assert batches == list(batching.LengthGroupedBatches(lengths.__getitem__, 992, 8, torch.Generator().manual_seed(0)))
+    # each batch comes from one of 4 groups of 248 (31 batches) sorted by length: its lengths lie close
+    # together (0 to 96 in all)
     assert max(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches) <= 8
     assert sorted(batches[0]) != sorted(range(8))  # and the order is shuffled, not the examples' own
+
+
+def test_a_small_set_grouped_by_length_gets_other_batches_each_pass():
+    # 200 examples in batches of 8: one group of 50 batches would be the whole set, sorted alike each pass
+    lengths = [(7 * i) % 97 for i in range(200)]
+    passes = batching.LengthGroupedBatches(lengths.__getitem__, 200, 8, torch.Generator().manual_seed(0))
+    first, second = ({tuple(sorted(b)) for b in passes} for _ in range(2))
+    assert len(first & second) < 0.2 * len(first)
+
+
+def test_a_run_grouped_by_length_is_its_own_run(make_config, tiny_models):
+    grouped = launch(make_config(*tiny_bert(tiny_models), "train.group_by_length=true"))
+    plain = launch(make_config(*tiny_bert(tiny_models)))
+    assert grouped["status"] == plain["status"] == "ok" and grouped["run_id"] != plain["run_id"]
+    assert grouped["config"]["train"]["group_by_length"] is True
 
 
 @pytest.mark.parametrize("family", ["bert", "t5"])

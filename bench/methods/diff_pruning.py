@@ -65,6 +65,8 @@ class DiffPruning(Method):
             result.tokens_timed += again.tokens_timed
             result.examples_seen += again.examples_seen
             result.tokens_seen += again.tokens_seen
+            result.data_seconds += again.data_seconds
+            result.eval_seconds += again.eval_seconds
             result.losses += [(result.steps - again.steps + s, loss) for s, loss in again.losses]
             result.evaluations += [{**e, "step": result.steps - again.steps + e["step"]} for e in again.evaluations]
         return result
