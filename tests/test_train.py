@@ -141,9 +141,17 @@ def test_grouping_by_length_pads_less(make_config, tiny_models, family):
     cfg = run_config(make_config, tiny_models, family, "task.train_size=256", "task.max_length=128")  # none cut short
     task, _, _, _, tokenizer, _, architecture = build(cfg)
 
-    def padding(group: bool) -> float:
+    def read(group: bool) -> list[dict]:
         batches = list(batching.train_loader(task, tokenizer, architecture, cfg.task, 8, cfg.seed, group))
         assert sorted(i for b in batches for i in b["index"].tolist()) == list(range(len(task.train)))
+        return batches
+
+    def padding(batches) -> float:
         return 1 - sum(int(b["attention_mask"].sum()) for b in batches) / sum(b["input_ids"].numel() for b in batches)
 
-    assert padding(True) < 0.5 * padding(False)
+    grouped, plain = read(True), read(False)
+    assert padding(grouped) < 0.5 * padding(plain)
+    def groups(batches) -> list[set[int]]:  # the examples of each 8 batches: one group here (256 examples of 8)
+        return [{i for b in batches[g:g + 8] for i in b["index"].tolist()} for g in range(0, len(batches), 8)]
+
+    assert groups(grouped) == groups(plain)  # the same seed shuffles alike: grouping regroups the same examples
