@@ -8,7 +8,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from analysis import figures, records, report, serving, tables
+from analysis import figures, report, serving, tables
+from bench import results
 
 
 def main(argv=None) -> None:
@@ -19,7 +20,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     out = args.out or args.results / "report"
 
-    frame = records.load(args.results)
+    frame = results.load(args.results)
     served = serving.load(args.results)  # mode=serve records, in <sweep>/serve/
     names = sorted(set(frame.sweep) | set(served))
     if not names:

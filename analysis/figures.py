@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from analysis import uncertainty
-from analysis.selection import select
+from bench.selection import select
 from analysis.tables import (
     MAJORITY,
     MixedSettings,

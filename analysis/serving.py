@@ -14,16 +14,13 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.tables import Table
+from bench import record
+from bench.methods import METHODS
 
-LABELS = {
-    "base": "base model", "lora": "LoRA (unmerged)", "lora_merged": "LoRA merged", "ia3": "IA3 (unmerged)",
-    "ia3_merged": "IA3 merged", "prompt_tuning": "prompt tuning", "prefix_tuning": "prefix tuning",
-    "lora_mixed": "LoRA, mixed-task batch", "lora_swapped": "LoRA, swapped per task", "prompt_mixed": "prompt tuning, mixed-task batch",
-}
+# each variant's label and the method whose adapter its task stores: the methods' own `serving` (bench/methods)
+LABELS = {"base": "base model", **{v: s.label for m in METHODS.values() for v, s in m.serving.items()}}
+STORED = {v: name for name, m in METHODS.items() for v in m.serving}
 MIXED_OVER_SWAPPED = "LoRA mixed batch / swapped sub-batches"
-# the method whose adapter a variant's task stores
-STORED = {"lora": "lora", "lora_merged": "lora", "lora_mixed": "lora", "lora_swapped": "lora", "ia3": "ia3", "ia3_merged": "ia3",
-          "prompt_tuning": "prompt_tuning", "prompt_mixed": "prompt_tuning", "prefix_tuning": "prefix_tuning"}
 
 
 def load(results: Path) -> dict[str, list[dict]]:
@@ -31,13 +28,14 @@ def load(results: Path) -> dict[str, list[dict]]:
     found: dict[str, list[dict]] = {}
     for path in sorted(Path(results).glob("*/serve/*.json")):
         try:
-            rec = json.loads(path.read_text())
-            shapes = rec["serve"]["shapes"] if rec.get("status") == "ok" else None
+            data = json.loads(path.read_text())
+            rec = record.parse(data)  # ValidationError is a ValueError
+            shapes = rec.serve["shapes"] if rec.status == "ok" else None
         except (OSError, ValueError, KeyError, TypeError) as e:
             warnings.warn(f"{path}: not a serve record, skipped ({type(e).__name__}: {e})", stacklevel=2)
             continue
         if shapes is not None:
-            found.setdefault(path.parent.parent.name, []).append(rec)
+            found.setdefault(path.parent.parent.name, []).append(rec.dump())
     return found
 
 

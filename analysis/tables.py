@@ -16,8 +16,9 @@ from dataclasses import dataclass
 import pandas as pd
 
 from analysis import uncertainty
-from analysis.records import METHOD_KEYS
-from analysis.selection import select
+from bench.methods import METHODS
+from bench.results import METHOD_KEYS
+from bench.selection import select
 
 # config columns that tell settings apart, to name what differs when a cell would mix them
 SETTING_COLUMNS = ["model", "task", "method", "lr", *dict.fromkeys(k for keys in METHOD_KEYS.values() for k in keys),
@@ -114,21 +115,8 @@ def measure(frame: pd.DataFrame) -> str:
 
 
 def method_label(row) -> str:
-    if row.method == "lora":
-        return f"LoRA (r={row.r:g}; {row.targets})"
-    if row.method == "prompt_tuning":
-        return f"prompt tuning ({row.num_virtual_tokens:g} tokens)"
-    if row.method == "prefix_tuning":
-        return f"prefix tuning ({row.num_virtual_tokens:g} tokens)"
-    if row.method == "icl":
-        return f"{row.shots:g}-shot prompting"
-    named = {"full_ft": "full fine-tuning", "bitfit": "BitFit", "ia3": "IA3", "probe": "frozen features + classifier"}
-    if row.method in named:
-        return named[row.method]
-    # any other method: its name and its own keys' values
-    keys = [f"{k}={row.get(k):g}" if isinstance(row.get(k), float) else f"{k}={row.get(k)}"
-            for k in METHOD_KEYS.get(row.method, []) if pd.notna(row.get(k))]
-    return f"{row.method} ({'; '.join(keys)})" if keys else row.method
+    """The method's own label for this setting (bench/methods); a method no longer registered, its name."""
+    return METHODS[row.method].label(row) if row.method in METHODS else row.method
 
 
 def rank_grid(ok: pd.DataFrame) -> Table | None:
@@ -227,7 +215,7 @@ def _learning_rate(runs: pd.DataFrame | None) -> dict:
 
 
 def methods_table(runs: pd.DataFrame, task: str, name: str = "methods") -> Table | None:
-    """One row per method at its selected learning rate (analysis/selection.py), and the majority
+    """One row per method at its selected learning rate (bench/selection.py), and the majority
     class: each test metric as mean ± std over seeds with its 95% bootstrap interval over test
     examples, the paired difference from the best row, trainable parameters and the budget."""
     frame = select(runs[runs.task == task])

@@ -11,7 +11,9 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from bench import record, runner
-from bench.config import ConfigError, cpu_count, register_schemas, to_container
+from bench.compose import CONF, compose, register_schemas, to_container
+from bench.errors import ConfigError
+from bench.machine import cpu_count
 
 register_schemas()
 
@@ -34,7 +36,7 @@ def concurrent_jobs(hydra_cfg) -> int | None:
     return 1
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@hydra.main(version_base="1.3", config_path=str(CONF), config_name="config")
 def main(cfg: DictConfig) -> None:
     try:
         # count and serve import torch and transformers, so each only in its own mode
@@ -45,13 +47,13 @@ def main(cfg: DictConfig) -> None:
         elif cfg.mode == "serve":  # serving cost against the base model: no training
             from bench import serve
 
-            if serve.launch(cfg)["status"] != "ok":
+            if serve.launch(cfg).status != "ok":
                 _fail("the serving measurement did not end ok")
         else:
             rec = runner.launch(cfg, concurrent_jobs(HydraConfig.get()))
             # a run that did not succeed (or runs elsewhere) fails the command: `python -m bench && next` stops
-            if rec is None or rec["status"] not in ("ok", "not_applicable"):
-                _fail(f"run {rec['run_id']} ended {rec['status']}" if rec else "the run is running in another process")
+            if rec is None or rec.status not in ("ok", "not_applicable"):
+                _fail(f"run {rec.run_id} ended {rec.status}" if rec else "the run is running in another process")
     except ConfigError as e:
         if HydraConfig.get().mode != RunMode.MULTIRUN:
             sys.exit(f"error: {e}")
@@ -94,19 +96,14 @@ def check_overrides(args: list[str]) -> None:
                  "expected key=value, group=option, +key=value or ~key; lists as key=[a,b] (quote them in the shell)")
 
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
-
-
 def print_help(args: list[str]) -> None:
     """`--help` in Hydra's layout (the header, the groups and their options, the composed config, the
     footer), from conf/ and one composition: Hydra's own deep-copies its config store once per group
     (2 s here) and lists our schemas as if they were options."""
-    from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
 
     try:
-        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-            cfg = compose("config", overrides=[a for a in args if not a.startswith("-")], return_hydra_config=True)
+        cfg = compose([a for a in args if not a.startswith("-")], return_hydra_config=True)
     except HydraException as e:  # an option that does not exist (method=nosuch): as a run would say it
         sys.exit(f"error: {e}")
     from omegaconf import OmegaConf, open_dict

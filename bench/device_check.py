@@ -15,14 +15,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
-
-from bench.config import register_schemas
+from bench.compose import compose
+from bench.record import Record
 
 # model preset -> the offline task it trains on
 MODELS = {"minilm-l6": "tweets", "smollm2-135m": "arithmetic"}
 METHODS = ("lora", "ia3", "prompt_tuning", "full_ft")
-CONF = str(Path(__file__).resolve().parents[1] / "conf")
 
 
 def jobs(models, methods, steps: int, device: str, overrides: list[str]) -> list[list[str]]:
@@ -31,18 +29,18 @@ def jobs(models, methods, steps: int, device: str, overrides: list[str]) -> list
              "tracking=none", *overrides] for model in models for method in methods]
 
 
-def row(rec: dict) -> str:
-    c = rec["config"]
-    what = f"| {c['model']['name']} | {c['method']['name']} | {rec['status']} |"
-    if rec["status"] != "ok":
-        return what + f" {rec['error']['type']}: {rec['error']['message'][:80]} |" + " |" * 7
-    t, mem, u = rec["time"], rec["memory"], rec.get("utilisation") or {}
-    analytic = sum((mem.get("analytic_bytes") or {}).values())
-    metric, value = next((k, v) for k, v in rec["metrics"].items() if k not in ("split", "size", "loss"))
-    fraction = f"{100 * u['fraction']:.1f}%" if u.get("fraction") is not None else "-"
-    return (what + f" {metric} {value:.3f} | {t['median_step_seconds'] * 1000:.1f} | {t['tokens_per_second']:,.0f} | "
-            f"{fraction} | {_mib(mem.get('peak_bytes'))} | {_mib(mem.get('peak_reserved_bytes'))} | {_mib(analytic)} | "
-            f"{100 * t['stages']['seconds'].get('training', 0) / t['stages']['wall_seconds']:.0f}% |")
+def row(rec: Record) -> str:
+    c = rec.config
+    what = f"| {c['model']['name']} | {c['method']['name']} | {rec.status} |"
+    if rec.status != "ok":
+        return what + f" {rec.error.type}: {rec.error.message[:80]} |" + " |" * 7
+    t, mem, u = rec.time, rec.memory, rec.utilisation
+    analytic = sum((mem.analytic_bytes or {}).values())
+    metric, value = next((k, v) for k, v in rec.metrics.model_dump().items() if k not in ("split", "size", "loss"))
+    fraction = f"{100 * u.fraction:.1f}%" if u and u.fraction is not None else "-"
+    return (what + f" {metric} {value:.3f} | {t.median_step_seconds * 1000:.1f} | {t.tokens_per_second:,.0f} | "
+            f"{fraction} | {_mib(mem.peak_bytes)} | {_mib(mem.peak_reserved_bytes)} | "
+            f"{_mib(analytic)} | {100 * t.stages.seconds.get('training', 0) / t.stages.wall_seconds:.0f}% |")
 
 
 def _mib(n: int | None) -> str:
@@ -65,14 +63,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from bench.runner import launch  # after the arguments: a bad one answers at once
 
-    register_schemas()
     rows, failed = [], 0
     for job in jobs(args.models, args.methods, args.steps, args.device, overrides):
-        with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-            cfg = compose("config", overrides=job)
+        cfg = compose(job)
         rec = launch(cfg)  # validates (a bad override is a ConfigError here), skips a finished job
         rows.append(row(rec) if rec else f"| {' '.join(job[:3])} | running elsewhere |")
-        failed += rec is None or rec["status"] != "ok"
+        failed += rec is None or rec.status != "ok"
     table = "\n".join([HEADER, *rows])
     out = Path(cfg.results_dir) / "device_check" / "table.md"
     out.write_text(table + "\n")

@@ -58,8 +58,9 @@ from omegaconf import OmegaConf
 from transformers import PreTrainedModel
 from transformers.pytorch_utils import Conv1D
 
-from bench import count, measure, models, optimizers
-from bench.config import ConfigError, device_of
+from bench import measure, meta, models, optimizers
+from bench.errors import ConfigError
+from bench.machine import device_of
 from bench.families import FAMILIES
 from bench.methods import METHODS
 from bench.tasks import TASKS
@@ -151,7 +152,8 @@ def architecture(cfg, model: torch.nn.Module) -> Architecture:
 def job(cfg, device: str) -> Job:
     family, method, task = FAMILIES[cfg.model.family], METHODS[cfg.method.name], TASKS[cfg.task.name]
     text_to_text = method.form(family) == "text_to_text"
-    t, virtual = cfg.task, cfg.method.get("num_virtual_tokens") or 0
+    # the fit estimate keeps a prefix's keys and values as it keeps a prompt's positions: both lengthen attention
+    t, virtual = cfg.task, method.virtual_tokens(cfg.method) + method.prefix_tokens(cfg.method)
     decoder_only = text_to_text and family.architecture == "decoder"
     return Job(
         batch_size=cfg.train.batch_size, eval_batch_size=cfg.train.eval_batch_size,
@@ -238,7 +240,7 @@ def meta_model(cfg) -> torch.nn.Module:
     if not asset and Path(models.source(model_cfg)).is_dir():
         model_cfg = OmegaConf.merge(model_cfg, {"config": None})
     # an encoder's head is sized for 2 labels: reading the task's data to count them is not worth it
-    return count.meta_model(cfg, model_cfg, count.DEFAULT_LABELS)[0]
+    return meta.meta_model(cfg, model_cfg, meta.DEFAULT_LABELS)[0]
 
 
 def check_checkpointing(cfg, model: torch.nn.Module) -> None:

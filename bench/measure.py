@@ -245,7 +245,7 @@ def environment(device: str) -> dict:
     import peft
     import transformers
 
-    from bench.config import cpu_count
+    from bench.machine import cpu_count
 
     return {
         "python": platform.python_version(),

@@ -20,10 +20,11 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
 
 from bench import batching, optimizers
-from bench.config import device_of, register_schemas, validate
+from bench.compose import compose
+from bench.machine import device_of
+from bench.validate import validate
 from bench.measure import cpu_step_profile, environment
 from bench.runner import build, seed_everything
 
@@ -63,15 +64,14 @@ def main() -> None:
     args = parser.parse_args()
     names = args.optimizers.split(",")
 
-    register_schemas()
-    with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=["tracking=none", "method=full_ft", *args.overrides])
+    cfg = compose(["tracking=none", "method=full_ft", *args.overrides])
     validate(cfg)
     for name in names:
         optimizers.check(name, cfg.train.optimizer_args if name == cfg.train.optimizer else {}, 1)
     device = device_of(cfg)
     seed_everything(cfg.seed)
-    task, _, _, base, tokenizer, _, architecture = build(cfg)
+    built = build(cfg)
+    task, base, tokenizer, architecture = built.task, built.model, built.tokenizer, built.architecture
     loader = batching.train_loader(task, tokenizer, architecture, cfg.task, cfg.train.batch_size, cfg.seed,
                                     cfg.train.group_by_length)
     batches = [{k: v.to(device) for k, v in b.items() if k != "index"} for b, _ in zip(loader, range(3))]

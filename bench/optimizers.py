@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from omegaconf import OmegaConf
 
-from bench.config import ConfigError
+from bench.errors import ConfigError
 
 if TYPE_CHECKING:
     import torch

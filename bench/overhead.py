@@ -14,11 +14,11 @@ import time
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from bench import batching, precision
-from bench.config import register_schemas, validate
+from bench.compose import compose
+from bench.validate import validate
 from bench.measure import environment
 from bench.runner import build, seed_everything
 from bench.train import train
@@ -49,14 +49,13 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
 
-    register_schemas()
-    with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=["tracking=none", *args.overrides])
+    cfg = compose(["tracking=none", *args.overrides])
     validate(cfg)
     # the runner's loop as a run uses it, minus evaluation and memory profiling (not step costs)
     run_train = OmegaConf.merge(cfg.train, {"max_steps": args.steps, "eval_every": 0, "grad_accum": 1})
     seed_everything(cfg.seed)
-    task, _, _, model, tokenizer, _, architecture = build(cfg)
+    built = build(cfg)
+    task, model, tokenizer, architecture = built.task, built.model, built.tokenizer, built.architecture
     loader = batching.train_loader(task, tokenizer, architecture, cfg.task, cfg.train.batch_size, cfg.seed,
                                     cfg.train.group_by_length)
     batches = [{k: v for k, v in b.items() if k != "index"} for b, _ in zip(loader, range(args.steps))]  # the same batches for both loops, every round

@@ -27,7 +27,6 @@ from bench.batching import (
     text_to_text_row,
     training_rows,
 )
-from bench.methods.prompt_tuning import with_prompts
 
 
 def _to(batch: dict, device: str) -> dict:
@@ -128,3 +127,19 @@ def _generate(model, tokenizer, task, examples, architecture, task_cfg, batch_si
             text = tokenizer.decode(ids, skip_special_tokens=True)
             texts[i] = (text.split(task.stop, 1)[0] if task.stop else text).strip()
     return texts, loss_sum / len(examples)
+
+
+def with_prompts(model: PeftModel, batch: dict, names: list[str]) -> dict:
+    """The base model's inputs for `batch` with row i's soft prompt (of task adapter names[i]) before
+    its token embeddings, and the attention mask and token types extended to match: what peft's
+    forward does with the active adapter's prompt, row by row (peft ignores `adapter_names` here)."""
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    embeds = model.get_base_model().get_input_embeddings()(ids)
+    prompts = torch.stack([model.prompt_encoder[n].embedding.weight for n in names]).to(embeds.dtype)
+    rows, virtual = len(ids), prompts.shape[1]
+    inputs = {k: v for k, v in batch.items() if k not in ("input_ids", "token_type_ids")}
+    inputs["inputs_embeds"] = torch.cat([prompts, embeds], dim=1)
+    inputs["attention_mask"] = torch.cat([mask.new_ones(rows, virtual), mask], dim=1)
+    if "token_type_ids" in batch:
+        inputs["token_type_ids"] = torch.cat([batch["token_type_ids"].new_zeros(rows, virtual), batch["token_type_ids"]], dim=1)
+    return inputs

@@ -1,4 +1,10 @@
-"""The results store: one JSON file per run under <results_dir>/<sweep_name>/, written atomically.
+"""The run record and the results store: one JSON file per run under <results_dir>/<sweep_name>/.
+
+`Record` declares the record once: the runner, mode=count and mode=serve build one, `write` writes it
+(atomically, once, at the end of a run) and `read` and analysis parse files back through it, so a field
+that one side names and the other does not is an error where it is made, not a blank in a table. The
+sections that analysis reads are typed to the key; those that tools produce for people (the estimate,
+the environment, the data's description) are objects of their own module's making.
 
 The run id hashes only the fields that define the experiment, so the same experiment finds its
 record again whatever the paths, logging or process settings were.
@@ -17,10 +23,168 @@ import warnings
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any, Literal
 
-SCHEMA_VERSION = 1
+from pydantic import BaseModel, ConfigDict, StrictBool, StrictFloat, StrictInt, ValidationError, field_validator
+
+# 2: the record is declared by `Record` and written once per run; version 1 records have the same fields
+SCHEMA_VERSION = 2
 # refused: estimated not to fit the memory available (bench/fit.py), so stopped before loading anything
 STATUSES = ("ok", "failed", "oom", "diverged", "not_applicable", "refused")
+Status = Literal["ok", "failed", "oom", "diverged", "not_applicable", "refused"]
+# JSON numbers, or null where a value was NaN or infinite (strict JSON has neither); a string or a boolean
+# where a number belongs is an error
+Number = StrictInt | StrictFloat | None
+
+
+class Section(BaseModel):
+    """A part of the record: its declared keys typed, and further keys a producer adds kept as they are."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+
+class Numbers(Section):
+    """A section whose further keys are numbers (a task's metrics, a device's memory counters)."""
+
+    __pydantic_extra__: dict[str, Number]
+
+
+class Error(Section):
+    type: str
+    message: str
+    traceback: str | None = None
+    step: StrictInt | None = None  # diverged: the step whose loss was not finite
+
+
+class Params(Numbers):
+    total: StrictInt
+    trainable: StrictInt
+    trainable_pct: Number
+    method: StrictInt
+    head: StrictInt
+
+
+class Metrics(Numbers):
+    split: str | None = None
+    size: StrictInt | None = None
+    loss: Number = None
+
+
+class Stages(Section):
+    wall_seconds: Number
+    seconds: dict[str, Number]
+    untimed_seconds: Number
+
+
+class Time(Numbers):
+    train_seconds: Number = None
+    steps: StrictInt | None = None
+    steps_timed: StrictInt | None = None
+    median_step_seconds: Number = None
+    tokens_per_second: Number = None
+    eval_seconds: Number = None
+    examples_seen: StrictInt | None = None
+    tokens_seen: StrictInt | None = None
+    best_step: StrictInt | None = None
+    epochs: Number = None
+    shared_process: StrictBool | None = None
+    concurrent_jobs: StrictInt | None = None
+    shared_machine: StrictBool | None = None
+    machine: dict[str, Any] | None = None
+    stages: Stages | None = None
+
+
+class Memory(Numbers):
+    measure: str | None = None
+    peak_bytes: StrictInt | None = None
+    peak_reserved_bytes: StrictInt | None = None  # CUDA: what the caching allocator held
+    breakdown_at_peak: dict[str, Number] | None = None
+    analytic_bytes: dict[str, Number] | None = None
+    process_peak_rss_bytes: StrictInt | None = None
+    process_peak_rss_of: str | None = None
+
+
+class Utilisation(Section):
+    flops_per_token: Number = None
+    achieved_flops_per_second: Number = None
+    peak_flops_per_second: Number = None
+    peak_from: str | None = None
+    fraction: Number = None
+
+
+class Size(Section):
+    bytes: StrictInt | None = None
+    files: dict[str, StrictInt] | None = None
+    folder: str | None = None
+    error: str | None = None
+
+
+class Latency(Numbers):
+    batch_size: StrictInt | None = None
+    tokens: StrictInt | None = None
+    samples: StrictInt | None = None
+    median_ms: Number = None
+    p90_ms: Number = None
+    merged: dict[str, Number] | None = None  # a LoRA or IA3 model with its update merged into the weights
+
+
+class Forgetting(Numbers):
+    score: Number = None
+    reason: str | None = None
+    sample: str | None = None
+
+
+class Record(BaseModel):
+    """One run's record (also a count's and a serving measurement's, which fill other sections)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    run_id: str
+    schema_version: StrictInt = SCHEMA_VERSION
+    status: Status
+    error: Error | None = None
+    attempt: str | None = None  # which launch of the run wrote it (the parent reads its child's record by it)
+    started: str | None = None
+    ended: str | None = None
+    tracking: dict[str, Any] | None = None  # bench/tracking.py: backend, mode, the W&B run folder, any error
+    estimate: dict[str, Any] | None = None  # bench/fit.py: the memory estimated before loading
+    model_source: str | None = None
+    params: Params | None = None
+    data: dict[str, Any] | None = None  # the task's splits and labels as read
+    metrics: Metrics | None = None  # on the test split
+    per_example: dict[str, Any] | None = None  # what intervals and paired tests are computed from
+    predictions: list[dict[str, Any]] | None = None  # the first test examples with the model's answers
+    forgetting: Forgetting | None = None
+    validation: list[dict[str, Any]] | None = None  # every validation during training, then the final one
+    time: Time | None = None
+    losses: list[list[Number]] | None = None  # [step, training loss] as logged
+    utilisation: Utilisation | None = None
+    memory: Memory | None = None
+    size: Size | None = None
+    latency: Latency | None = None
+    environment: dict[str, Any] | None = None
+    count: dict[str, Any] | None = None  # mode=count: how the parameters were counted (bench/count.py)
+    serve: dict[str, Any] | None = None  # mode=serve: the serving measurement (bench/serve.py)
+    config: dict[str, Any]
+
+    @field_validator("config")
+    @classmethod
+    def _names(cls, config: dict) -> dict:
+        if not all(isinstance(config.get(g), dict) and isinstance(config[g].get("name"), str)
+                   for g in ("model", "task", "method")):
+            raise ValueError("a config with model, task and method names")
+        return config
+
+    def dump(self) -> dict:
+        """The record as JSON data: the fields that were set, so a failed run's record holds no empty sections."""
+        return self.model_dump(exclude_unset=True)
+
+
+def parse(data: Any) -> Record:
+    """A parsed JSON value as a record, of this version or an earlier one (raises ValidationError)."""
+    if isinstance(data, dict) and data.get("schema_version") == 1:
+        data = {**data, "schema_version": SCHEMA_VERSION}  # version 1 had the same fields, written twice per run
+    return Record.model_validate(data)
 RETRYABLE = ("failed", "oom")  # rerun by retry_failed=true
 
 # config keys that change where or how a run is reported or measured, never what it computes
@@ -114,7 +278,7 @@ def claim(path: Path):
         os.close(fd)
 
 
-def read(path: Path) -> dict | None:
+def read(path: Path) -> Record | None:
     """The record at `path`, or None. A file there that is not a record (truncated, empty, another
     program's) is moved aside, kept under a new name, with a warning naming both; it counts as no record."""
     try:
@@ -122,10 +286,10 @@ def read(path: Path) -> dict | None:
     except FileNotFoundError:
         return None
     try:
-        rec = json.loads(data)
-        if isinstance(rec, dict) and rec.get("status") in STATUSES:
-            return rec
-        problem = "JSON but not a run record (an object with a known status)"
+        parsed = json.loads(data)
+        return parse(parsed)
+    except ValidationError as e:
+        problem = f"JSON but not a run record ({mismatch(e, parsed)})"
     except ValueError as e:  # JSONDecodeError and UnicodeDecodeError
         problem = f"not JSON ({e})" if data.strip() else "empty"
     aside = path.with_name(f"{path.name}.corrupt-{datetime.now(timezone.utc):%Y%m%dT%H%M%S%f}")
@@ -134,7 +298,26 @@ def read(path: Path) -> dict | None:
     return None
 
 
-def write(path: Path, record: dict) -> None:
+def mismatch(e: ValidationError, data: Any) -> str:
+    """The first mismatch pydantic found, as `key.path=value: what was expected`."""
+    error = e.errors()[0]
+    path, value = [], data
+    for key in error["loc"]:  # down the data as far as it goes: the rest of loc names union members
+        if isinstance(value, dict) and key in value or isinstance(value, list) and isinstance(key, int) and key < len(value):
+            path.append(str(key))
+            value = value[key]
+        else:
+            break
+    expected = "a number" if error["type"] in ("int_type", "float_type") else error["msg"].lower()
+    return f"{'.'.join(path) or 'the record'}={_short(value)} is not valid: {expected}"
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:77]}..."
+
+
+def write(path: Path, record: Record) -> None:
     """Temporary file in the same folder, then rename: a reader sees the old record or the new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
@@ -150,9 +333,9 @@ def write(path: Path, record: dict) -> None:
         raise
 
 
-def dumps(record: dict) -> str:
+def dumps(record: Record) -> str:
     """The record as strict JSON."""
-    return json.dumps(_finite(record), indent=2, default=str, allow_nan=False)
+    return json.dumps(_finite(record.dump()), indent=2, allow_nan=False)
 
 
 def _umask() -> int:
@@ -176,17 +359,28 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def new(config: dict, status: str, **fields) -> dict:
-    assert status in STATUSES, status
-    return {"run_id": run_id(config), "schema_version": SCHEMA_VERSION, "status": status, "error": None, **fields, "config": config}
+def new(config: dict, status: str, **fields) -> Record:
+    """The record of `config` ending with `status`, its sections given as JSON-like data (numpy numbers and
+    tuples as JSON has them); a section or key the declaration does not have is an error here."""
+    fields = json.loads(json.dumps({"run_id": run_id(config), "schema_version": SCHEMA_VERSION, "status": status,
+                                    "error": None, **fields, "config": config},
+                                   default=_plain))
+    return Record.model_validate(fields)
+
+
+def _plain(value):
+    """JSON for what records hold beside JSON's own types (numpy scalars, paths)."""
+    if hasattr(value, "item"):  # numpy and torch scalars
+        return value.item()
+    return str(value)  # a path, or anything else, as its text: a record is never lost to a value JSON lacks
 
 
 def error_of(exc: BaseException) -> dict:
     return {"type": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc()}
 
 
-def should_skip(existing: dict | None, force: bool, retry_failed: bool) -> bool:
+def should_skip(existing: Record | None, force: bool, retry_failed: bool) -> bool:
     # a refused job is estimated again: the memory it was refused for is not part of its run id
-    if existing is None or force or existing.get("status") == "refused":
+    if existing is None or force or existing.status == "refused":
         return False
-    return not (retry_failed and existing.get("status") in RETRYABLE)
+    return not (retry_failed and existing.status in RETRYABLE)

@@ -19,24 +19,29 @@ import sys
 import time
 import uuid
 from collections import Counter
-from functools import partial
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from bench import record, tasks
-from bench.config import device_of, to_container, validate
-from bench.families import FAMILIES
-from bench.methods import METHODS
+from bench.compose import to_container
+from bench.families import FAMILIES, Family
+from bench.machine import device_of
+from bench.methods import METHODS, Method
 from bench.metrics import chosen, compute, per_example
+from bench.tasks import TaskData
 from bench.tracking import Tracker
+from bench.validate import validate
 
 if TYPE_CHECKING:
+    import torch
+
     from bench.measure import Stages
 
 
-def launch(cfg: DictConfig, concurrent_jobs: int | None = 1) -> dict | None:
+def launch(cfg: DictConfig, concurrent_jobs: int | None = 1) -> record.Record | None:
     """Validate (raises ConfigError), then skip, record not_applicable, or run (which refuses a job that
     would not fit, bench/fit.py); None when the same run is running in another process (which will
     write its record).
@@ -53,11 +58,11 @@ def launch(cfg: DictConfig, concurrent_jobs: int | None = 1) -> dict | None:
         return None
 
 
-def _launch(config: dict, path: Path, reason: str | None, lock: int, concurrent_jobs: int | None) -> dict:
+def _launch(config: dict, path: Path, reason: str | None, lock: int, concurrent_jobs: int | None) -> record.Record:
     existing = record.read(path)
     if record.should_skip(existing, config["force"], config["retry_failed"]):
-        print(f"skip: {path} exists (status {existing['status']}); force=true reruns it"
-              + (", retry_failed=true retries failed runs" if existing["status"] in record.RETRYABLE else ""))
+        print(f"skip: {path} exists (status {existing.status}); force=true reruns it"
+              + (", retry_failed=true retries failed runs" if existing.status in record.RETRYABLE else ""))
         return existing
     if config["train"]["gradient_checkpointing"] and not reason:
         # a model that cannot is a config error, stopped here like any other (this builds it on the meta
@@ -82,7 +87,7 @@ def _launch(config: dict, path: Path, reason: str | None, lock: int, concurrent_
     return rec
 
 
-def _in_fresh_process(config: dict, path: Path, lock: int, concurrent_jobs: int | None) -> dict:
+def _in_fresh_process(config: dict, path: Path, lock: int, concurrent_jobs: int | None) -> record.Record:
     attempt = uuid.uuid4().hex
     started = record.now()
     # the config goes through a pipe, so no temporary file outlives a killed parent; the child shares
@@ -90,7 +95,7 @@ def _in_fresh_process(config: dict, path: Path, lock: int, concurrent_jobs: int 
     code = subprocess.run([sys.executable, "-m", "bench.runner", attempt, json.dumps(concurrent_jobs)],
                           input=json.dumps(config), text=True, pass_fds=(lock,), check=False).returncode
     rec = record.read(path)
-    if rec is not None and rec.get("attempt") == attempt:
+    if rec is not None and rec.attempt == attempt:
         return rec
     how = f"killed by signal {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
     hint = " (the system may have run out of memory)" if code == -signal.SIGKILL else ""
@@ -115,7 +120,20 @@ def seed_everything(seed: int) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def build(cfg, kept: Path | None = None, before_apply=None, stages: Stages | None = None):
+@dataclass
+class Built:
+    """What `build` makes of a config: the task's data as the method reads it, and the model with the method applied."""
+
+    task: TaskData
+    family: Family
+    method: Method
+    model: torch.nn.Module
+    tokenizer: Any
+    source: str  # where the weights came from (a package folder, the hub id)
+    architecture: str  # the shape of batches: "encoder" (a classification head) or the family's text-to-text one
+
+
+def build(cfg, kept: Path | None = None, before_apply=None, stages: Stages | None = None) -> Built:
     """Task data in the form the method reads, then the model with the method applied (on CPU,
     before any training); or, given the folder a finished run kept (its record's `size.folder`),
     that run's trained model again. `before_apply(model, tokenizer, architecture)` sees the
@@ -136,7 +154,6 @@ def build(cfg, kept: Path | None = None, before_apply=None, stages: Stages | Non
             # methods alike (transformers 5 renamed gradient_checkpointing_enable); non-reentrant, which
             # works whatever requires gradients
             model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-    # the shape of batches: a classification head's, or the family's text-to-text one
     architecture = "encoder" if form == "encoder" else family.architecture
     if before_apply:
         with stages("measurement"):
@@ -147,110 +164,57 @@ def build(cfg, kept: Path | None = None, before_apply=None, stages: Stages | Non
         else:
             model = method.apply(model, cfg.method, family, tokenizer)
         precision.keep_trained_in_float32(model)
-    return task, family, method, model, tokenizer, source, architecture
+    return Built(task, family, method, model, tokenizer, source, architecture)
 
 
-def execute(config: dict, attempt: str | None = None, concurrent_jobs: int | None = 1) -> dict:
-    """Run the stages and write the record; every exception becomes a failed (oom, diverged) record."""
+@dataclass
+class Run:
+    """One run as its stages see it: its config, where its record goes, its stage clock, and the
+    record's sections as the stages fill them in."""
+
+    config: dict
+    attempt: str | None
+    concurrent_jobs: int | None
+    stages: Stages
+    cfg: DictConfig = field(init=False)
+    path: Path = field(init=False)
+    device: str = field(init=False)
+    started: str = field(default_factory=record.now)
+    sections: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.cfg = OmegaConf.create(self.config)
+        self.path = record.path_for(self.config)
+        self.device = device_of(self.cfg)
+
+    def in_precision(self):
+        """Evaluation and measurements compute as training does."""
+        from bench import precision
+
+        return precision.autocast(self.cfg.train.precision, self.device)
+
+
+def execute(config: dict, attempt: str | None = None, concurrent_jobs: int | None = 1) -> record.Record:
+    """Run the stages and write the record once, at the end; every exception becomes a failed (oom,
+    diverged) record."""
     import torch
 
-    from bench import batching, fit, forgetting, measure, precision, utilisation
-    from bench.predict import predict
+    from bench import measure
     from bench.train import Diverged
 
-    stages = measure.Stages(fresh_process=config["process"] == "fresh")  # its start: the process's, imports included
-    run_id = record.run_id(config)
-    path = record.path_for(config)
-    cfg = OmegaConf.create(config)
-    device = device_of(cfg)
-    started = record.now()
-    # will it fit: on the meta device, before anything loads or W&B starts (here, not in the launcher,
-    # which then needs no torch); a model that cannot checkpoint was refused by the launcher already
-    with stages("measurement"):
-        estimate = fit.checked(cfg)
+    # its start: the process's, imports included
+    run = Run(config, attempt, concurrent_jobs, measure.Stages(fresh_process=config["process"] == "fresh"))
+    estimate = fit_check(run)
     if estimate["fits"] is False:
-        return _refused(config, path, stages, estimate, attempt=attempt, started=started)
-    with stages("tracking"):
-        tracker = Tracker(config, run_id, str(path.parent))
-    fields: dict = {}
+        return refuse(run, estimate)
+    with run.stages("tracking"):
+        tracker = Tracker(config, record.run_id(config), str(run.path.parent))
     try:
-        seed_everything(cfg.seed)
-        t, m, tc = cfg.task, cfg.method, cfg.train
-        in_precision = partial(precision.autocast, tc.precision, device)  # evaluation and measurements as training computes
-        base: dict = {}
-
-        def score_base(model, tokenizer, architecture):  # on the run's device, as the tuned model will be
-            if architecture != "encoder":
-                with in_precision():
-                    base.update(forgetting.mean_token_loss(model.to(device), tokenizer, architecture, device))
-
-        fields["estimate"] = estimate  # beside what the run measures
-        task, family, method, model, tokenizer, fields["model_source"], architecture = build(
-            cfg, before_apply=score_base, stages=stages)
-        with stages("model_load"):
-            fields["params"] = method.count(model, m, family)
-            model.to(device)
-        with stages("data"):
-            fields["data"] = {"task_version": t.version, "split_seed": t.split_seed, "kind": task.kind,
-                              "majority_label": _majority(task), **task.describe()}
-            train_loader = batching.train_loader(task, tokenizer, architecture, t, tc.batch_size, cfg.seed, tc.group_by_length)
-
-        def evaluate(examples):
-            with in_precision():
-                outputs, loss = predict(model, tokenizer, task, examples, architecture, t, tc.eval_batch_size, device)
-            return outputs, {"loss": loss, **compute(task.metrics, examples, outputs)}
-
-        fit_start = time.perf_counter()
-        result = method.fit(model, train_loader, m, tc, device, lambda: evaluate(task.validation)[1], tracker.log,
-                            monitor=task.metrics[0])
-        stages.add("evaluation", result.eval_seconds)
-        stages.add("measurement", result.profile_seconds)
-        stages.add("data", result.data_seconds)
-        stages.add("training", time.perf_counter() - fit_start - result.eval_seconds - result.profile_seconds
-                   - result.data_seconds)
-
-        with stages("evaluation"):
-            fields["params"] = method.count(model, m, family)  # what training kept (diff pruning's mask decides)
-            outputs, scores = evaluate(task.test)
-            fields["metrics"] = {"split": "test", "size": len(task.test), **scores}
-            fields["per_example"] = per_example(task.kind, task.metrics, task.test, outputs, task.given_test)
-            fields["predictions"] = _sample(task, outputs)
-            final = evaluate(task.validation)[1]
-        with stages("measurement"), in_precision():
-            fields["forgetting"] = forgetting.score(
-                base or None, forgetting.mean_token_loss(model, tokenizer, architecture, device) if base else None,
-                reason="a run in the encoder form (a classification head) has no language-model head to score text with")
-        with stages("tracking"):
-            tracker.log({f"validation/{k}": v for k, v in final.items()}, result.steps)
-        # the weights scored on test: the last step's, or early stopping's best
-        fields["validation"] = result.evaluations + [{"step": result.best_step or result.steps, "final": True, **final}]
-        timing = result.timing(tc.timing_warmup)
-        fields["time"] = {
-            **timing,
-            "epochs": result.examples_seen / len(task.train) if task.train else None,
-            # timings of runs that shared a process or the machine with other runs are not clean
-            "shared_process": cfg.process == "inline",
-            "concurrent_jobs": concurrent_jobs,
-            "shared_machine": concurrent_jobs != 1 or timing["machine"].get("busy", False),
-        }
-        fields["losses"] = result.losses
-        with stages("measurement"):
-            if method.trains:  # the baselines' passes (prompting, a probe's features) are not training steps
-                # the rows read (grouped by length, also the rest of the last group: a random sample of the same rows)
-                lengths = utilisation.lengths_of(train_loader.dataset.read(), architecture)
-                fields["utilisation"] = utilisation.utilisation(
-                    utilisation.flops_per_token(model, family, architecture, *lengths, tc.batch_size),
-                    timing["tokens_per_second"], utilisation.peak_flops(device, tc.precision))
-            fields["memory"] = {**result.memory, "analytic_bytes": measure.analytic_bytes(
-                model, method.optimizer or tc.optimizer, tc.optimizer_args)}
-            kept = path.with_suffix("") if cfg.keep_full_copies or not method.full_copy else None  # beside the record
-            fields["size"] = measure.stored_bytes(method.save, model, kept)
-            one = batching.training_rows(task, task.test[:1], tokenizer, architecture, t.max_length, t.max_new_tokens)
-            one = {k: v.to(device) for k, v in batching.pad(one, tokenizer.pad_token_id).items()}
-            if architecture == "encoder":  # a served classifier is not handed the answer; T5 needs it as decoder input
-                del one["labels"]
-            with in_precision():
-                fields["latency"] = measure.serving_latency(model, one, tc.latency_samples)
+        seed_everything(run.cfg.seed)
+        built, base_loss = build_model(run)
+        loader, result = train_model(run, built, tracker)
+        evaluate_model(run, built, result, tracker, base_loss)
+        measure_run(run, built, loader, result)
         status, error = "ok", None
     except torch.OutOfMemoryError as e:
         status, error = "oom", record.error_of(e)
@@ -258,31 +222,157 @@ def execute(config: dict, attempt: str | None = None, concurrent_jobs: int | Non
         status, error = "diverged", {**record.error_of(e), "step": e.step}
     except Exception as e:  # noqa: BLE001 - a failed run is recorded, never lost
         status, error = "failed", record.error_of(e)
-    with stages("measurement"):
-        fields["environment"] = measure.environment(device)
-        fields.setdefault("memory", {}).update(measure.process_peak_rss(cfg.process == "inline"))  # the peak of the whole run
-    with stages("tracking"):
-        rec = record.new(config, status, error=error, attempt=attempt, started=started, ended=record.now(),
-                         tracking=tracker.info, **fields)
-        written = _keep(path, rec)  # before W&B's finish, so that a hang there cannot lose the record
-        tracker.finish(rec)
-    # then again, with the time tracking took and the whole wall time (and what finishing W&B said);
-    # a record that could not be written was printed in full already
-    rec["tracking"] = tracker.info
-    rec.setdefault("time", {})["stages"] = stages.record()
-    if written:
-        _keep(path, rec)
+    return finish(run, status, error, tracker)
+
+
+def fit_check(run: Run) -> dict:
+    """Will it fit: on the meta device, before anything loads or W&B starts (here, not in the launcher,
+    which then needs no torch); a model that cannot checkpoint was refused by the launcher already."""
+    from bench import fit
+
+    with run.stages("measurement"):
+        estimate = fit.checked(run.cfg)
+    run.sections["estimate"] = estimate  # beside what the run measures
+    return estimate
+
+
+def build_model(run: Run) -> tuple[Built, dict]:
+    """The data and the model with the method applied, on the run's device; and the base model's loss on
+    general text, scored before the method changes it (text-to-text models only), for forgetting."""
+    from bench import forgetting
+
+    base: dict = {}
+
+    def score_base(model, tokenizer, architecture):  # on the run's device, as the tuned model will be
+        if architecture != "encoder":
+            with run.in_precision():
+                base.update(forgetting.mean_token_loss(model.to(run.device), tokenizer, architecture, run.device))
+
+    built = build(run.cfg, before_apply=score_base, stages=run.stages)
+    run.sections["model_source"] = built.source
+    with run.stages("model_load"):
+        run.sections["params"] = built.method.count(built.model, run.cfg.method, built.family)
+        built.model.to(run.device)
+    return built, base
+
+
+def _evaluate(run: Run, built: Built, examples) -> tuple[list, dict]:
+    from bench.predict import predict
+
+    t = run.cfg
+    with run.in_precision():
+        outputs, loss = predict(built.model, built.tokenizer, built.task, examples, built.architecture, t.task,
+                                t.train.eval_batch_size, run.device)
+    return outputs, {"loss": loss, **compute(built.task.metrics, examples, outputs)}
+
+
+def train_model(run: Run, built: Built, tracker: Tracker):
+    """The method's training (or a baseline's fitting), validating on the way; its time split into stages."""
+    from bench import batching
+
+    cfg, task = run.cfg, built.task
+    with run.stages("data"):
+        run.sections["data"] = {"task_version": cfg.task.version, "split_seed": cfg.task.split_seed, "kind": task.kind,
+                                "majority_label": _majority(task), **task.describe()}
+        loader = batching.train_loader(task, built.tokenizer, built.architecture, cfg.task, cfg.train.batch_size,
+                                       cfg.seed, cfg.train.group_by_length)
+    fit_start = time.perf_counter()
+    result = built.method.fit(built.model, loader, cfg.method, cfg.train, run.device,
+                              lambda: _evaluate(run, built, task.validation)[1], tracker.log, monitor=task.metrics[0])
+    run.stages.add("evaluation", result.eval_seconds)
+    run.stages.add("measurement", result.profile_seconds)
+    run.stages.add("data", result.data_seconds)
+    run.stages.add("training", time.perf_counter() - fit_start - result.eval_seconds - result.profile_seconds
+                   - result.data_seconds)
+    run.sections["losses"] = result.losses
+    return loader, result
+
+
+def evaluate_model(run: Run, built: Built, result, tracker: Tracker, base_loss: dict) -> None:
+    """Test scores with per-example results, the final validation, and forgetting against the base's loss."""
+    from bench import forgetting
+
+    task, s = built.task, run.sections
+    with run.stages("evaluation"):
+        s["params"] = built.method.count(built.model, run.cfg.method, built.family)  # what training kept (diff pruning)
+        outputs, scores = _evaluate(run, built, task.test)
+        s["metrics"] = {"split": "test", "size": len(task.test), **scores}
+        s["per_example"] = per_example(task.kind, task.metrics, task.test, outputs, task.given_test)
+        s["predictions"] = _sample(task, outputs)
+        final = _evaluate(run, built, task.validation)[1]
+    with run.stages("measurement"), run.in_precision():
+        s["forgetting"] = forgetting.score(
+            base_loss or None,
+            forgetting.mean_token_loss(built.model, built.tokenizer, built.architecture, run.device) if base_loss else None,
+            reason="a run in the encoder form (a classification head) has no language-model head to score text with")
+    with run.stages("tracking"):
+        tracker.log({f"validation/{k}": v for k, v in final.items()}, result.steps)
+    # the weights scored on test: the last step's, or early stopping's best
+    s["validation"] = result.evaluations + [{"step": result.best_step or result.steps, "final": True, **final}]
+
+
+def measure_run(run: Run, built: Built, loader, result) -> None:
+    """Time, utilisation, memory, stored bytes and serving latency of the trained model."""
+    from bench import batching, measure, utilisation
+
+    cfg, tc, task, method, s = run.cfg, run.cfg.train, built.task, built.method, run.sections
+    timing = result.timing(tc.timing_warmup)
+    s["time"] = {
+        **timing,
+        "epochs": result.examples_seen / len(task.train) if task.train else None,
+        # timings of runs that shared a process or the machine with other runs are not clean
+        "shared_process": cfg.process == "inline",
+        "concurrent_jobs": run.concurrent_jobs,
+        "shared_machine": run.concurrent_jobs != 1 or timing["machine"].get("busy", False),
+    }
+    with run.stages("measurement"):
+        if method.trains:  # the baselines' passes (prompting, a probe's features) are not training steps
+            # the rows read (grouped by length, also the rest of the last group: a random sample of the same rows)
+            lengths = utilisation.lengths_of(loader.dataset.read(), built.architecture)
+            s["utilisation"] = utilisation.utilisation(
+                utilisation.flops_per_token(built.model, built.family, built.architecture, *lengths, tc.batch_size,
+                                            method.virtual_tokens(cfg.method), method.prefix_tokens(cfg.method)),
+                timing["tokens_per_second"], utilisation.peak_flops(run.device, tc.precision))
+        s["memory"] = {**result.memory, "analytic_bytes": measure.analytic_bytes(
+            built.model, method.optimizer or tc.optimizer, tc.optimizer_args)}
+        kept = run.path.with_suffix("") if cfg.keep_full_copies or not method.full_copy else None  # beside the record
+        s["size"] = measure.stored_bytes(method.save, built.model, kept)
+        one = batching.training_rows(task, task.test[:1], built.tokenizer, built.architecture, cfg.task.max_length,
+                                     cfg.task.max_new_tokens)
+        one = {k: v.to(run.device) for k, v in batching.pad(one, built.tokenizer.pad_token_id).items()}
+        if built.architecture == "encoder":  # a served classifier is not handed the answer; T5 needs it as decoder input
+            del one["labels"]
+        with run.in_precision():
+            s["latency"] = measure.serving_latency(built.model, one, tc.latency_samples)
+
+
+def finish(run: Run, status: str, error: dict | None, tracker: Tracker) -> record.Record:
+    """The record, written once; then W&B's summary and finish, after the record so that a hang there cannot
+    lose it (its time is the only part of the run the record's stages leave out)."""
+    from bench import measure
+
+    with run.stages("measurement"):
+        run.sections["environment"] = measure.environment(run.device)
+        # the peak of the whole run
+        run.sections.setdefault("memory", {}).update(measure.process_peak_rss(run.cfg.process == "inline"))
+    with run.stages("tracking"):
+        info = tracker.info
+    run.sections.setdefault("time", {})["stages"] = run.stages.record()
+    rec = record.new(run.config, status, error=error, attempt=run.attempt, started=run.started, ended=record.now(),
+                     tracking=info, **run.sections)
+    _keep(run.path, rec)  # a record that could not be written is printed in full
+    tracker.finish(rec)
     return rec
 
 
-def _refused(config: dict, path: Path, stages: Stages, estimate: dict, **fields) -> dict:
+def refuse(run: Run, estimate: dict) -> record.Record:
     """The record of a run estimated not to fit, stopped before it loaded anything."""
     from bench import fit
 
-    rec = record.new(config, "refused", error={"type": "WontFit", "message": fit.refusal(estimate, config["train"])},
-                     estimate=estimate, ended=record.now(), **fields)
-    rec["time"] = {"stages": stages.record()}
-    _keep(path, rec)
+    rec = record.new(run.config, "refused", error={"type": "WontFit", "message": fit.refusal(estimate, run.config["train"])},
+                     estimate=estimate, attempt=run.attempt, started=run.started, ended=record.now(),
+                     time={"stages": run.stages.record()})
+    _keep(run.path, rec)
     return rec
 
 
@@ -317,63 +407,65 @@ def _sample(task, outputs, n: int = 20) -> list[dict]:
     return rows
 
 
-def summary(rec: dict, path: Path) -> str:
-    c = rec["config"]
-    lines = [f"run {rec['run_id']}: {rec['status']}",
+def summary(rec: record.Record, path: Path) -> str:
+    c = rec.config
+    lines = [f"run {rec.run_id}: {rec.status}",
              f"  model {c['model']['name']}  task {c['task']['name']}  method {c['method']['name']}"]
-    if rec["status"] != "ok":
-        lines.append(f"  {rec['error']['type']}: {rec['error']['message']}")
+    if rec.status != "ok":
+        lines.append(f"  {rec.error.type}: {rec.error.message}")
     else:
-        p, mt, tm, mem = rec["params"], rec["metrics"], rec["time"], rec["memory"]
+        p, mt, mem = rec.params, rec.metrics, rec.memory
         lines += [
-            f"  trainable {p['trainable']:,} of {p['total']:,} ({p['trainable_pct']:.3f}%): method {p['method']:,}, head {p['head']:,}",
-            f"  test ({mt['size']} examples): " + ", ".join(f"{k} {v:.4f}" for k, v in mt.items() if k not in ("split", "size", "loss")),
-            _training(tm) + _utilisation(rec.get("utilisation")),
-            (f"  peak memory {_mib(mem['peak_bytes'])} ({mem['measure']})" if "peak_bytes" in mem else "  peak memory: not measured")
-            + f"; process peak resident {_mib(mem['process_peak_rss_bytes'])} ({mem['process_peak_rss_of']})",
-            _stored(rec["size"]) + "; " + _latency(rec["latency"]),
+            f"  trainable {p.trainable:,} of {p.total:,} ({p.trainable_pct:.3f}%): method {p.method:,}, head {p.head:,}",
+            f"  test ({mt.size} examples): "
+            + ", ".join(f"{k} {v:.4f}" for k, v in mt.model_dump().items() if k not in ("split", "size", "loss")),
+            _training(rec.time) + _utilisation(rec.utilisation),
+            (f"  peak memory {_mib(mem.peak_bytes)} ({mem.measure})" if mem.peak_bytes is not None
+             else "  peak memory: not measured")
+            + f"; process peak resident {_mib(mem.process_peak_rss_bytes)} ({mem.process_peak_rss_of})",
+            _stored(rec.size) + "; " + _latency(rec.latency),
         ]
-    if rec.get("time", {}).get("stages"):
-        lines.append(_stages(rec["time"]["stages"]))
+    if rec.time and rec.time.stages:
+        lines.append(_stages(rec.time.stages))
     lines.append(f"  record {path}")
-    if rec.get("tracking", {}).get("dir"):
-        lines.append(f"  W&B ({rec['tracking']['mode']}) {rec['tracking']['dir']}")
+    if (rec.tracking or {}).get("dir"):
+        lines.append(f"  W&B ({rec.tracking['mode']}) {rec.tracking['dir']}")
     return "\n".join(lines)
 
 
-def _training(tm: dict) -> str:
-    if not tm["steps"]:
+def _training(tm: record.Time) -> str:
+    if not tm.steps:
         return "  no training"
-    return (f"  training {tm['train_seconds']:.1f} s over {tm['steps']} steps, median step "
-            + (f"{tm['median_step_seconds'] * 1000:.0f} ms, {tm['tokens_per_second']:.0f} tokens/s"
-               if tm["steps_timed"] else "not timed (the only step was the memory-profiled one)"))
+    return (f"  training {tm.train_seconds:.1f} s over {tm.steps} steps, median step "
+            + (f"{tm.median_step_seconds * 1000:.0f} ms, {tm.tokens_per_second:.0f} tokens/s"
+               if tm.steps_timed else "not timed (the only step was the memory-profiled one)"))
 
 
-def _utilisation(u: dict | None) -> str:
-    if not u or u["fraction"] is None:
+def _utilisation(u: record.Utilisation | None) -> str:
+    if not u or u.fraction is None:
         return ""
-    return (f"; {u['flops_per_token']:.3g} FLOP/token, {u['achieved_flops_per_second']:.3g} FLOP/s, "
-            f"{100 * u['fraction']:.1f}% of peak ({u['peak_from']})")
+    return (f"; {u.flops_per_token:.3g} FLOP/token, {u.achieved_flops_per_second:.3g} FLOP/s, "
+            f"{100 * u.fraction:.1f}% of peak ({u.peak_from})")
 
 
-def _stages(stages: dict) -> str:
-    wall = stages["wall_seconds"]
-    parts = sorted(stages["seconds"].items(), key=lambda kv: -kv[1])
+def _stages(stages: record.Stages) -> str:
+    wall = stages.wall_seconds
+    parts = sorted(stages.seconds.items(), key=lambda kv: -kv[1])
     return (f"  wall {wall:.1f} s: " + ", ".join(f"{name} {100 * s / wall:.0f}%" for name, s in parts)
-            + f", untimed {100 * stages['untimed_seconds'] / wall:.0f}%")
+            + f", untimed {100 * stages.untimed_seconds / wall:.0f}%")
 
 
-def _stored(size: dict) -> str:
-    if size["bytes"] is None:
-        return f"  stored size not measured ({size['error']})"
-    return f"  stored per task {_mib(size['bytes'])}" + (f" (kept in {size['folder']})" if size.get("folder") else "")
+def _stored(size: record.Size) -> str:
+    if size.bytes is None:
+        return f"  stored size not measured ({size.error})"
+    return f"  stored per task {_mib(size.bytes)}" + (f" (kept in {size.folder})" if size.folder else "")
 
 
-def _latency(latency: dict) -> str:
-    if not latency:
+def _latency(latency: record.Latency | None) -> str:
+    if latency is None or latency.median_ms is None:
         return "latency not measured"
-    merged = f" ({latency['merged']['median_ms']:.1f} ms merged)" if "merged" in latency else ""
-    return f"batch-1 latency {latency['median_ms']:.1f} ms{merged}"
+    merged = f" ({latency.merged['median_ms']:.1f} ms merged)" if latency.merged else ""
+    return f"batch-1 latency {latency.median_ms:.1f} ms{merged}"
 
 
 def _mib(n: int) -> str:

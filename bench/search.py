@@ -5,7 +5,7 @@
 1. Each method's grid (`method.lr_grid`, in conf/method/<name>.yaml) runs on seed 0: one Hydra
    multirun per method (`python -m bench -m method=NAME method.lr=a,b,c,d seed=0 ...`), so every
    launcher and every override of `python -m bench` applies.
-2. The learning rate with the best mean validation score is selected (analysis/selection.py);
+2. The learning rate with the best mean validation score is selected (bench/selection.py);
    test scores are never read. A choice at the edge of the grid is reported.
 3. The selected rate runs on seeds 0..N-1 (seed 0 stands from step 1 and is skipped).
 
@@ -22,18 +22,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
+from bench import results
+from bench.compose import compose, to_container
+from bench.record import search_id
+from bench.selection import select
 
-from bench.config import register_schemas, to_container
-
-CONF = str(Path(__file__).resolve().parents[1] / "conf")
 # the comparison DESIGN.md asks of a methods table: every trained method and both baselines
 METHODS = "full_ft,bitfit,prompt_tuning,prefix_tuning,lora,ia3,probe,icl"
 
 
 def _compose(overrides: list[str]) -> dict:
-    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        return to_container(compose("config", overrides=overrides))
+    return to_container(compose(overrides))
 
 
 def _multirun(method: str, overrides: list[str], lrs: list[float] | None, seeds: list[int]) -> int:
@@ -46,17 +45,12 @@ def _multirun(method: str, overrides: list[str], lrs: list[float] | None, seeds:
 
 def search_runs(config: dict):
     """The records of this config's search: the runs that differ from it in seed and lr alone."""
-    from analysis import records
-    from bench.record import search_id
-
-    frame = records.load(Path(config["results_dir"]))
+    frame = results.load(Path(config["results_dir"]))
     return frame[(frame.sweep == config["sweep_name"]) & (frame.search == search_id(config))]
 
 
 def selected_lr(runs) -> tuple[float, dict] | None:
     """The selected learning rate among the finished runs (None if none finished), with what it was chosen by."""
-    from analysis.selection import select
-
     chosen = select(runs)
     if chosen.empty:
         return None
@@ -75,7 +69,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("seed, method and method.lr are set by the search: use --seeds and --methods")
     if args.seeds < 1:
         parser.error(f"--seeds={args.seeds}: expected 1 or more")
-    register_schemas()
     from bench.methods import METHODS as REGISTRY
 
     overrides = ["sweep_name=lr_search", *args.overrides]

@@ -46,20 +46,22 @@ from omegaconf import DictConfig, OmegaConf
 from peft import PeftModel, PeftType
 from peft.utils.other import ModulesToSaveWrapper
 
-from bench import assets, count, measure, models, record
-from bench.config import ConfigError, device_of, to_container, validate
+from bench import assets, measure, meta, models, record
+from bench.compose import CONF, to_container
+from bench.errors import ConfigError
+from bench.machine import device_of
+from bench.validate import validate
 from bench.families import FAMILIES, Family
 from bench.methods import METHODS
-from bench.methods.prompt_tuning import with_prompts
+from bench.predict import with_prompts
 
-VARIANTS = ("base", "lora", "lora_merged", "ia3", "ia3_merged", "prompt_tuning", "prefix_tuning",
-            "lora_mixed", "lora_swapped", "prompt_mixed")
-MANY_TASKS = ("lora_mixed", "lora_swapped", "prompt_mixed")  # rows of different tasks: batches of 2 rows or more
+# variant -> the method it serves and how (each method's `serving`, bench/methods)
+SERVED = {v: (name, s) for name, m in METHODS.items() for v, s in m.serving.items()}
+VARIANTS = ("base", *SERVED)
+MANY_TASKS = tuple(v for v, (_, s) in SERVED.items() if s.kind in ("mixed", "swapped"))  # batches of 2 rows or more
+REFUSED = {v: why for m in METHODS.values() for v, why in m.refused_serving.items()}
 # adapter types whose layers route each row of a batch through its own adapter when given `adapter_names`
 MIXED_BY_PEFT = {PeftType.LORA}
-REFUSED = {"ia3_mixed": "peft ignores adapter_names for IA3 (every row would get the active adapter): "
-                        "serve IA3 tasks in sub-batches or merged copies"}
-CONF_METHODS = Path(__file__).parent.parent / "conf" / "method"
 NOISE = 0.02  # the standard deviation each task adapter moves by from its initialisation
 
 
@@ -98,7 +100,7 @@ def method_config(cfg: DictConfig, name: str) -> DictConfig:
     """The settings a variant serves with: the run's `method` when it is this method, else its YAML."""
     if cfg.method.name == name:
         return cfg.method
-    fields = OmegaConf.load(CONF_METHODS / f"{name}.yaml")
+    fields = OmegaConf.load(CONF / "method" / f"{name}.yaml")
     fields.pop("defaults", None)
     return OmegaConf.merge(OmegaConf.structured(METHODS[name].schema), fields)
 
@@ -109,8 +111,12 @@ def task_names(n: int) -> list[str]:
 
 def with_adapters(base: torch.nn.Module, method_cfg, family: Family, tokenizer, n: int, seed: int) -> torch.nn.Module:
     """A copy of `base` with the method applied, as `n` task adapters (peft's, named by `task_names`),
-    each moved from its initialisation by its own seeded noise; the first is active."""
+    each moved from its initialisation by its own seeded noise; the first is active. A method of the
+    project's own modules (prefix tuning) serves one task, as initialised with `seed`."""
+    torch.manual_seed(seed)
     model = METHODS[method_cfg.name].apply(copy.deepcopy(base), method_cfg, family, tokenizer)
+    if not isinstance(model, PeftModel):
+        return model.eval()
     names = task_names(n)
     for i, name in enumerate(names):
         if i:
@@ -225,47 +231,42 @@ def inputs(token_ids: list[int], rows: int, length: int, architecture: str, star
 
 
 def servers(cfg: DictConfig, base: torch.nn.Module, family: Family, tokenizer) -> tuple[dict, dict, dict]:
-    """The models each variant serves with, the bytes per task, the reasons variants do not apply."""
+    """The models each variant serves with, the bytes per task, the reasons variants do not apply. A method's
+    task model is `made[name]`; its merged copy `made[variant]`; its many task adapters `made[f"{name}_tasks"]`."""
     wanted, n, seed = set(cfg.serve.variants), cfg.serve.tasks, cfg.seed
     made: dict = {"base": base.eval()}
     size: dict = {"full_copy": measure.stored_bytes(lambda m, f: m.save_pretrained(str(f)), base, None)["bytes"]}
     skipped: dict = {}
-    for name in ("lora", "ia3", "prompt_tuning", "prefix_tuning"):
-        needed = {v for v in wanted if v == name or v.startswith(name.split("_")[0] + "_")}
+    for name, method in METHODS.items():
+        needed = wanted & set(method.serving)
         if not needed:
             continue
-        method, method_cfg = METHODS[name], method_config(cfg, name)
+        method_cfg = method_config(cfg, name)
         reason = method.check(method_cfg, family)
         if reason:
             skipped.update(dict.fromkeys(needed, reason))
             continue
-        if name == "prefix_tuning":  # the project's own module: one task
-            torch.manual_seed(seed)
-            model = method.apply(copy.deepcopy(base), method_cfg, family, tokenizer).eval()
-        else:
-            model = with_adapters(base, method_cfg, family, tokenizer, 1, seed)
+        model = with_adapters(base, method_cfg, family, tokenizer, 1, seed)
         size[name] = measure.stored_bytes(method.save, model, None)["bytes"]
         made[name] = model
-        if f"{name}_merged" in wanted:
-            made[f"{name}_merged"] = merged_copy(model).eval()
-        many = {"lora": ("lora_mixed", "lora_swapped"), "prompt_tuning": ("prompt_mixed",)}.get(name, ())
-        if wanted & set(many):
+        kinds = {method.serving[v].kind: v for v in needed}
+        if "merged" in kinds:
+            made[kinds["merged"]] = merged_copy(model).eval()
+        if {"mixed", "swapped"} & set(kinds):
             made[f"{name}_tasks"] = with_adapters(base, method_cfg, family, tokenizer, n, seed)
     return made, size, skipped
 
 
 def calls(made: dict, batch: dict, names: list[str], wanted) -> dict[str, Callable]:
     """Each variant's forward on this batch."""
+    forwards = {"mixed": mixed_forward, "swapped": swapped_forward}
     out = {}
     for v in wanted:
         if v in MANY_TASKS and len(batch["input_ids"]) < 2:
             continue
-        if v == "lora_mixed":
-            out[v] = lambda m=made["lora_tasks"]: mixed_forward(m, batch, names)
-        elif v == "lora_swapped":
-            out[v] = lambda m=made["lora_tasks"]: swapped_forward(m, batch, names)
-        elif v == "prompt_mixed":
-            out[v] = lambda m=made["prompt_tuning_tasks"]: mixed_forward(m, batch, names)
+        name, serving = SERVED.get(v, (None, None))
+        if serving is not None and serving.kind in forwards:
+            out[v] = lambda m=made[f"{name}_tasks"], f=forwards[serving.kind]: f(m, batch, names)
         elif v in made:
             out[v] = lambda m=made[v]: m(**batch)
     return out
@@ -312,7 +313,7 @@ def measure_serving(cfg: DictConfig) -> dict:
     family = FAMILIES[cfg.model.family]
     device = device_of(cfg)
     seed_everything(cfg.seed)
-    num_labels, _ = count.label_count(cfg, family)
+    num_labels, _ = meta.label_count(cfg, family)
     base, tokenizer, source = models.load(cfg.model, family, num_labels)
     architecture = family.architecture
     made, size, skipped = servers(cfg, base.to(device), family, tokenizer)
@@ -338,7 +339,7 @@ def measure_serving(cfg: DictConfig) -> dict:
         "model_source": source,
         "serve": {"shapes": shapes, "stored_bytes": size, "memory": memory(made, cfg.serve.tasks),
                   "mixed_max_abs_difference": mixed_check, "not_applicable": skipped,
-                  "methods": {n: to_container(method_config(cfg, n)) for n in ("lora", "ia3", "prompt_tuning", "prefix_tuning")},
+                  "methods": {n: to_container(method_config(cfg, n)) for n in dict.fromkeys(m for m, _ in SERVED.values())},
                   "shared_process": False},
         "environment": measure.environment(device),
     }
@@ -355,7 +356,7 @@ def _stats(seconds: dict[str, list[float]], rows: int, length: int) -> dict:
     return out
 
 
-def launch(cfg: DictConfig) -> dict:
+def launch(cfg: DictConfig) -> record.Record:
     """Validate (raises ConfigError), measure, write the serve record, print its table."""
     validate(cfg)  # a method or task that does not apply matters not here: each variant says whether it applies
     check(cfg)
@@ -377,11 +378,11 @@ def launch(cfg: DictConfig) -> dict:
     return rec
 
 
-def summary(rec: dict) -> str:
-    what = f"serve {rec['config']['model']['name']}"
-    if rec["status"] != "ok":
-        return f"{what}: {rec['status']}: {rec['error']['type']}: {rec['error']['message']}"
-    s = rec["serve"]
+def summary(rec: record.Record) -> str:
+    what = f"serve {rec.config['model']['name']}"
+    if rec.status != "ok":
+        return f"{what}: {rec.status}: {rec.error.type}: {rec.error.message}"
+    s = rec.serve
     lines = [f"{what}: median latency per batch (relative to the base model)"]
     for shape in s["shapes"]:
         cells = [f"{name} {v['median_ms']:.1f} ms ({v['relative_to_base']:.2f}x)" for name, v in shape["variants"].items()]

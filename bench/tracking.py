@@ -6,6 +6,10 @@ from __future__ import annotations
 import threading
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bench.record import Record
 
 
 def flatten(d: dict, prefix: str = "") -> dict:
@@ -78,14 +82,14 @@ class Tracker:
             except Exception as e:  # noqa: BLE001
                 self._fail("log", e)
 
-    def finish(self, record: dict) -> bool:
+    def finish(self, record: Record) -> bool:
         """Send the record's numbers as the run summary and close the run; False if that failed."""
         self._started()
         if self.run is None:
             return True
         try:
-            self.run.summary.update(flatten({k: v for k, v in record.items() if k != "config"}))
-            self.run.finish(exit_code=0 if record["status"] in ("ok", "not_applicable") else 1)
+            self.run.summary.update(flatten({k: v for k, v in record.dump().items() if k != "config"}))
+            self.run.finish(exit_code=0 if record.status in ("ok", "not_applicable") else 1)
         except Exception as e:  # noqa: BLE001
             self._fail("finish", e)
             return False

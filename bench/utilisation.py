@@ -160,8 +160,9 @@ class Training:
                     or self.prefix_tokens or self.first_trains)
 
     @classmethod
-    def of(cls, model: torch.nn.Module, family) -> Training:
-        """From a model with its method applied (peft-wrapped or not) and its bench.families.Family."""
+    def of(cls, model: torch.nn.Module, family, virtual_tokens: int = 0, prefix_tokens: int = 0) -> Training:
+        """From a model with its method applied (peft-wrapped or not), its bench.families.Family, and the
+        positions the method adds (its `virtual_tokens` and `prefix_tokens`)."""
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
         shape = Shape.of(base.config)
         two_stacks = base.config.is_encoder_decoder
@@ -192,19 +193,15 @@ class Training:
                 trained += n if grad else 0
         grads = [n for n, p in model.named_parameters() if p.requires_grad]
         output_names = tuple(f"{n}." for n, m in model.named_modules() if id(m) in outputs)
-        config = getattr(model, "active_peft_config", None)
-        prompt = config.num_virtual_tokens if str(getattr(config, "peft_type", "")).endswith("PROMPT_TUNING") else 0
         in_matrices = tuple(f"{n}." for n in first)
         embeddings = base.get_input_embeddings().weight.requires_grad
-        inputs = embeddings or bool(prompt) or any(
+        inputs = embeddings or bool(virtual_tokens) or any(
             ("embed" in n and "rel_embeddings" not in n and not n.startswith(output_names))  # the embeddings' block
             or (_in_first_layer(n, two_stacks) and not n.startswith(in_matrices) and ".prefix." not in n)  # a norm
             for n in grads)
         # T5's decoder reads its own embeddings (the shared table) through its own first norm
         target_inputs = embeddings or any(
             re.search(r"decoder\.block\.0\.layer\.0\.layer_norm", n) for n in grads) if two_stacks else True
-        prefixes = [m.prefix.key.shape[-2] for m in model.modules()
-                    if isinstance(getattr(m, "prefix", None), torch.nn.Module) and hasattr(m.prefix, "key")]
         return cls(
             backbone=trained / total if total else 0.0,
             head=head,
@@ -216,8 +213,8 @@ class Training:
             added_target=added_target,
             added_first=added_first,
             added_first_target=added_first_target,
-            virtual_tokens=prompt,
-            prefix_tokens=max(prefixes, default=0),
+            virtual_tokens=virtual_tokens,
+            prefix_tokens=prefix_tokens,
             positions=trained > 0 or any(k in n for n in grads for k in ("rel_embeddings", "pos_key_proj", "pos_query_proj")),
         )
 
@@ -384,13 +381,14 @@ def lengths_of(rows: Sequence[dict], architecture: str) -> tuple[list[int], list
 
 
 def flops_per_token(model: torch.nn.Module, family, architecture: str, lengths: float | Sequence[float],
-                    target_lengths: float | Sequence[float] | None = None, batch_size: int = 1) -> float:
+                    target_lengths: float | Sequence[float] | None = None, batch_size: int = 1,
+                    virtual_tokens: int = 0, prefix_tokens: int = 0) -> float:
     """Model FLOPs per training token of `model` as its method left it (peft-wrapped or not): the runner's
     entry point. `family` is its bench.families.Family; the rest as in model_flops_per_token, e.g.
     flops_per_token(model, family, architecture, *lengths_of(loader.dataset.read(), architecture), cfg.train.batch_size)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return model_flops_per_token(Shape.of(base.config), architecture, Training.of(model, family), lengths,
-                                 target_lengths, batch_size)
+    training = Training.of(model, family, virtual_tokens, prefix_tokens)
+    return model_flops_per_token(Shape.of(base.config), architecture, training, lengths, target_lengths, batch_size)
 
 
 # --- the device's peak -------------------------------------------------------------------------------

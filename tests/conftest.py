@@ -2,10 +2,9 @@ import os
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from bench.config import register_schemas
+from bench.compose import compose
 
 # the tests never reach a hub: every asset they use ships in a pip package
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -16,9 +15,6 @@ if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
     import torch
 
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
-
-CONF = str(Path(__file__).resolve().parents[1] / "conf")
-register_schemas()
 
 # small and fast, with tracking off, as every test run should be
 FAST = [
@@ -45,13 +41,7 @@ def make_config(tmp_path):
     """Compose a run config the way `python -m bench` does, results under tmp_path."""
 
     def make(*overrides: str, fast: bool = True, hydra: bool = False):
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-            return compose(
-                "config",
-                overrides=[*(FAST if fast else []), f"results_dir={tmp_path}/results", *overrides],
-                return_hydra_config=hydra,
-            )
+        return compose([*(FAST if fast else []), f"results_dir={tmp_path}/results", *overrides], return_hydra_config=hydra)
 
     yield make
     GlobalHydra.instance().clear()
@@ -74,7 +64,7 @@ FIXTURE_DIRS = {**{t: "superglue" for t in ("boolq", "cb", "copa", "multirc", "r
 @pytest.fixture
 def task_config(make_config):
     """A validated task config reading the tests' own files, with every official test example."""
-    from bench.config import validate
+    from bench.validate import validate
 
     def make(task, *overrides):
         cfg = make_config(f"task={task}", f"task.data_dir={FIXTURES / FIXTURE_DIRS[task]}", "task.val_size=1",

@@ -6,15 +6,18 @@ import torch
 from test_families import PRESETS, run_config
 from tiny import changed_by_training
 
-from bench.config import ConfigError, validate
+from bench.errors import ConfigError
+
+from bench.validate import validate
 from bench.runner import build
 
 
 @pytest.mark.parametrize("family", ["bert", "gpt2", "t5"])  # nn.Linear, GPT-2's Conv1D, an encoder-decoder
 def test_adapters_start_as_the_identity(make_config, tiny_models, family):
     cfg = run_config(make_config, tiny_models, family, "method=adapter", "method.kind=houlsby")
-    task, _, _, adapted, tokenizer, _, _ = build(cfg)
-    plain = build(run_config(make_config, tiny_models, family, "method=full_ft"))[3]
+    built = build(cfg)
+    task, adapted, tokenizer = built.task, built.model, built.tokenizer
+    plain = build(run_config(make_config, tiny_models, family, "method=full_ft")).model
     batch = tokenizer([e.text for e in task.test[:3]], return_tensors="pt", padding=True)
     if family == "t5":
         batch["decoder_input_ids"] = batch["input_ids"][:, :4]

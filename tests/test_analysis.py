@@ -4,10 +4,11 @@ import json
 
 import pytest
 
-from analysis import records, tables
+from analysis import tables
+from bench import results as records
 from analysis.__main__ import main as analysis_main
 from analysis.figures import pareto_front
-from analysis.selection import select
+from bench.selection import select
 
 
 def _record(folder, run_id, method="lora", accuracy=0.5, status="ok", seed=0, lr=1e-3, val=None, per_example=None,
@@ -259,11 +260,13 @@ def test_trainable_means_one_thing_in_every_table_and_failed_rows_say_why(result
 
 
 @pytest.mark.parametrize("change, why", [
-    (lambda r: r.update(metrics=["not", "a", "dict"]), "metrics is list, not an object"),
-    (lambda r: r["metrics"].update(accuracy="high"), "metrics.accuracy='high' is not a number"),
-    (lambda r: r.update(status="<script>alert(1)</script>"), "status '<script>alert(1)</script>' is not one of"),
-    (lambda r: r["config"].pop("method"), "config has no model, task and method names"),
-    (lambda r: r.update(per_example=[1, 2]), "per_example is list, not a dict"),
+    (lambda r: r.update(metrics=["not", "a", "dict"]), "metrics=['not', 'a', 'dict'] is not valid: input should be a valid dictionary"),
+    (lambda r: r["metrics"].update(accuracy="high"), "metrics.accuracy='high' is not valid: a number"),
+    (lambda r: r.update(status="<script>alert(1)</script>"), "status='<script>alert(1)</script>' is not valid: input should be 'ok'"),
+    (lambda r: r["config"].pop("method"), "a config with model, task and method names"),
+    (lambda r: r.update(per_example=[1, 2]), "per_example=[1, 2] is not valid: input should be a valid dictionary"),
+    (lambda r: r.update(schema_version="2"), "schema_version='2' is not valid: a number"),
+    (lambda r: r.update(unknown_section={}), "unknown_section={} is not valid: extra inputs are not permitted"),
 ])
 def test_records_that_do_not_fit_the_schema_are_skipped_by_name(results, change, why, tmp_path):
     path = results / "methods" / "f.json"

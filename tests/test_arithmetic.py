@@ -4,7 +4,9 @@ from collections import Counter
 import pytest
 from omegaconf import OmegaConf
 
-from bench.config import ConfigError, validate
+from bench.errors import ConfigError
+
+from bench.validate import validate
 from bench.metrics import compute, final_answer
 from bench.tasks import Example, load
 from bench.tasks.arithmetic import OPS, TEMPLATES, WORDS, expression, solve

@@ -51,18 +51,19 @@ def test_icl_draws_are_seeded(make_config):
 def test_probe_on_real_features_beats_the_majority_class(make_config):
     # frozen all-MiniLM-L6-v2 mean-pooled features and a logistic regression, 600 training tweets
     rec = launch(make_config("method=probe", "task.train_size=600", "task.test_size=300"))
-    assert rec["status"] == "ok", rec.get("error")
+    assert rec.status == "ok", rec.error
     data = load(make_config("task.test_size=300").task)
     majority = max(Counter(e.label for e in data.test).values()) / len(data.test)
-    assert rec["params"]["trainable"] == 0
-    assert rec["metrics"]["accuracy"] > majority + 0.05
-    assert rec["size"]["files"] == {"classifier.pkl": rec["size"]["bytes"]}
+    assert rec.params.trainable == 0
+    assert rec.metrics.accuracy > majority + 0.05
+    assert rec.size.files == {"classifier.pkl": rec.size.bytes}
 
 
 @pytest.mark.parametrize("override, key", [("method.classifier=svm", "method.classifier"), ("method.pooling=max", "method.pooling"),
                                            ("method.C=0", "method.C"), ("method.trees=0", "method.trees")])
 def test_probe_bad_values_name_their_key(make_config, override, key):
-    from bench.config import ConfigError, validate
+    from bench.errors import ConfigError
+    from bench.validate import validate
 
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         validate(make_config("method=probe", override))
@@ -70,4 +71,4 @@ def test_probe_bad_values_name_their_key(make_config, override, key):
 
 def test_icl_on_an_encoder_is_not_applicable(make_config):
     rec = launch(make_config("method=icl"))
-    assert rec["status"] == "not_applicable" and "encoder" in rec["error"]["message"]
+    assert rec.status == "not_applicable" and "encoder" in rec.error.message

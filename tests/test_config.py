@@ -9,7 +9,9 @@ import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ValidationError
 
-from bench.config import ConfigError, validate
+from bench.errors import ConfigError
+
+from bench.validate import validate
 from bench.runner import launch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -141,10 +143,10 @@ def test_bitfit_without_biases_is_recorded_not_applicable(make_config, tmp_path)
     # SmolLM2 (Llama architecture) has no bias terms; nothing is loaded to find that out
     cfg = make_config("model=smollm2-135m", "method=bitfit")
     rec = launch(cfg)
-    assert rec["status"] == "not_applicable"
-    assert "llama architecture has none" in rec["error"]["message"]
+    assert rec.status == "not_applicable"
+    assert "llama architecture has none" in rec.error.message
     stored = json.loads(next((tmp_path / "results" / "default").glob("*.json")).read_text())
-    assert stored["status"] == "not_applicable" and stored["run_id"] == rec["run_id"]
+    assert stored["status"] == "not_applicable" and stored["run_id"] == rec.run_id
 
 
 def _bench(*args, cwd=REPO):

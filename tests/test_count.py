@@ -12,18 +12,21 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from bench import count
-from bench.config import ConfigError, validate
+from bench import count, meta
+from bench.compose import CONF
+from bench.errors import ConfigError
+from bench.validate import validate
 from bench.families import FAMILIES
 
 REPO = Path(__file__).resolve().parents[1]
-PRESETS = sorted(p.stem for p in (REPO / "conf" / "model").glob("*.yaml"))
+PRESETS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
 
 
 def counted(make_config, *overrides) -> dict:
+    """The count record's data, as written."""
     rec = count.launch(make_config("mode=count", *overrides))
-    assert rec["status"] == "ok", rec["error"]
-    return rec
+    assert rec.status == "ok", rec.error
+    return rec.dump()
 
 
 # ---- hand formulas (parameters of the architecture as built, biases and norms included)
@@ -111,7 +114,7 @@ def test_bert_matches_hand_formula_and_published_count(make_config, preset, d, l
 
 def test_tied_embeddings_counted_once_unlike_init_empty_weights(make_config):
     cfg = make_config("model=gpt2")
-    model = count.build(cfg.model, FAMILIES["gpt2"])
+    model = meta.build(cfg.model, FAMILIES["gpt2"])
     assert model.lm_head.weight is model.transformer.wte.weight
     assert sum(p.numel() for p in model.parameters()) == 124_439_808
 
@@ -119,14 +122,14 @@ def test_tied_embeddings_counted_once_unlike_init_empty_weights(make_config):
     # counts the vocabulary matrix twice
     accelerate = pytest.importorskip("accelerate")
     with accelerate.init_empty_weights():
-        untied = type(model)(count.hf_config(cfg.model))
+        untied = type(model)(meta.hf_config(cfg.model))
     assert untied.lm_head.weight is not untied.transformer.wte.weight
     assert sum(p.numel() for p in untied.parameters()) == 124_439_808 + 50257 * 768
 
 
 def test_t5_lm_head_is_separate_as_in_the_checkpoint(make_config):
     # transformers 5 ties T5's LM head when built from a config; the v1.1 / Flan-T5 checkpoints hold their own
-    model = count.build(make_config("model=flan-t5-small").model, FAMILIES["t5"])
+    model = meta.build(make_config("model=flan-t5-small").model, FAMILIES["t5"])
     assert model.lm_head.weight is not model.shared.weight
     assert model.encoder.embed_tokens.weight is model.shared.weight is model.decoder.embed_tokens.weight
 
@@ -234,14 +237,14 @@ def test_unknown_mode_is_refused(make_config):
 
 def test_not_applicable_is_recorded_apart_from_runs(make_config, tmp_path):
     rec = count.launch(make_config("mode=count", "model=llama2-7b", "method=bitfit"))
-    assert rec["status"] == "not_applicable" and "bias" in rec["error"]["message"]
+    assert rec.status == "not_applicable" and "bias" in rec.error.message
     assert [p.parent.name for p in (tmp_path / "results").rglob("*.json")] == ["count"]
 
 
 @pytest.mark.slow  # peft wraps the meta model of every preset
 @pytest.mark.parametrize("preset", PRESETS)
 def test_every_preset_counts_under_lora(make_config, preset, tmp_path):
-    family = FAMILIES[OmegaConf.load(REPO / "conf" / "model" / f"{preset}.yaml").family]
+    family = FAMILIES[OmegaConf.load(CONF / "model" / f"{preset}.yaml").family]
     targets = "[qkv]" if "q" in family.fused else "[q,v]"
     rec = counted(make_config, f"model={preset}", "method=lora", f"method.targets={targets}")
     p, nominal = rec["params"], rec["config"]["model"]["params"]

@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from bench.config import ConfigError, validate
+from bench.errors import ConfigError
+
+from bench.validate import validate
 from bench.data import (
     SEPARATOR,
     SYNONYMS,
@@ -251,7 +253,7 @@ def test_an_empty_file_fails_the_check(tmp_path, capsys):
 
 @pytest.mark.slow  # full runs of the default model
 def test_a_changed_data_file_is_a_new_run_and_a_fixed_one_runs_again(make_config, tmp_path):
-    from bench.config import to_container
+    from bench.compose import to_container
     from bench.record import run_id
     from bench.runner import launch
 
@@ -259,9 +261,9 @@ def test_a_changed_data_file_is_a_new_run_and_a_fixed_one_runs_again(make_config
     data.write_text(Path(CLEAN).read_text().splitlines()[0] + "\n")  # one record: too few to split
     cfg = jsonl(make_config, data, "task.val_size=3", "task.test_size=6", "task.train_size=null", model="model=minilm-l6")
     broken = launch(cfg)
-    assert broken["status"] == "failed"
-    assert broken["config"]["task"]["content_sha256"]["path"]
+    assert broken.status == "failed"
+    assert broken.config["task"]["content_sha256"]["path"]
     data.write_text(Path(CLEAN).read_text())  # the user fixes the file: the same command runs, it is not skipped
     fixed = jsonl(make_config, data, "task.val_size=3", "task.test_size=6", "task.train_size=null", model="model=minilm-l6")
-    assert run_id(to_container(fixed)) != broken["run_id"]
-    assert launch(fixed)["status"] == "ok"
+    assert run_id(to_container(fixed)) != broken.run_id
+    assert launch(fixed).status == "ok"

@@ -8,7 +8,8 @@ from test_families import run_config
 from tiny import changed_by_training
 
 from bench import batching
-from bench.config import ConfigError, validate
+from bench.errors import ConfigError
+from bench.validate import validate
 from bench.methods.nn.difference import differences
 from bench.runner import build
 
@@ -16,7 +17,8 @@ from bench.runner import build
 def _trained(make_config, tiny_models, *overrides):
     cfg = run_config(make_config, tiny_models, "bert", "method=diff_pruning", "method.target_sparsity=0.01", *overrides)
     torch.manual_seed(0)
-    task, _, method, model, tokenizer, _, architecture = build(cfg)
+    built = build(cfg)
+    task, method, model, tokenizer, architecture = built.task, built.method, built.model, built.tokenizer, built.architecture
     loader = batching.train_loader(task, tokenizer, architecture, cfg.task, cfg.train.batch_size, cfg.seed)
     method.fit(model, loader, cfg.method, cfg.train, "cpu")
     return cfg, task, method, model, tokenizer
@@ -36,13 +38,13 @@ def test_the_projection_keeps_its_share_and_the_stored_file_rebuilds_the_model(m
     diffs = differences(model)
     entries = sum(d.w.numel() for d in diffs.values())
     kept = sum(int(torch.count_nonzero(d.delta())) for d in diffs.values())
-    assert kept == round(0.01 * entries) == method.count(model, cfg.method, build(cfg)[1])["method"]
+    assert kept == round(0.01 * entries) == method.count(model, cfg.method, build(cfg).family)["method"]
 
     method.save(model, tmp_path)
     stored = load_file(str(tmp_path / "diff.safetensors"))
     assert sum(v.numel() for k, v in stored.items() if k.endswith(".value")) == kept
     # a fresh copy of the pre-trained model plus the stored difference and head scores what the trained one does
-    fresh = build(run_config(make_config, tiny_models, "bert", "method=full_ft"))[3]
+    fresh = build(run_config(make_config, tiny_models, "bert", "method=full_ft")).model
     with torch.no_grad():
         params = dict(fresh.named_parameters())
         for name in diffs:
@@ -78,5 +80,5 @@ def test_bad_diff_pruning_settings_name_the_key(make_config, overrides, key):
 def test_roberta_base_counts_half_a_percent_of_its_weights(make_config):
     from bench import count
 
-    p = count.launch(make_config("mode=count", "model=roberta-base", "method=diff_pruning"))["params"]
-    assert p["method"] == round(0.005 * (p["total"] - p["head"])) == 620_275  # of 124,055,040 pre-trained weights
+    p = count.launch(make_config("mode=count", "model=roberta-base", "method=diff_pruning")).params
+    assert p.method == round(0.005 * (p.total - p.head)) == 620_275  # of 124,055,040 pre-trained weights

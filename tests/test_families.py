@@ -94,17 +94,17 @@ def test_every_method_runs_on_every_family(make_config, tiny_models, family, met
     overrides = [f"method={method}"] + (["method.shots=2"] if method == "icl" else [])
     rec = launch(run_config(make_config, tiny_models, family, *overrides))
     status, count = expected(family, method)
-    assert rec["status"] == status, rec.get("error")
+    assert rec.status == status, rec.error
     if status != "ok":
-        assert rec["error"]["message"]
+        assert rec.error.message
         return
-    params = rec["params"]
+    params = rec.params
     assert params["head"] == (0 if method in ("icl", "probe") else HEAD.get(family, 0))  # baselines train nothing
     if count == "0.5%":  # diff pruning keeps 0.5% of the frozen weights' entries
         count = round(0.005 * (params["total"] - params["head"]))
     assert params["method"] == (params["total"] - params["head"] if count is None else count)
-    assert rec["metrics"]["size"] == 32 and 0 <= rec["metrics"]["accuracy"] <= 1
-    assert rec["time"]["steps"] == {"icl": 0, "probe": 1}.get(method, 2)
+    assert rec.metrics.size == 32 and 0 <= rec.metrics.accuracy <= 1
+    assert rec.time.steps == {"icl": 0, "probe": 1}.get(method, 2)
 
 
 # decoders whose tiny models came with their presets; counts of the methods whose formula is one line
@@ -127,18 +127,19 @@ def test_every_method_runs_on_the_newer_families(make_config, tiny_models, famil
     rec = launch(make_config(f"model={NEWER[family]}", "model.source=hub", f"model.hub_id={tiny_models[family]}",
                              "task.max_length=48", *overrides))
     if (method, family) in {("bitfit", "mpt"), ("prefix_tuning", "gpt_neo"), ("prefix_tuning", "bloom"), ("prefix_tuning", "mpt")}:
-        assert rec["status"] == "not_applicable" and rec["error"]["message"]
+        assert rec.status == "not_applicable" and rec.error.message
         return
-    assert rec["status"] == "ok", rec.get("error")
-    params = rec["params"]
+    assert rec.status == "ok", rec.error
+    params = rec.params
     assert params["head"] == 0
     if method in NEWER_COUNTS:
         assert params["method"] == NEWER_COUNTS[method]
-    assert rec["metrics"]["size"] == 32
+    assert rec.metrics.size == 32
 
 
 def test_gpt2_refuses_q_alone_and_names_the_fusion(make_config, tiny_models):
-    from bench.config import ConfigError, validate
+    from bench.errors import ConfigError
+    from bench.validate import validate
 
     with pytest.raises(ConfigError, match=r"method.targets.*fused matrix \(attn.c_attn\); target 'qkv'"):
         validate(run_config(make_config, tiny_models, "gpt2", "method=lora", "method.targets=[q]"))
@@ -259,7 +260,8 @@ def test_prompt_learning_generates_what_token_by_token_argmax_gives(make_config,
 
 def test_decoder_batches_score_only_the_completion(make_config, tiny_models):
     cfg = run_config(make_config, tiny_models, "llama", "method=lora")
-    task, _, _, _, tokenizer, _, architecture = build(cfg)
+    built = build(cfg)
+    task, tokenizer, architecture = built.task, built.tokenizer, built.architecture
     from bench.batching import IGNORE, training_rows
 
     row = training_rows(task, task.train[:1], tokenizer, architecture, cfg.task.max_length, cfg.task.max_new_tokens)[0]

@@ -12,7 +12,8 @@ from test_families import run_config
 from test_sweeps import SWEEPS, jobs_of
 
 from bench import batching, count, fit, optimizers, record
-from bench.config import ConfigError, to_container
+from bench.compose import to_container
+from bench.errors import ConfigError
 from bench.runner import build, launch, seed_everything
 
 REPO = Path(__file__).resolve().parents[1]
@@ -23,8 +24,8 @@ H200 = 141e9  # bytes: the card's 143,771 MiB less room for the CUDA context and
 
 
 def _ratio(rec: dict) -> float:
-    assert rec["status"] == "ok", rec.get("error")
-    return fit.peaks(rec["estimate"]["parts"])["training step"] / rec["memory"]["peak_bytes"]
+    assert rec.status == "ok", rec.error
+    return fit.peaks(rec.estimate["parts"])["training step"] / rec.memory.peak_bytes
 
 
 # batches of 8 tweets, each padded to max_length (a few tweets are shorter, never a whole batch):
@@ -38,7 +39,7 @@ PROFILED = ["train.profile_memory=true", "train.batch_size=8", "task.max_length=
 def test_estimate_is_near_the_profiled_peak_on_tiny_models(make_config, tiny_models, family, method, checkpointing):
     rec = launch(run_config(make_config, tiny_models, family, f"method={method}", *PROFILED,
                             f"train.gradient_checkpointing={checkpointing}"))
-    assert (rec["estimate"]["tokens"], rec["estimate"]["decoder_tokens"]) == {"llama": (33, 0), "t5": (32, 1)}.get(family, (32, 0))
+    assert (rec.estimate["tokens"], rec.estimate["decoder_tokens"]) == {"llama": (33, 0), "t5": (32, 1)}.get(family, (32, 0))
     assert TINY[0] < _ratio(rec) < TINY[1]
 
 
@@ -54,15 +55,15 @@ def test_estimate_is_near_the_profiled_peak_on_the_default_model(make_config, me
 def test_a_huge_job_is_refused_before_loading_with_what_would_fit(make_config, monkeypatch, capsys):
     monkeypatch.setattr("bench.models.load", lambda *a, **k: pytest.fail("a refused job loaded its model"))
     rec = launch(make_config("model=llama2-70b", "method=full_ft", "train.memory_limit_gib=16"))
-    assert rec["status"] == "refused" and rec["error"]["type"] == "WontFit"
-    message, parts = rec["error"]["message"], rec["estimate"]["parts"]
+    assert rec.status == "refused" and rec.error.type == "WontFit"
+    message, parts = rec.error.message, rec.estimate["parts"]
     assert parts["weights"] == parts["gradients"] == 4 * 68_976_648_192 and parts["optimizer_state"] == 2 * parts["weights"]
     assert "more than the 16.0 GiB of train.memory_limit_gib" in message
-    assert f"needs an estimated {rec['estimate']['bytes'] / 2**30:,.1f} GiB at the training step (weights 257.0, gradients 257.0" in message
+    assert f"needs an estimated {rec.estimate['bytes'] / 2**30:,.1f} GiB at the training step (weights 257.0, gradients 257.0" in message
     assert "What would fit: no train.batch_size (weights, gradients, optimizer state and step alone" in message
     assert "train.gradient_checkpointing=true: no" in message and "train.precision=bf16: no" in message
     assert "refused" in capsys.readouterr().out
-    assert json.loads(Path(record.path_for(rec["config"])).read_text())["status"] == "refused"
+    assert json.loads(Path(record.path_for(rec.config)).read_text())["status"] == "refused"
 
 
 def test_what_would_fit_is_the_largest_batch_that_fits(make_config):
@@ -82,15 +83,15 @@ def test_what_would_fit_is_the_largest_batch_that_fits(make_config):
 
 def test_a_refused_job_is_estimated_again_when_rerun(make_config, tiny_models):
     tiny = run_config(make_config, tiny_models, "bert", "train.memory_limit_gib=0.000001")
-    assert launch(tiny)["status"] == "refused"
+    assert launch(tiny).status == "refused"
     # the limit is not part of the run id: the same run, with room now, runs
-    assert launch(run_config(make_config, tiny_models, "bert"))["status"] == "ok"
+    assert launch(run_config(make_config, tiny_models, "bert")).status == "ok"
 
 
 def test_count_mode_estimates_any_preset(make_config, capsys):
     rec = count.launch(make_config("mode=count", "model=gpt3-175b", "method=lora", "method.r=1"))
-    est = rec["estimate"]
-    assert est["parts"]["weights"] == 4 * rec["params"]["total"] and est["parts"]["gradients"] == 4 * rec["params"]["trainable"]
+    est = rec.estimate
+    assert est["parts"]["weights"] == 4 * rec.params.total and est["parts"]["gradients"] == 4 * rec.params.trainable
     assert est["seconds"] < 10 and not est["fits"]  # about a second on an idle core
     assert f"memory on cpu: {est['bytes'] / 2**30:,.1f} GiB at the training step" in capsys.readouterr().out
 
@@ -131,7 +132,8 @@ def _step(cfg, *, seed: int = 1) -> tuple[float, dict[str, torch.Tensor], int]:
     """One training step of the run's model on its first batch: the loss, the trained weights'
     gradients (LOMO: the weights it updated), and how often the first layer's first matrix ran."""
     seed_everything(cfg.seed)
-    task, _, method, model, tokenizer, _, architecture = build(cfg)
+    built = build(cfg)
+    task, method, model, tokenizer, architecture = built.task, built.method, built.model, built.tokenizer, built.architecture
     batch = next(iter(batching.train_loader(task, tokenizer, architecture, cfg.task, 4, cfg.seed)))
     batch.pop("index")
     layer = next(m for n, m in model.named_modules() if n.endswith((".layer.0", ".layers.0", ".block.0")))

@@ -41,8 +41,8 @@ def test_method_trains_exactly_its_parameters(make_config, case):
     overrides, expected_method, intended = CASES[case]
     cfg = make_config(*overrides)
     seed_everything(cfg.seed)
-    task, family, _, model, tokenizer, _, architecture = build(cfg)
-
+    built = build(cfg)
+    task, family, model, tokenizer, architecture = built.task, built.family, built.model, built.tokenizer, built.architecture
     params = count_params(model, family)
     assert params["head"] == HEAD
     if expected_method is not None:

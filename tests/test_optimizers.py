@@ -9,7 +9,8 @@ from omegaconf import OmegaConf
 from transformers import AutoModelForSequenceClassification
 
 from bench import optimizers
-from bench.config import ConfigError, validate
+from bench.errors import ConfigError
+from bench.validate import validate
 
 
 def _model(tiny_models):
@@ -77,8 +78,8 @@ def test_the_record_states_the_optimizers_memory(make_config, tiny_models, overr
     from bench.runner import launch
 
     rec = launch(run_config(make_config, tiny_models, "bert", *overrides))
-    assert rec["status"] == "ok", rec.get("error")
-    analytic, trainable = rec["memory"]["analytic_bytes"], rec["params"]["trainable"]
+    assert rec.status == "ok", rec.error
+    analytic, trainable = rec.memory.analytic_bytes, rec.params.trainable
     assert analytic["optimizer_state"] == state * 4 * trainable
     # LOMO holds one weight's gradient at a time: the largest, the tiny model's word embeddings (vocabulary x 32)
     assert analytic["gradients"] < 4 * trainable if overrides == ["method=lomo"] else analytic["gradients"] == 4 * trainable

@@ -5,7 +5,9 @@ import pytest
 from test_families import run_config
 from tiny import changed_by_training
 
-from bench.config import ConfigError, validate
+from bench.errors import ConfigError
+
+from bench.validate import validate
 from bench.runner import launch
 
 
@@ -32,8 +34,8 @@ def test_a_type_that_cannot_wrap_conv1d_is_not_applicable_on_gpt2(make_config):
 def test_layer_norm_tuning_by_peft_module_names(make_config, tiny_models):
     rec = launch(run_config(make_config, tiny_models, "bert", "method=peft", "method.type=LN_TUNING", "method.targets=null",
                             "+method.args.target_modules=[LayerNorm]"))
-    assert rec["status"] == "ok", rec.get("error")
-    assert rec["params"]["method"] == (2 * 2 + 1) * 2 * 32  # two per layer and the embeddings', weight and bias of 32
+    assert rec.status == "ok", rec.error
+    assert rec.params.method == (2 * 2 + 1) * 2 * 32  # two per layer and the embeddings', weight and bias of 32
 
 
 @pytest.mark.slow  # trains three tiny models

@@ -20,7 +20,8 @@ COMPUTES = {"fp32": torch.float32, "bf16-mixed": torch.bfloat16, "bf16": torch.b
 def test_each_precision_trains_in_the_dtypes_it_names(make_config, tiny_models, monkeypatch, precision, method):
     cfg = make_config(*tiny_bert(tiny_models), f"method={method}", f"train.precision={precision}", "train.max_steps=3")
     seed_everything(0)
-    task, _, _, model, tokenizer, _, architecture = build(cfg)
+    built = build(cfg)
+    task, model, tokenizer, architecture = built.task, built.model, built.tokenizer, built.architecture
     from bench import batching
 
     loader = batching.train_loader(task, tokenizer, architecture, cfg.task, cfg.train.batch_size, 0)
@@ -52,15 +53,16 @@ def test_a_lower_precision_run_is_scored_measured_and_recorded(make_config, tiny
         f"model={'smollm2-135m' if family == 'llama' else 'flan-t5-small'}", "model.source=hub", f"model.hub_id={tiny_models[family]}")
     rec = launch(make_config(*model, f"task={task}", "method=lora", f"train.precision={precision}",
                              "train.latency_samples=1", "train.profile_memory=true"))
-    assert rec["status"] == "ok", rec.get("error")
-    assert rec["config"]["train"]["precision"] == precision and "precision" not in rec["run_id"]
-    assert all(math.isfinite(loss) for _, loss in rec["losses"]) and rec["memory"]["peak_bytes"] > 0
+    assert rec.status == "ok", rec.error
+    assert rec.config["train"]["precision"] == precision and "precision" not in rec.run_id
+    assert all(math.isfinite(loss) for _, loss in rec.losses) and rec.memory.peak_bytes > 0
     if family != "bert":
-        assert math.isfinite(rec["forgetting"]["score"])
+        assert math.isfinite(rec.forgetting.score)
 
 
 def test_lomo_refuses_a_gradient_scaler(make_config):
-    from bench.config import ConfigError, validate
+    from bench.errors import ConfigError
+    from bench.validate import validate
 
     with pytest.raises(ConfigError, match="train.precision='fp16-mixed' is not valid: expected fp32, bf16-mixed or bf16"):
         validate(make_config("method=lomo", "train.precision=fp16-mixed"))

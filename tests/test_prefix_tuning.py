@@ -23,7 +23,8 @@ def test_padding_mask_is_extended_with_visible_prefix():
 
 def test_prefix_changes_the_output_and_ignores_padding(make_config):
     cfg = make_config("method=prefix_tuning", "method.init_std=1.0")
-    _, _, _, model, tokenizer, _, _ = build(cfg)
+    built = build(cfg)
+    model, tokenizer = built.model, built.tokenizer
     model.eval()
     short, long = "good morning", "what a terrible, terrible day it has been for everyone here"
     with torch.no_grad():
@@ -41,7 +42,8 @@ def test_deberta_prefix_changes_the_output_and_ignores_padding(make_config, tiny
     """DeBERTa computes attention itself: its prefix goes through the module's own forward."""
     cfg = make_config("model=deberta-v2-xxlarge", "model.source=hub", f"model.hub_id={tiny_models['deberta_v2']}",
                       "method=prefix_tuning", "method.init_std=1.0")
-    _, _, _, model, tokenizer, _, _ = build(cfg)
+    built = build(cfg)
+    model, tokenizer = built.model, built.tokenizer
     model.eval()
     short, long = "good morning", "what a terrible , terrible day it has been for the lazy dog"
     with torch.no_grad():

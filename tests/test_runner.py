@@ -5,7 +5,7 @@ import json
 import pytest
 
 from bench import record
-from bench.config import to_container
+from bench.compose import to_container
 from bench.runner import launch
 from tests.conftest import tiny_bert
 
@@ -20,37 +20,37 @@ def _records(tmp_path):
 @pytest.mark.slow  # a full run of the default model, profiled
 def test_inline_run_writes_a_complete_record(make_config, tmp_path, capsys):
     rec = launch(make_config("train.profile_memory=true", "train.eval_every=1"))
-    assert rec["status"] == "ok", rec["error"]
-    assert RECORD_FIELDS <= set(rec)
+    assert rec.status == "ok", rec.error
+    assert RECORD_FIELDS <= set(rec.dump())
     [path] = _records(tmp_path)
-    assert json.loads(path.read_text()) == json.loads(json.dumps(rec, default=str))
-    assert path.stem == rec["run_id"]
+    assert json.loads(path.read_text()) == json.loads(record.dumps(rec))
+    assert path.stem == rec.run_id
     assert not list(path.parent.glob(".*.tmp"))  # atomic write leaves no temporary file
 
-    assert rec["metrics"]["split"] == "test" and rec["metrics"]["size"] == 32
-    assert 0 <= rec["metrics"]["accuracy"] <= 1 and "macro_f1" in rec["metrics"]
-    assert [v["step"] for v in rec["validation"]] == [1, 2]
-    assert rec["data"]["train"]["size"] == 64 and rec["data"]["task_version"] == "1"
-    assert rec["time"]["steps"] == 2 and rec["time"]["steps_timed"] == 1  # the profiled step is not timed
-    assert rec["memory"]["peak_bytes"] > rec["memory"]["analytic_bytes"]["weights"]
-    assert "profiler" in rec["memory"]["measure"]
-    assert rec["memory"]["analytic_bytes"]["optimizer_state"] == 2 * 4 * rec["params"]["trainable"]
+    assert rec.metrics.split == "test" and rec.metrics.size == 32
+    assert 0 <= rec.metrics.accuracy <= 1 and "macro_f1" in rec.metrics.model_extra
+    assert [v["step"] for v in rec.validation] == [1, 2]
+    assert rec.data["train"]["size"] == 64 and rec.data["task_version"] == "1"
+    assert rec.time.steps == 2 and rec.time.steps_timed == 1  # the profiled step is not timed
+    assert rec.memory.peak_bytes > rec.memory.analytic_bytes["weights"]
+    assert "profiler" in rec.memory.measure
+    assert rec.memory.analytic_bytes["optimizer_state"] == 2 * 4 * rec.params.trainable
     # the process holds the interpreter, libraries and allocator slack beside the tensors
-    assert rec["memory"]["process_peak_rss_bytes"] > rec["memory"]["peak_bytes"]
-    assert rec["memory"]["process_peak_rss_of"] == "this and earlier runs of a shared process"  # process=inline
-    assert rec["size"]["bytes"] > 4 * rec["params"]["trainable"]  # the float32 adapter file (its JSON config not counted)
-    assert "adapter_model.safetensors" in rec["size"]["files"]
-    assert rec["latency"]["median_ms"] > 0 and rec["latency"]["merged"]["median_ms"] > 0
-    assert rec["environment"]["cpu_count"] >= 1 and rec["environment"]["torch"]
+    assert rec.memory.process_peak_rss_bytes > rec.memory.peak_bytes
+    assert rec.memory.process_peak_rss_of == "this and earlier runs of a shared process"  # process=inline
+    assert rec.size.bytes > 4 * rec.params.trainable  # the float32 adapter file (its JSON config not counted)
+    assert "adapter_model.safetensors" in rec.size.files
+    assert rec.latency.median_ms > 0 and rec.latency.merged["median_ms"] > 0
+    assert rec.environment["cpu_count"] >= 1 and rec.environment["torch"]
     # per-example test results, enough to recompute the metric and to pair runs
-    results = rec["per_example"]
+    results = rec.per_example
     assert len(results["gold"]) == len(results["predicted"]) == 32 and len(results["fingerprint"]) == 16
-    assert sum(g == p for g, p in zip(results["gold"], results["predicted"])) / 32 == rec["metrics"]["accuracy"]
-    train_labels = rec["data"]["train"]["labels"]
-    assert ["negative", "neutral", "positive"][rec["data"]["majority_label"]] == max(train_labels, key=train_labels.get)
-    assert rec["time"]["examples_seen"] == 2 * 8 and rec["time"]["epochs"] == 16 / 64 and rec["time"]["tokens_seen"] > 16
+    assert sum(g == p for g, p in zip(results["gold"], results["predicted"])) / 32 == rec.metrics.accuracy
+    train_labels = rec.data["train"]["labels"]
+    assert ["negative", "neutral", "positive"][rec.data["majority_label"]] == max(train_labels, key=train_labels.get)
+    assert rec.time.examples_seen == 2 * 8 and rec.time.epochs == 16 / 64 and rec.time.tokens_seen > 16
     out = capsys.readouterr().out
-    assert f"run {rec['run_id']}: ok" in out and "trainable 222,723 of" in out
+    assert f"run {rec.run_id}: ok" in out and "trainable 222,723 of" in out
 
 
 @pytest.mark.slow  # full runs of the default model
@@ -58,10 +58,10 @@ def test_rerun_skips_unless_forced(make_config, tmp_path, capsys):
     cfg = make_config()
     first = launch(cfg)
     again = launch(cfg)
-    assert again == json.loads(json.dumps(first, default=str))
+    assert again == first
     assert "skip:" in capsys.readouterr().out
     forced = launch(make_config("force=true"))
-    assert forced["run_id"] == first["run_id"] and "skip:" not in capsys.readouterr().out
+    assert forced.run_id == first.run_id and "skip:" not in capsys.readouterr().out
 
 
 @pytest.mark.slow  # full runs of the default model
@@ -118,12 +118,12 @@ def test_an_edited_prompt_template_is_a_new_run_id(make_config, monkeypatch):
 def test_failed_run_is_recorded_and_retried_only_when_asked(make_config, tmp_path, capsys):
     bad = ["model.source=hub", "model.hub_id=peft-bench/no-such-model"]
     rec = launch(make_config(*bad))
-    assert rec["status"] == "failed"
-    assert rec["error"]["type"] == "OSError" and "no-such-model" in rec["error"]["message"]
+    assert rec.status == "failed"
+    assert rec.error.type == "OSError" and "no-such-model" in rec.error.message
     assert json.loads(_records(tmp_path)[0].read_text())["status"] == "failed"
     launch(make_config(*bad))
     assert "retry_failed=true retries" in capsys.readouterr().out
-    assert launch(make_config(*bad, "retry_failed=true"))["status"] == "failed"
+    assert launch(make_config(*bad, "retry_failed=true")).status == "failed"
     assert "skip:" not in capsys.readouterr().out
 
 
@@ -133,25 +133,25 @@ def test_a_failure_leaves_other_records_intact(make_config, tmp_path):
     launch(make_config("model.source=hub", "model.hub_id=peft-bench/no-such-model"))
     records = {json.loads(p.read_text())["status"] for p in _records(tmp_path)}
     assert records == {"ok", "failed"}
-    assert json.loads((tmp_path / "results" / "default" / f"{ok['run_id']}.json").read_text())["metrics"] == ok["metrics"]
+    assert json.loads((tmp_path / "results" / "default" / f"{ok.run_id}.json").read_text())["metrics"] == ok.metrics
 
 
 @pytest.mark.slow
 def test_fresh_process_run_and_real_wandb_offline_run(make_config, tmp_path):
     rec = launch(make_config("process=fresh", "tracking=wandb", "method=ia3"))
-    assert rec["status"] == "ok", rec["error"]
-    assert rec["attempt"] and rec["environment"]["pid"]
+    assert rec.status == "ok", rec.error
+    assert rec.attempt and rec.environment["pid"]
     import os
 
-    assert rec["environment"]["pid"] != os.getpid()
-    assert rec["memory"]["process_peak_rss_of"] == "this run's process"
-    run_dir = rec["tracking"]["dir"]
+    assert rec.environment["pid"] != os.getpid()
+    assert rec.memory.process_peak_rss_of == "this run's process"
+    run_dir = rec.tracking["dir"]
     assert "offline-run-" in run_dir
     [log] = list((tmp_path / "results" / "default" / "wandb").glob("offline-run-*/run-*.wandb"))
     assert log.stat().st_size > 1000
-    assert rec["run_id"].encode() in log.read_bytes()  # the run is named after the record
+    assert rec.run_id.encode() in log.read_bytes()  # the run is named after the record
     # where the run's time went: every stage timed, and together they are the wall time within a few percent
-    stages = rec["time"]["stages"]
+    stages = rec.time.stages
     assert set(stages["seconds"]) == {"start", "data", "model_load", "training", "evaluation", "measurement", "tracking"}
     assert all(s > 0 for s in stages["seconds"].values())
     assert abs(stages["untimed_seconds"]) < 0.03 * stages["wall_seconds"], stages
@@ -167,22 +167,22 @@ def test_wandb_failure_never_fails_the_run(make_config, monkeypatch):
     monkeypatch.setattr(wandb, "init", broken)
     with pytest.warns(UserWarning, match="W&B init failed"):
         rec = launch(make_config("tracking=wandb"))
-    assert rec["status"] == "ok"
-    assert rec["tracking"]["error"] == "init: RuntimeError: W&B is down"
+    assert rec.status == "ok"
+    assert rec.tracking["error"] == "init: RuntimeError: W&B is down"
 
 
 @pytest.mark.slow  # full runs of the default model
 def test_one_step_run_is_profiled_not_timed(make_config, capsys):
     rec = launch(make_config("train.max_steps=1", "train.profile_memory=true"))
-    assert rec["status"] == "ok" and rec["time"]["steps_timed"] == 0 and rec["time"]["median_step_seconds"] is None
-    assert rec["memory"]["peak_bytes"] > 0
+    assert rec.status == "ok" and rec.time.steps_timed == 0 and rec.time.median_step_seconds is None
+    assert rec.memory.peak_bytes > 0
     assert "not timed (the only step was the memory-profiled one)" in capsys.readouterr().out
 
 
 def test_divergence_is_recorded_as_such_in_strict_json(make_config, tiny_models, tmp_path):
     rec = launch(make_config(*tiny_bert(tiny_models), "method.lr=1e30", "train.max_grad_norm=0", "train.max_steps=5"))
-    assert rec["status"] == "diverged" and rec["error"]["type"] == "Diverged"
-    assert 1 <= rec["error"]["step"] <= 5 and f"at step {rec['error']['step']}" in rec["error"]["message"]
+    assert rec.status == "diverged" and rec.error.type == "Diverged"
+    assert 1 <= rec.error.step <= 5 and f"at step {rec.error.step}" in rec.error.message
 
     def refuse(constant):
         raise ValueError(f"{constant} is not JSON")
@@ -224,8 +224,8 @@ def test_a_size_that_cannot_be_measured_keeps_the_run_and_its_scores(make_config
 
     monkeypatch.setattr(METHODS["lora"], "save", disk_full)
     rec = launch(make_config())
-    assert rec["status"] == "ok" and "accuracy" in rec["metrics"]
-    assert rec["size"] == {"bytes": None, "error": "OSError: [Errno 28] No space left on device"}
+    assert rec.status == "ok" and "accuracy" in rec.metrics
+    assert rec.size == {"bytes": None, "error": "OSError: [Errno 28] No space left on device"}
 
 
 def test_a_record_that_cannot_be_written_is_printed_whole(make_config, tiny_models, monkeypatch, capsys):
@@ -234,8 +234,8 @@ def test_a_record_that_cannot_be_written_is_printed_whole(make_config, tiny_mode
 
     monkeypatch.setattr(record, "write", disk_full)
     rec = launch(make_config(*tiny_bert(tiny_models)))
-    assert rec["status"] == "ok"
+    assert rec.status == "ok"
     err = capsys.readouterr().err
     assert "could not write the record" in err and "No space left on device" in err
     printed = json.loads(err.split("the record, in full:\n", 1)[1])
-    assert printed["metrics"] == rec["metrics"] and printed["run_id"] == rec["run_id"]
+    assert printed["metrics"] == rec.dump()["metrics"] and printed["run_id"] == rec.run_id

@@ -5,7 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.config import ConfigError, validate
+from bench.errors import ConfigError
+
+from bench.validate import validate
 from bench.tasks import FORMS, load, sources
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -79,5 +81,5 @@ def test_a_real_training_step_and_evaluation_on_the_encoder_path(make_config, ta
     from bench.runner import launch
 
     rec = launch(make_config(f"task={task}", f"task.data_dir={FIXTURES / task}", "task.val_size=1", "task.test_size=null", "train.batch_size=4"))
-    assert rec["status"] == "ok", rec["error"]
-    assert rec["metrics"]["size"] == 4 and 0 <= rec["metrics"]["accuracy"] <= 1 and rec["time"]["steps"] == 2
+    assert rec.status == "ok", rec.error
+    assert rec.metrics.size == 4 and 0 <= rec.metrics.accuracy <= 1 and rec.time.steps == 2

@@ -5,7 +5,7 @@ import torch
 
 from analysis import serving
 from bench import models, serve
-from bench.config import ConfigError
+from bench.errors import ConfigError
 from bench.families import FAMILIES
 from tests.test_families import PRESETS
 
@@ -61,7 +61,7 @@ def test_ia3_mixed_batches_are_refused_not_served_wrongly(make_config, tiny_mode
 
 
 @pytest.mark.parametrize("override, accepted", [
-    ("serve.variants=[lora]", "includes 'base'"), ("serve.variants=[base,lora_fast]", "names from: base, lora"),
+    ("serve.variants=[lora]", "includes 'base'"), ("serve.variants=[base,lora_fast]", "names from: base, ia3, ia3_merged, lora, lora_merged"),
     ("serve.batch_sizes=[0]", "numbers >= 1"), ("serve.tasks=1", "adapters >= 2"), ("serve.repeats=0", "rounds >= 1"),
 ])
 def test_bad_serve_settings_name_the_key_and_what_would_do(make_config, override, accepted):
@@ -73,9 +73,9 @@ def test_a_serve_record_end_to_end_and_its_table(make_config, tiny_models, tmp_p
     cfg, *_ = _base(make_config, tiny_models, "llama", "mode=serve", "serve.batch_sizes=[1,4]", "serve.lengths=[8,16]",
                     "serve.repeats=2", "serve.warmup=1", "serve.tasks=2", "sweep_name=served")
     rec = serve.launch(cfg)
-    assert rec["status"] == "ok", rec["error"]
-    assert rec["run_id"].startswith("smollm2-135m-serve-") and (tmp_path / f"results/served/serve/{rec['run_id']}.json").exists()
-    s = rec["serve"]
+    assert rec.status == "ok", rec.error
+    assert rec.run_id.startswith("smollm2-135m-serve-") and (tmp_path / f"results/served/serve/{rec.run_id}.json").exists()
+    s = rec.serve
     assert [(x["batch_size"], x["length"]) for x in s["shapes"]] == [(1, 8), (1, 16), (4, 8), (4, 16)]
     for shape in s["shapes"]:
         many = set(serve.MANY_TASKS) if shape["batch_size"] > 1 else set()

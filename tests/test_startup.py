@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench import record
-from bench.config import to_container
+from bench.compose import to_container
 from tests.conftest import FAST
 
 HEAVY = {"torch", "transformers", "peft", "pandas", "sklearn"}

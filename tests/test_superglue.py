@@ -7,7 +7,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from bench import metrics
-from bench.config import ConfigError, validate
+from bench.errors import ConfigError
+from bench.validate import validate
 from bench.tasks import FORMS, Example, load, sources
 
 FIXTURES = Path(__file__).parent / "fixtures" / "superglue"
@@ -207,7 +208,7 @@ def test_a_real_training_step_and_evaluation_on_the_encoder_path(make_config, ta
     from bench.runner import launch
 
     rec = launch(make_config(f"task={task}", f"task.data_dir={FIXTURES}", "task.val_size=1", "task.test_size=null", "train.batch_size=4"))
-    assert rec["status"] == "ok", rec["error"]
-    data = load(OmegaConf.create(rec["config"]["task"]), "encoder")
-    assert rec["metrics"]["size"] == len(data.test) and rec["time"]["steps"] == 2
-    assert all(0 <= rec["metrics"][name] <= 1 for name in data.metrics)
+    assert rec.status == "ok", rec.error
+    data = load(OmegaConf.create(rec.config["task"]), "encoder")
+    assert rec.metrics.size == len(data.test) and rec.time.steps == 2
+    assert all(0 <= rec.metrics[name] <= 1 for name in data.metrics)

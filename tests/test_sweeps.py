@@ -10,11 +10,12 @@ import pytest
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from bench.config import validate
+from bench.compose import CONF
+from bench.validate import validate
 from tests.conftest import FAST, tiny_bert
 
 REPO = Path(__file__).resolve().parents[1]
-SWEEPS = sorted(p.stem for p in (REPO / "conf" / "sweep").glob("*.yaml"))
+SWEEPS = sorted(p.stem for p in (CONF / "sweep").glob("*.yaml"))
 
 EXPECTED_JOBS = {
     "lora_rank": 15,  # r in {1,2,4,8,64} x {Wq; Wq,Wv; Wq,Wk,Wv,Wo}

@@ -29,15 +29,15 @@ def test_one_step_and_an_evaluation_text_to_text(make_config, tiny_models, task,
     cfg = make_config(f"model={PRESETS[family]}", "model.source=hub", f"model.hub_id={tiny_models[family]}",
                       f"task={task}", *TASKS[task], "train.batch_size=4", "train.max_steps=1")
     rec = launch(cfg)
-    assert rec["status"] == "ok", rec.get("error")
+    assert rec.status == "ok", rec.error
     data = load(cfg.task, "text_to_text")
-    assert rec["metrics"]["size"] == len(data.test) and rec["time"]["steps"] == 1
-    assert all(0 <= rec["metrics"][name] <= 1 for name in data.metrics)
+    assert rec.metrics.size == len(data.test) and rec.time.steps == 1
+    assert all(0 <= rec.metrics[name] <= 1 for name in data.metrics)
     # the record shows what the model answered on the first test examples
-    assert rec["predictions"] and len(rec["predictions"]) == min(20, len(data.test))
+    assert rec.predictions and len(rec.predictions) == min(20, len(data.test))
 
 
 def test_generation_tasks_do_not_apply_to_encoders(make_config):
     rec = launch(make_config("task=arithmetic", "task.train_size=32", "task.val_size=4", "task.test_size=8"))
-    assert rec["status"] == "not_applicable"
-    assert "text generation" in rec["error"]["message"] and "encoder" in rec["error"]["message"]
+    assert rec.status == "not_applicable"
+    assert "text generation" in rec.error.message and "encoder" in rec.error.message

@@ -20,26 +20,27 @@ ES = ["method=full_ft", "method.lr=3e-4", "train.lr_schedule=constant", "train.w
 @pytest.mark.slow
 def test_early_stopping_restores_the_best_weights(make_config):
     stopped = launch(make_config(*ES, "train.early_stopping_patience=2"))
-    assert stopped["status"] == "ok", stopped["error"]
-    best, ran = stopped["time"]["best_step"], stopped["time"]["steps"]
-    evaluations = [v for v in stopped["validation"] if not v.get("final")]
+    assert stopped.status == "ok", stopped.error
+    best, ran = stopped.time.best_step, stopped.time.steps
+    evaluations = [v for v in stopped.validation if not v.get("final")]
     assert best < ran < 16  # it stopped early, at a later step than the best
     assert ran == best + 2 * 2  # two evaluations without improvement
     assert max(evaluations, key=lambda v: v["accuracy"])["step"] == best
     # the final validation scores the restored weights: the best evaluation's score, at its step
-    final = stopped["validation"][-1]
+    final = stopped.validation[-1]
     assert final["final"] and final["step"] == best
     assert final["accuracy"] == pytest.approx(max(v["accuracy"] for v in evaluations))
 
     # a run trained for exactly best_step steps, with nothing restored, scores the same on test
     rerun = launch(make_config(*ES, f"train.max_steps={best}", "train.eval_every=0"))
-    assert rerun["time"]["best_step"] is None
-    assert rerun["per_example"] == stopped["per_example"]
-    assert rerun["metrics"] == stopped["metrics"]
+    assert rerun.time.best_step is None
+    assert rerun.per_example == stopped.per_example
+    assert rerun.metrics == stopped.metrics
 
 
 def test_early_stopping_needs_validation_during_training(make_config):
-    from bench.config import ConfigError, validate
+    from bench.errors import ConfigError
+    from bench.validate import validate
 
     with pytest.raises(ConfigError, match=r"train.eval_every=0 is not valid: expected a number of steps >= 1: early"):
         validate(make_config("train.early_stopping_patience=2", "train.eval_every=0"))
@@ -58,7 +59,7 @@ def test_the_loop_overfits_a_handful_of_examples(make_config):
     # eight tweets seen thirty times: a loop that stalls or climbs cannot pass this
     rec = launch(make_config("method=full_ft", "method.lr=1e-4", "task.train_size=8", "task.max_length=32", "train.batch_size=8",
                              "train.max_steps=30", "train.log_every=1", "train.warmup_ratio=0", "train.lr_schedule=constant"))
-    losses = [loss for _, loss in rec["losses"]]
+    losses = [loss for _, loss in rec.losses]
     assert len(losses) == 30 and losses[0] > 0.9  # about ln 3 = 1.10 at the start: three classes
     assert max(losses[-5:]) < 0.1 * losses[0]
 
@@ -85,7 +86,8 @@ def test_another_process_using_the_cpus_makes_the_machine_busy():
 @pytest.mark.parametrize("family", ["bert", "llama", "t5"])
 def test_training_rows_are_tokenized_when_read_and_equal_the_whole_set_tokenized(make_config, tiny_models, family):
     cfg = run_config(make_config, tiny_models, family)
-    task, _, _, _, tokenizer, _, architecture = build(cfg)
+    built = build(cfg)
+    task, tokenizer, architecture = built.task, built.tokenizer, built.architecture
     loader = batching.train_loader(task, tokenizer, architecture, cfg.task, 4, cfg.seed)
     first = next(iter(loader))
     read = loader.dataset.read()
@@ -105,9 +107,9 @@ def test_reading_batches_is_data_time_not_step_time(make_config, tiny_models, mo
 
     monkeypatch.setattr(batching, "training_rows", slow)
     rec = launch(make_config(*tiny_bert(tiny_models)))
-    t = rec["time"]
-    assert t["data_seconds"] >= 0.05 * t["examples_seen"] > t["train_seconds"]
-    assert t["stages"]["seconds"]["data"] > t["data_seconds"]
+    t = rec.time
+    assert t.data_seconds >= 0.05 * t.examples_seen > t.train_seconds
+    assert t.stages.seconds["data"] > t.data_seconds
 
 
 def test_length_grouped_batches_read_every_example_once_a_pass_in_a_seeded_order():
@@ -132,15 +134,15 @@ def test_a_small_set_grouped_by_length_gets_other_batches_each_pass():
 def test_a_run_grouped_by_length_is_its_own_run(make_config, tiny_models):
     grouped = launch(make_config(*tiny_bert(tiny_models), "train.group_by_length=true"))
     plain = launch(make_config(*tiny_bert(tiny_models)))
-    assert grouped["status"] == plain["status"] == "ok" and grouped["run_id"] != plain["run_id"]
-    assert grouped["config"]["train"]["group_by_length"] is True
+    assert grouped.status == plain.status == "ok" and grouped.run_id != plain.run_id
+    assert grouped.config["train"]["group_by_length"] is True
 
 
 @pytest.mark.parametrize("family", ["bert", "t5"])
 def test_grouping_by_length_pads_less(make_config, tiny_models, family):
     cfg = run_config(make_config, tiny_models, family, "task.train_size=256", "task.max_length=128")  # none cut short
-    task, _, _, _, tokenizer, _, architecture = build(cfg)
-
+    built = build(cfg)
+    task, tokenizer, architecture = built.task, built.tokenizer, built.architecture
     def read(group: bool) -> list[dict]:
         batches = list(batching.train_loader(task, tokenizer, architecture, cfg.task, 8, cfg.seed, group))
         assert sorted(i for b in batches for i in b["index"].tolist()) == list(range(len(task.train)))

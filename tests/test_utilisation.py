@@ -54,7 +54,8 @@ def test_formula_matches_counted_flops(make_config, tiny_models, family, method)
     targets = ["method.targets=[qkv]"] if family in FUSED and method == "lora" else []
     cfg = make_config(f"model={PRESETS.get(family) or NEWER[family]}", "model.source=hub",
                       f"model.hub_id={tiny_models[family]}", f"method={method}", *targets)
-    _, fam, _, model, _, _, architecture = build(cfg)
+    built = build(cfg)
+    fam, model, architecture = built.family, built.model, built.architecture
     shape = Shape.of(model.get_base_model().config if hasattr(model, "get_base_model") else model.config)
     # the config's sizes give exactly the weight matrices the model has
     assert sum(m.weight.numel() for _, m, added in utilisation._matrices(model) if not added) == shape.matrix_weights(architecture)
@@ -181,3 +182,24 @@ def test_utilisation_arithmetic():
     unknown = utilisation.utilisation(6e9, 50.0, Peak(None, "no datasheet peak for GPU 'X'"))
     assert unknown["achieved_flops_per_second"] == 3e11 and unknown["fraction"] is None
     assert utilisation.utilisation(6e9, None, peak)["fraction"] is None
+
+
+@pytest.mark.parametrize("method", ["prompt_tuning", "prefix_tuning"])
+@pytest.mark.parametrize("family", ["bert", "llama"])
+def test_the_positions_a_method_adds_come_from_the_method(make_config, tiny_models, family, method):
+    """Prompt tuning's soft prompt goes through every layer, prefix tuning's keys and values into every
+    attention: the method says how many (its virtual_tokens and prefix_tokens), and the formula with them
+    matches torch's count of a real step within the tolerance, and is larger than without them."""
+    cfg = make_config(f"model={PRESETS.get(family) or NEWER[family]}", "model.source=hub",
+                      f"model.hub_id={tiny_models[family]}", f"method={method}", "method.num_virtual_tokens=8")
+    built = build(cfg)
+    rows, length = 4, 24
+    flops, batch = counted_step(built.model, built.architecture, rows, length, 6)
+    added = built.method.virtual_tokens(cfg.method), built.method.prefix_tokens(cfg.method)
+    assert added == ((8, 0) if method == "prompt_tuning" else (0, 8))
+    formula = utilisation.flops_per_token(built.model, built.family, built.architecture, [length] * rows,
+                                          batch_size=rows, virtual_tokens=added[0], prefix_tokens=added[1])
+    tokens = batching.count_tokens(batch)
+    assert formula == pytest.approx(flops / tokens, rel=TOLERANCE), f"{formula / (flops / tokens) - 1:+.2%}"
+    assert formula > utilisation.flops_per_token(built.model, built.family, built.architecture, [length] * rows,
+                                                 batch_size=rows)

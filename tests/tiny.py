@@ -94,7 +94,8 @@ def changed_by_training(cfg) -> tuple[set[str], set[str]]:
     from bench.runner import build
 
     torch.manual_seed(cfg.seed)
-    task, _, method, model, tokenizer, _, architecture = build(cfg)
+    built = build(cfg)
+    task, method, model, tokenizer, architecture = built.task, built.method, built.model, built.tokenizer, built.architecture
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     loader = batching.train_loader(task, tokenizer, architecture, cfg.task, cfg.train.batch_size, cfg.seed)
     method.fit(model, loader, cfg.method, cfg.train, "cpu")

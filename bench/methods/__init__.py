@@ -13,6 +13,7 @@ them, and the torch modules a method adds to a model live in the subpackage `nn`
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import pkgutil
 import warnings
@@ -20,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from omegaconf import MISSING
+from omegaconf import MISSING, DictConfig
 
-from bench.config import ConfigError
+from bench.errors import ConfigError
 from bench.families import Family, accepted_matrices
 
 if TYPE_CHECKING:
@@ -40,12 +41,54 @@ class MethodSchema:
     lr_grid: list[float] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Serving:
+    """One way mode=serve (bench/serve.py) serves a task of this method. `kind`: "adapter" (the model as the
+    method made it), "merged" (its update folded into the weights: one plain model per task), "mixed" (rows
+    of several tasks in one forward, each through its own adapter) or "swapped" (one forward per task's
+    rows, the active adapter switched between them)."""
+
+    kind: str
+    label: str  # how the serving table names it
+
+
 class Method:
+    """What the harness knows about a method, answered by the method's own module; the defaults fit a
+    method that trains existing or added weights through the shared loop, adds no tokens, and is not served."""
+
     name: str
+    title: str = ""  # how tables name it where its settings say nothing more (default: its name)
     schema: type = MethodSchema
     trains: bool = True  # gradient training (with method.lr); the baselines icl and probe do not
     optimizer: str | None = None  # a method that is its own update rule (LOMO) names it; others use train.optimizer
     full_copy: bool = False  # what it trains is every weight: saved only with keep_full_copies=true
+    serving: dict[str, Serving] = {}  # serve.variants names -> how that variant serves it
+    refused_serving: dict[str, str] = {}  # variants that cannot serve it, with why
+
+    def virtual_tokens(self, cfg) -> int:
+        """Input positions the method puts before every input (prompt tuning's soft prompt), which every
+        layer computes: more tokens for the fit estimate, more work per token for utilisation."""
+        return 0
+
+    def prefix_tokens(self, cfg) -> int:
+        """Key and value positions the method adds in every attention layer (prefix tuning)."""
+        return 0
+
+    @property
+    def keys(self) -> list[str]:
+        """Its own config keys (its schema beyond name, lr and lr_grid): a column each in analysis, so that
+        a method's settings reach the tables without naming them there."""
+        common = {f.name for f in dataclasses.fields(MethodSchema)}
+        return [f.name for f in dataclasses.fields(self.schema) if f.name not in common]
+
+    def label(self, row) -> str:
+        """How tables name one setting of the method (`row`: a record's row as a mapping, its `keys` among
+        the columns): its title, else its name and its keys' values."""
+        if self.title:
+            return self.title
+        values = [(k, row.get(k)) for k in self.keys]
+        shown = [f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in values if v is not None and v == v]
+        return f"{self.name} ({'; '.join(shown)})" if shown else self.name
 
     def check(self, cfg, family: Family) -> str | None:
         """Raise ConfigError on a bad value; return a reason if the method does not apply."""
@@ -58,6 +101,10 @@ class Method:
     def form(self, family: Family) -> str:
         """How the task presents examples under this method (bench.tasks.FORMS)."""
         return family.form
+
+    def countable(self, cfg) -> tuple[DictConfig, list[str]]:
+        """The method config as mode=count builds it without a tokenizer, with what was changed to do so."""
+        return cfg, []
 
     def prepare(self, task, cfg, seed: int):
         """The task data this method sees (few-shot prompting rewrites the prompts)."""

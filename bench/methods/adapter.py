@@ -11,7 +11,7 @@ code; each is a child module of its projection, so its weights move, count and s
 
 from dataclasses import dataclass
 
-from bench.config import ConfigError
+from bench.errors import ConfigError
 from bench.methods import Method, MethodSchema, freeze_all_but_head, register
 
 PLACES = {"houlsby": ["o", "ff_out"], "pfeiffer": ["ff_out"]}

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from omegaconf import OmegaConf
 
-from bench.config import ConfigError
+from bench.errors import ConfigError
 from bench.methods import Method, MethodSchema, freeze_all_but_head, register, restore
 
 

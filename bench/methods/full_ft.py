@@ -6,6 +6,7 @@ from bench.methods import Method, register
 @register
 class FullFineTuning(Method):
     name = "full_ft"
+    title = "full fine-tuning"
     full_copy = True
 
     def apply(self, model, cfg, family, tokenizer):

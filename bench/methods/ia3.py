@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass, field
 
-from bench.methods import Method, MethodSchema, check_targets, register, wrap_peft
+from bench.methods import Method, MethodSchema, Serving, check_targets, register, wrap_peft
 
 
 @dataclass
@@ -14,7 +14,11 @@ class IA3Schema(MethodSchema):
 @register
 class IA3(Method):
     name = "ia3"
+    title = "IA3"
     schema = IA3Schema
+    serving = {"ia3": Serving("adapter", "IA3 (unmerged)"), "ia3_merged": Serving("merged", "IA3 merged")}
+    refused_serving = {"ia3_mixed": "peft ignores adapter_names for IA3 (every row would get the active adapter): "
+                                    "serve IA3 tasks in sub-batches or merged copies"}
 
     def check(self, cfg, family):
         check_targets("method.targets", cfg.targets, family)

@@ -9,7 +9,7 @@ need room: raise `task.max_length`, since prompts longer than it lose their begi
 from dataclasses import dataclass, replace
 from random import Random
 
-from bench.config import ConfigError
+from bench.errors import ConfigError
 from bench.methods import Method, MethodSchema, register
 from bench.tasks import continuation
 
@@ -27,6 +27,9 @@ class Icl(Method):
     name = "icl"
     schema = IclSchema
     trains = False
+
+    def label(self, row):
+        return f"{row.shots:g}-shot prompting"
 
     def check(self, cfg, family):
         if cfg.shots < 0:

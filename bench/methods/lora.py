@@ -2,8 +2,8 @@
 
 from dataclasses import dataclass, field
 
-from bench.config import ConfigError
-from bench.methods import Method, MethodSchema, check_targets, register, wrap_peft
+from bench.errors import ConfigError
+from bench.methods import Method, MethodSchema, Serving, check_targets, register, wrap_peft
 
 
 @dataclass
@@ -19,6 +19,12 @@ class LoraSchema(MethodSchema):
 class Lora(Method):
     name = "lora"
     schema = LoraSchema
+    serving = {"lora": Serving("adapter", "LoRA (unmerged)"), "lora_merged": Serving("merged", "LoRA merged"),
+               "lora_mixed": Serving("mixed", "LoRA, mixed-task batch"),
+               "lora_swapped": Serving("swapped", "LoRA, swapped per task")}
+
+    def label(self, row):
+        return f"LoRA (r={row.r:g}; {row.targets})"
 
     def check(self, cfg, family):
         if cfg.r < 1:

@@ -13,7 +13,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from bench.config import ConfigError
+from bench.errors import ConfigError
 from bench.methods import Method, MethodSchema, check_targets, register, wrap_peft
 
 # fields the harness sets itself

@@ -13,8 +13,8 @@ registry: there each attention module gets a forward of its own (`disentangled_p
 import types
 from dataclasses import dataclass
 
-from bench.config import ConfigError
-from bench.methods import Method, MethodSchema, freeze_all_but_head, register
+from bench.errors import ConfigError
+from bench.methods import Method, MethodSchema, Serving, freeze_all_but_head, register
 
 
 @dataclass
@@ -40,6 +40,13 @@ def _key_matrix(family) -> str:
 class PrefixTuning(Method):
     name = "prefix_tuning"
     schema = PrefixTuningSchema
+    serving = {"prefix_tuning": Serving("adapter", "prefix tuning")}
+
+    def prefix_tokens(self, cfg):
+        return cfg.num_virtual_tokens
+
+    def label(self, row):
+        return f"prefix tuning ({row.num_virtual_tokens:g} tokens)"
 
     def check(self, cfg, family):
         if cfg.num_virtual_tokens < 1:

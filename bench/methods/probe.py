@@ -11,7 +11,7 @@ import pickle
 import time
 from dataclasses import dataclass
 
-from bench.config import ConfigError
+from bench.errors import ConfigError
 from bench.methods import Method, MethodSchema, register
 
 
@@ -27,6 +27,7 @@ class ProbeSchema(MethodSchema):
 @register
 class Probe(Method):
     name = "probe"
+    title = "frozen features + classifier"
     schema = ProbeSchema
     trains = False
 

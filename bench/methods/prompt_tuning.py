@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from bench.config import ConfigError
-from bench.methods import Method, MethodSchema, register, wrap_peft
-
-if TYPE_CHECKING:
-    from peft import PeftModel
+from bench.errors import ConfigError
+from bench.methods import Method, MethodSchema, Serving, register, wrap_peft
 
 
 @dataclass
@@ -23,6 +20,14 @@ class PromptTuningSchema(MethodSchema):
 class PromptTuning(Method):
     name = "prompt_tuning"
     schema = PromptTuningSchema
+    serving = {"prompt_tuning": Serving("adapter", "prompt tuning"),
+               "prompt_mixed": Serving("mixed", "prompt tuning, mixed-task batch")}
+
+    def virtual_tokens(self, cfg):
+        return cfg.num_virtual_tokens
+
+    def label(self, row):
+        return f"prompt tuning ({row.num_virtual_tokens:g} tokens)"
 
     def check(self, cfg, family):
         if cfg.num_virtual_tokens < 1:
@@ -37,6 +42,13 @@ class PromptTuning(Method):
             raise ConfigError("method.num_virtual_tokens", cfg.num_virtual_tokens,
                               f"at most {positions - max_length}: the prompt and task.max_length={max_length} input "
                               f"tokens must fit the model's {positions} positions")
+
+    def countable(self, cfg):
+        if cfg.init != "text":
+            return cfg, []
+        cfg = copy.deepcopy(cfg)
+        cfg.init = "random"
+        return cfg, ["prompt initialised at random (count mode loads no tokenizer): same parameters as from text"]
 
     def apply(self, model, cfg, family, tokenizer):
         from peft import PromptTuningConfig, PromptTuningInit
@@ -54,21 +66,3 @@ class PromptTuning(Method):
             token_dim=model.config.hidden_size,
         )
         return wrap_peft(model, config, family)
-
-
-def with_prompts(model: PeftModel, batch: dict, names: list[str]) -> dict:
-    """The base model's inputs for `batch` with row i's soft prompt (of task adapter names[i]) before
-    its token embeddings, and the attention mask and token types extended to match: what peft's
-    forward does with the active adapter's prompt, row by row (peft ignores `adapter_names` here)."""
-    import torch
-
-    ids, mask = batch["input_ids"], batch["attention_mask"]
-    embeds = model.get_base_model().get_input_embeddings()(ids)
-    prompts = torch.stack([model.prompt_encoder[n].embedding.weight for n in names]).to(embeds.dtype)
-    rows, virtual = len(ids), prompts.shape[1]
-    inputs = {k: v for k, v in batch.items() if k not in ("input_ids", "token_type_ids")}
-    inputs["inputs_embeds"] = torch.cat([prompts, embeds], dim=1)
-    inputs["attention_mask"] = torch.cat([mask.new_ones(rows, virtual), mask], dim=1)
-    if "token_type_ids" in batch:
-        inputs["token_type_ids"] = torch.cat([batch["token_type_ids"].new_zeros(rows, virtual), batch["token_type_ids"]], dim=1)
-    return inputs

@@ -6,7 +6,7 @@ model's form: `encoder` (a classification head reads `text` and `text_pair`) or 
 (decoders and T5 read `prompt` and produce a label word or `target`). Multiple-choice and span
 tasks shape their examples differently for the two forms; each task module documents both.
 
-Every `python -m bench` imports all these modules (bench/config.py registers their schemas and
+Every `python -m bench` imports all these modules (bench/compose.py registers their schemas and
 checks their configs before a run is skipped or started), so a loader imports what reads its data
 (pandas, datasets) when it loads, not at module level.
 """
@@ -104,7 +104,7 @@ class Task:
     # (cfg) -> None; raises ConfigError for a bad task value before anything loads
     check: Callable | None = None
     # (cfg) -> {key: digest} of the user's files the task reads: part of the run id, so that a changed
-    # file is a new experiment (bench.config.to_container)
+    # file is a new experiment (bench.compose.to_container)
     content: Callable | None = None
     # () -> what the task's code makes of placeholder inputs (prompts, label words, instruction): its
     # digest is part of the run id, so that an edited template is a new experiment even if `version` is not bumped
@@ -134,7 +134,7 @@ def register(name: str, schema: type = TaskSchema, forms: tuple[str, ...] = FORM
 def split(examples: list[Example], cfg) -> tuple[list[Example], list[Example], list[Example]]:
     """Fixed held-out splits by `task.split_seed`; the run seed never moves an example between them."""
     if cfg.test_size + cfg.val_size >= len(examples):
-        from bench.config import ConfigError
+        from bench.errors import ConfigError
 
         raise ConfigError("task.test_size", cfg.test_size, f"test_size + val_size below the {len(examples)} examples")
     order = list(examples)

@@ -57,7 +57,7 @@ class ArithmeticSchema(TaskSchema):
 
 
 def check(cfg) -> None:
-    from bench.config import ConfigError
+    from bench.errors import ConfigError
 
     if not cfg.operations or any(op not in OPS for op in cfg.operations):
         raise ConfigError("task.operations", list(cfg.operations), "a non-empty list of " + ", ".join(OPS))
@@ -113,7 +113,7 @@ def load(cfg, form) -> TaskData:
                 if not needed:
                     break
         if draws > 50 * sum(sizes.values()) + 10_000:
-            from bench.config import ConfigError
+            from bench.errors import ConfigError
 
             left = {s: {op: n for op, n in q.items() if n} for s, q in quota.items() if any(q.values())}
             raise ConfigError("task.digits", {k: dict(v) for k, v in cfg.digits.items()},

@@ -43,7 +43,7 @@ class JsonlSchema(TaskSchema):
 
 
 def check(cfg) -> None:
-    from bench.config import ConfigError
+    from bench.errors import ConfigError
 
     if not cfg.path:
         raise ConfigError("task.path", cfg.path, "a JSONL file of {prompt, completion} records (task.path=FILE)")
@@ -72,7 +72,7 @@ def content(cfg) -> dict:
 
 @register("jsonl", schema=JsonlSchema, check=check, content=content)
 def load(cfg, form) -> TaskData:
-    from bench.config import ConfigError
+    from bench.errors import ConfigError
 
     separator = unescape(cfg.separator)  # validation (check) has checked the values and the files
     files = {"train": cfg.path, "validation": cfg.validation_path, "test": cfg.test_path}

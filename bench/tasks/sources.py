@@ -42,7 +42,7 @@ def check_source(cfg, layout: list[str], fields: dict[str, tuple[str, ...]] | No
     """Raise a ConfigError naming task.data_dir unless the folder holds `layout` (paths relative to it)
     and each file in `fields` starts with a record that has those fields (a TSV's header, a JSONL's
     first object), or, with the folder unset, the hub can be read."""
-    from bench.config import ConfigError
+    from bench.errors import ConfigError
 
     want = f"a folder holding {', '.join(layout)}"
     if cfg.data_dir:
@@ -89,7 +89,7 @@ def held_out(train: list[Example], test: list[Example], cfg) -> tuple[list[Examp
     earlier one or a test example (same text and text_pair) are dropped first. train_size subsamples
     training units: stratified by label when ungrouped, a seeded sample of groups otherwise.
     """
-    from bench.config import ConfigError
+    from bench.errors import ConfigError
 
     grouped = any(e.group is not None for e in train)
     if not grouped:

@@ -11,18 +11,14 @@ every completion token, over the label words' tokens and over the end-of-sequenc
 import sys
 
 import torch
-from hydra import compose, initialize_config_dir
 
 from bench import batching, models, tasks
-from bench.config import register_schemas
+from bench.compose import compose
 from bench.families import FAMILIES
-from bench.search import CONF
 
 overrides = ["model=smollm2-135m", "task=jsonl", "task.path=tests/fixtures/jsonl/clean.jsonl", "task.val_size=2",
              "task.test_size=4", *sys.argv[1:]]
-register_schemas()
-with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-    cfg = compose("config", overrides=overrides)
+cfg = compose(overrides)
 family = FAMILIES[cfg.model.family]
 data = tasks.load(cfg.task, "text_to_text")
 model, tokenizer, _ = models.load(cfg.model, family, len(data.labels))

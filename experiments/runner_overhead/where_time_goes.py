@@ -14,15 +14,12 @@ import time
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from torch.profiler import ProfilerActivity, profile
 
 from bench import batching, utilisation
-from bench.config import register_schemas, to_container
+from bench.compose import compose, to_container
 from bench.runner import build, seed_everything
-
-CONF = Path(__file__).resolve().parents[2] / "conf"
 
 
 def main() -> None:
@@ -30,11 +27,10 @@ def main() -> None:
     parser.add_argument("--no-dropout", action="store_true", help="set every dropout to 0 (what dropout costs)")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
-    register_schemas()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = OmegaConf.create(to_container(compose("config", overrides=["tracking=none", *args.overrides])))
+    cfg = OmegaConf.create(to_container(compose(["tracking=none", *args.overrides])))
     seed_everything(cfg.seed)
-    task, _, _, model, tokenizer, _, architecture = build(cfg)
+    built = build(cfg)
+    task, model, tokenizer, architecture = built.task, built.model, built.tokenizer, built.architecture
     if args.no_dropout:
         for m in model.modules():
             if isinstance(m, torch.nn.Dropout):

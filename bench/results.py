@@ -1,21 +1,25 @@
-"""Run records (results/<sweep>/<run_id>.json) to one tidy DataFrame, a row per run."""
+"""The results store as one tidy DataFrame, a row per run record (results/<sweep>/<run_id>.json).
+
+Records are parsed through their declaration (bench/record.py): a file that does not match it is named
+and skipped. The learning-rate search reads its runs here; analysis builds every table and figure on it.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import warnings
 from pathlib import Path
 
 import pandas as pd
 
-from bench.methods import METHODS, MethodSchema
-from bench.record import STATUSES, search_id, setting_id
+from bench.methods import METHODS
+from pydantic import ValidationError
+
+from bench.record import mismatch, parse, search_id, setting_id
 
 # each method's own keys (its schema beyond name, lr and lr_grid): a column each, so a new method's
 # keys (an adapter's kind and size, a peft type's arguments) reach the tables without naming it here
-METHOD_KEYS = {name: [f.name for f in dataclasses.fields(m.schema) if f.name not in {g.name for g in dataclasses.fields(MethodSchema)}]
-               for name, m in METHODS.items()}
+METHOD_KEYS = {name: m.keys for name, m in METHODS.items()}
 
 # column -> path into the record; a missing path gives NA (failed runs have no metrics)
 COLUMNS = {
@@ -91,42 +95,6 @@ def primary_metric(record: dict) -> str | None:
     return next(iter(headline_metrics(record)), None)
 
 
-def _number(value) -> bool:
-    return value is None or isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-# sections read as objects of numbers, with the keys that hold something else
-NUMERIC = {"metrics": {"split"}, "params": set(), "time": {"shared_process", "shared_machine", "machine", "stages"},
-           "utilisation": {"peak_from"},
-           "memory": {"measure", "breakdown_at_peak", "analytic_bytes", "process_peak_rss_of"},
-           "size": {"files", "error", "folder"}, "latency": {"merged"}, "forgetting": {"reason", "sample"}}
-
-
-def problem(record) -> str | None:
-    """What keeps a parsed file from being a record analysis can read (None: nothing)."""
-    if not isinstance(record, dict):
-        return "not a JSON object"
-    if record.get("status") not in STATUSES:
-        return f"status {record.get('status')!r} is not one of {', '.join(STATUSES)}"
-    config = record.get("config")
-    if not isinstance(config, dict) or not all(isinstance(config.get(g), dict) and isinstance(config[g].get("name"), str)
-                                               for g in ("model", "task", "method")):
-        return "config has no model, task and method names"
-    for section, strings in NUMERIC.items():
-        values = record.get(section)
-        if values is None:
-            continue
-        if not isinstance(values, dict):
-            return f"{section} is {type(values).__name__}, not an object"
-        wrong = next((k for k, v in values.items() if k not in strings and not _number(v)), None)
-        if wrong is not None:
-            return f"{section}.{wrong}={values[wrong]!r} is not a number"
-    for section, kind in (("validation", list), ("per_example", dict), ("data", dict), ("error", dict)):
-        if record.get(section) is not None and not isinstance(record[section], kind):
-            return f"{section} is {type(record[section]).__name__}, not a {kind.__name__}"
-    return None
-
-
 def load(results: Path) -> pd.DataFrame:
     """Every record under `results`, sorted by sweep and run id so output is reproducible. A file
     that is not a readable record is skipped with a warning naming it and why. The sweep is the
@@ -134,12 +102,14 @@ def load(results: Path) -> pd.DataFrame:
     rows = []
     for path in sorted(Path(results).glob("*/*.json")):
         try:
-            record = json.loads(path.read_text())
+            data = json.loads(path.read_text())
         except (OSError, ValueError) as e:
-            record = e
-        why = f"{type(record).__name__}: {record}" if isinstance(record, Exception) else problem(record)
-        if why:
-            warnings.warn(f"{path}: not a run record, skipped ({why})", stacklevel=2)
+            warnings.warn(f"{path}: not a run record, skipped ({type(e).__name__}: {e})", stacklevel=2)
+            continue
+        try:
+            record = parse(data).dump()
+        except ValidationError as e:
+            warnings.warn(f"{path}: not a run record, skipped ({mismatch(e, data)})", stacklevel=2)
             continue
         setting = setting_id(record["config"])
         metric = primary_metric(record)

