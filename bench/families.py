@@ -60,9 +60,19 @@ BERT_MATRICES = {
     "ff_out": r"layer\.\d+\.output\.dense$",
 }
 
-FAMILIES: dict[str, Family] = {
-    f.name: f
-    for f in [
+def registry(families: list[Family]) -> dict[str, Family]:
+    """Families by name; two of one name are refused (a dict would silently keep the last)."""
+    out: dict[str, Family] = {}
+    for f in families:
+        if f.name in out:
+            raise ValueError(f"family name {f.name!r} is taken: two Family entries in bench/families.py define it "
+                             f"(architectures {out[f.name].architecture} and {f.architecture})")
+        out[f.name] = f
+    return out
+
+
+FAMILIES: dict[str, Family] = registry(
+    [
         Family(
             name="bert",
             architecture="encoder",
@@ -222,7 +232,7 @@ FAMILIES: dict[str, Family] = {
             has_biases=True,
         ),
     ]
-}
+)
 
 
 def accepted_matrices(family: Family) -> list[str]:

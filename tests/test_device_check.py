@@ -1,9 +1,9 @@
-"""The prepared GPU check (bench/device_check.py), dry-run on CPU: its jobs run through the ordinary
+"""The prepared GPU check (bench/tools/device_check.py), dry-run on CPU: its jobs run through the ordinary
 runner in bf16-mixed and its table reads their records."""
 
 import pytest
 
-from bench import device_check
+from bench.tools import device_check
 
 
 @pytest.mark.slow  # two runs of the real MiniLM

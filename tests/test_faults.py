@@ -1,8 +1,8 @@
-"""The fault-injection script itself (python -m bench.faults); each case also has its own test."""
+"""The fault-injection script itself (python -m bench.tools.faults); each case also has its own test."""
 
 import pytest
 
-from bench import faults
+from bench.tools import faults
 
 
 def test_case_names_are_unique_and_an_unknown_one_is_refused(capsys):

@@ -89,7 +89,7 @@ def test_the_record_states_the_optimizers_memory(make_config, tiny_models, overr
 def test_the_memory_benchmark_finds_lomo_under_half_of_adamw(monkeypatch, capsys):
     import sys
 
-    from bench import optimizer_memory
+    from bench.tools import optimizer_memory
 
     monkeypatch.setattr(sys, "argv", ["optimizer_memory", "--rounds", "1", "train.batch_size=2", "task.train_size=16",
                                       "task.max_length=32"])

@@ -165,6 +165,11 @@ METHODS: dict[str, Method] = {}
 
 
 def register(cls: type[Method]) -> type[Method]:
+    """Add the method under its name; a second method of that name is refused, naming both definitions."""
+    if cls.name in METHODS:
+        first = type(METHODS[cls.name])
+        raise ValueError(f"method name {cls.name!r} is taken: {first.__module__}.{first.__qualname__} "
+                         f"and {cls.__module__}.{cls.__qualname__} both register it")
     METHODS[cls.name] = cls()
     return cls
 

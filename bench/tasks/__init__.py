@@ -125,6 +125,10 @@ def register(name: str, schema: type = TaskSchema, forms: tuple[str, ...] = FORM
     in its defaults when the task has its own schema."""
 
     def add(loader):
+        if name in TASKS:
+            first = TASKS[name].load
+            raise ValueError(f"task name {name!r} is taken: {first.__module__}.{first.__qualname__} "
+                             f"and {loader.__module__}.{loader.__qualname__} both register it")
         TASKS[name] = Task(name, loader, schema, forms, check, content, template)
         return loader
 

@@ -7,7 +7,7 @@ three steps per optimizer, alternating which goes first: the second is timed, th
 CUDA the allocator's peak. Prints each optimizer's peak, breakdown and step time, and each peak
 as a ratio of the first optimizer's.
 
-    python -m bench.optimizer_memory [--optimizers adamw,lomo] [--rounds 3] [hydra overrides ...]
+    python -m bench.tools.optimizer_memory [--optimizers adamw,lomo] [--rounds 3] [hydra overrides ...]
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Fault injection, end to end: bad inputs and injected faults against the real commands, with a tally.
 
-    python -m bench.faults [--only inputs|faults] [--cases NAME,...] [--keep DIR]
+    python -m bench.tools.faults [--only inputs|faults] [--cases NAME,...] [--keep DIR]
 
 A bad input passes when `python -m bench` (or `python -m bench.data check`) exits non-zero with a
 message naming the key (or file) at fault, before any weights load (transformers reports
@@ -24,7 +24,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from bench.compose import CONF
+
+REPO = CONF.parent  # the checkout: its commands run from there
 SMALL = ["tracking=none", "train.max_steps=3", "train.batch_size=8", "task.train_size=64", "task.val_size=32",
          "task.test_size=32", "train.latency_samples=2"]
 LOADED = "Loading weights"

@@ -3,7 +3,7 @@
 Same model, method and batches, in one process, interleaved round by round (alternating which
 loop goes first), so both see the same machine state. Prints per-step times and their ratio.
 
-    python -m bench.overhead [--rounds 5] [--steps 10] [hydra overrides ...]
+    python -m bench.tools.overhead [--rounds 5] [--steps 10] [hydra overrides ...]
 """
 
 from __future__ import annotations

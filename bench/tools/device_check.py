@@ -2,8 +2,8 @@
 fine-tuning in bf16-mixed, a few hundred steps each, every job a fresh process through the ordinary
 runner, with only offline assets; then one table of what the records say.
 
-    python -m bench.device_check                       # on a GPU: about 5 minutes on one H200
-    python -m bench.device_check --device cpu --steps 2 --models minilm-l6 --methods lora   # a dry run here
+    python -m bench.tools.device_check                       # on a GPU: about 5 minutes on one H200
+    python -m bench.tools.device_check --device cpu --steps 2 --models minilm-l6 --methods lora   # a dry run here
 
 Records go to <results_dir>/device_check/ (a finished job is skipped, as in any sweep; force=true reruns),
 the table to <results_dir>/device_check/table.md. Extra arguments are Hydra overrides for every job.
