@@ -63,13 +63,13 @@ from bench.errors import ConfigError
 from bench.machine import device_of
 from bench.families import FAMILIES
 from bench.methods import METHODS
+from bench.shapes import Shape
 from bench.tasks import TASKS
 
 GIB = 2**30
 FLOAT32 = 4  # bytes of trained weights, their gradients and optimizer state, and the logits a loss reads
-# config fields, by architecture, of the attention dropout and the feed-forward width
+# config fields, by architecture, of the attention dropout
 ATTENTION_DROPOUT = ("attention_probs_dropout_prob", "attention_dropout", "attn_pdrop", "dropout_rate")
-FEED_FORWARD = ("intermediate_size", "ffn_dim", "d_ff", "n_inner")
 
 
 @dataclass(frozen=True)
@@ -121,9 +121,7 @@ def _is_decoder(name: str) -> bool:
 def architecture(cfg, model: torch.nn.Module) -> Architecture:
     family, method = FAMILIES[cfg.model.family], METHODS[cfg.method.name]
     config = _pretrained(model).config
-    hidden = config.hidden_size
-    # MPT gives a ratio; GPT-2 and GPT-J leave n_inner unset for 4h
-    ffn = next((getattr(config, k) for k in FEED_FORWARD if getattr(config, k, None)), None) or getattr(config, "expansion_ratio", 4) * hidden
+    shape = Shape.of(config)
     split = family.architecture == "encoder_decoder"
     inputs = [0, 0]
     for name, module in model.named_modules():
@@ -135,10 +133,8 @@ def architecture(cfg, model: torch.nn.Module) -> Architecture:
                 for p in ("fp32", "bf16")}
     trained = [p for p in model.parameters() if p.requires_grad]
     return Architecture(
-        layers=config.num_hidden_layers, decoder_layers=config.num_decoder_layers if split else 0,
-        hidden=hidden, heads=config.num_attention_heads, ffn=ffn,
-        gated=getattr(config, "is_gated_act", False) or any(n.endswith("gate_proj") for n, _ in model.named_modules()),
-        vocab=config.vocab_size, registry_attention=family.attention == "registry",
+        layers=shape.layers, decoder_layers=shape.decoder_layers, hidden=shape.width, heads=shape.heads,
+        ffn=shape.ff_width, gated=shape.gated, vocab=shape.vocab, registry_attention=family.attention == "registry",
         attention_dropout=any(getattr(config, k, None) for k in ATTENTION_DROPOUT),
         trains=method.trains and any(p.requires_grad for p in model.parameters()),
         trained_inputs=(inputs[0], inputs[1]),

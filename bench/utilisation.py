@@ -36,10 +36,8 @@ import torch
 from bench.assets import cache_root
 from bench.measure import MachineLoad
 from bench.precision import AUTOCAST
+from bench.shapes import Shape
 
-# model types whose feed-forward block has three matrices (gate, up, down) instead of two; T5 says so in
-# its config (is_gated_act)
-GATED = {"llama", "mistral", "qwen2", "gemma", "gemma2", "gemma3_text"}
 # a stack's layer in a module's name (BERT layer.N, Llama layers.N, GPT-2 h.N, T5 block.N, MPT blocks.N); T5's
 # sublayers (block.N.layer.M) come after it
 LAYER = re.compile(r"\.(?:layer|layers|h|block|blocks)\.(\d+)\.")
@@ -49,86 +47,6 @@ def _in_first_layer(name: str, encoder_only: bool = False) -> bool:
     """In the first layer of a stack (with encoder_only, of T5's encoder)."""
     found = LAYER.search(f".{name}.")
     return found is not None and found.group(1) == "0" and (not encoder_only or "encoder" in name.split("."))
-
-
-@dataclass(frozen=True)
-class Shape:
-    """The sizes the formula needs, read from a Hugging Face config (Shape.of)."""
-
-    width: int  # d_model
-    layers: int  # the only stack's layers; T5: the encoder's
-    decoder_layers: int  # T5's decoder layers (self- and cross-attention); 0 for one-stack models
-    q_width: int  # heads × head width: the query and attention-output projections' width
-    kv_width: int  # key/value heads × head width: smaller than q_width under grouped-query attention
-    ff_width: int  # the feed-forward block's inner width
-    ff_inputs: int  # feed-forward matrices that read the block's input: 2 when gated (gate, up), else 1
-    vocab: int
-    labels: int  # a classification head's outputs
-    pooler_width: int  # a classification head's pooler (DeBERTa: pooler_hidden_size)
-    parallel: bool  # attention and feed-forward read the same input (GPT-J; GPT-NeoX's parallel residual)
-    embed_width: int  # OPT's word-embedding width where it differs from d_model (project_in, project_out), else 0
-    # DeBERTa's disentangled attention: each query (c2p) and each key (p2c) also scores 2 × span relative
-    # positions; the relative-position table goes through its own key and query projections, or
-    # (share_att_key) through the attention's, once per batch and layer
-    position_columns: int = 0
-    position_scores: tuple[str, ...] = ()
-    position_shared: bool = False
-
-    @classmethod
-    def of(cls, config) -> Shape:
-        """From a transformers config; its attribute_map gives every family here hidden_size,
-        num_hidden_layers and num_attention_heads."""
-        d, heads, kind = config.hidden_size, config.num_attention_heads, config.model_type
-        head = getattr(config, "head_dim", None) or d // heads  # T5: d_kv
-        kv_heads = getattr(config, "num_key_value_heads", None) or heads
-        ff = next((v for v in (getattr(config, k, None) for k in ("intermediate_size", "ffn_dim", "d_ff", "n_inner")) if v), None)
-        if ff is None or kind == "mpt":  # GPT-2, GPT-Neo, BLOOM; transformers' MPT ignores expansion_ratio
-            ff = 4 * d
-        embed = getattr(config, "word_embed_proj_dim", None)
-        positions = {}
-        if kind == "deberta-v2" and getattr(config, "relative_attention", False):
-            buckets, most = getattr(config, "position_buckets", -1), getattr(config, "max_relative_positions", -1)
-            span = buckets if buckets > 0 else (most if most >= 1 else config.max_position_embeddings)
-            positions = {"position_columns": 2 * span,
-                         "position_scores": tuple(t for t in ("c2p", "p2c") if t in (config.pos_att_type or [])),
-                         "position_shared": bool(getattr(config, "share_att_key", False))}
-        return cls(
-            width=d,
-            layers=config.num_hidden_layers,
-            decoder_layers=config.num_decoder_layers if config.is_encoder_decoder else 0,
-            q_width=heads * head,
-            kv_width=kv_heads * head,
-            ff_width=ff,
-            ff_inputs=2 if kind in GATED or getattr(config, "is_gated_act", False) else 1,
-            vocab=config.vocab_size,
-            labels=config.num_labels,
-            pooler_width=getattr(config, "pooler_hidden_size", None) or d,
-            parallel=kind == "gptj" or (kind == "gpt_neox" and config.use_parallel_residual),
-            embed_width=embed if embed and embed != d else 0,
-            **positions,
-        )
-
-    # weights of the matrices multiplied per token (sums of inputs × outputs)
-    def attention_weights(self) -> int:  # q, k, v and the output projection
-        return 2 * self.width * self.q_width + 2 * self.width * self.kv_width
-
-    def layer_weights(self) -> int:
-        return self.attention_weights() + (self.ff_inputs + 1) * self.width * self.ff_width
-
-    def lm_head_weights(self) -> int:
-        return self.vocab * (self.embed_width or self.width)
-
-    def classifier_weights(self) -> int:
-        """A classification head on the first token: pooler (RoBERTa: dense layer), then the classifier."""
-        return self.width * self.pooler_width + self.pooler_width * self.labels
-
-    def matrix_weights(self, architecture: str) -> int:
-        """Every weight-matrix parameter of the model (biases, embeddings and norms excluded): what a walk
-        over its linear layers finds (the tests check that it does)."""
-        n = self.layers * self.layer_weights() + 2 * self.width * self.embed_width
-        n += self.decoder_layers * (self.layer_weights() + self.attention_weights())  # T5: + cross-attention
-        n += 0 if self.position_shared else self.layers * len(self.position_scores) * self.width * self.q_width
-        return n + (self.classifier_weights() if architecture == "encoder" else self.lm_head_weights())
 
 
 @dataclass(frozen=True)

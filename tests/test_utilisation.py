@@ -11,7 +11,8 @@ from transformers import LlamaConfig
 
 from bench import batching, utilisation
 from bench.runner import build
-from bench.utilisation import Peak, Shape, Training
+from bench.shapes import Shape
+from bench.utilisation import Peak, Training
 
 FUSED = {"gpt2", "gpt_neox", "bloom", "mpt"}  # one q,k,v matrix: LoRA targets 'qkv' there
 TOLERANCE = 0.02
