@@ -10,7 +10,7 @@ from hydra.errors import OverrideParseException
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from bench import record, runner
+from bench import launch, record
 from bench.compose import CONF, compose, register_schemas, to_container
 from bench.errors import ConfigError
 from bench.machine import cpu_count
@@ -41,16 +41,16 @@ def main(cfg: DictConfig) -> None:
     try:
         # count and serve import torch and transformers, so each only in its own mode
         if cfg.mode == "count":  # parameters only, on the meta device: no weights, no training
-            from bench import count
+            from bench import count  # deferred: torch and transformers, for this mode only
 
             count.launch(cfg)
         elif cfg.mode == "serve":  # serving cost against the base model: no training
-            from bench import serve
+            from bench import serve  # deferred: torch and transformers, for this mode only
 
             if serve.launch(cfg).status != "ok":
                 _fail("the serving measurement did not end ok")
         else:
-            rec = runner.launch(cfg, concurrent_jobs(HydraConfig.get()))
+            rec = launch.launch(cfg, concurrent_jobs(HydraConfig.get()))
             # a run that did not succeed (or runs elsewhere) fails the command: `python -m bench && next` stops
             if rec is None or rec.status not in ("ok", "not_applicable"):
                 _fail(f"run {rec.run_id} ended {rec.status}" if rec else "the run is running in another process")
@@ -72,9 +72,9 @@ def main(cfg: DictConfig) -> None:
 def _record_path(config: dict) -> Path:
     """Where the record of this config's mode goes (count and serve keep theirs apart)."""
     if config.get("mode") == "count":
-        from bench.count import path_for
+        from bench.count import path_for  # deferred: torch, for this mode only
     elif config.get("mode") == "serve":
-        from bench.serve import path_for
+        from bench.serve import path_for  # deferred: torch, for this mode only
     else:
         path_for = record.path_for
     return path_for(config)

@@ -20,6 +20,7 @@ from peft import PeftModel
 
 from bench import optimizers
 from bench.families import Family
+from bench.machine import cpu_count
 
 # peft keeps a frozen copy of every module it trains in full (the head), to allow disabling the adapter
 PEFT_FROZEN_COPY = ".original_module."
@@ -245,7 +246,6 @@ def environment(device: str) -> dict:
     import peft
     import transformers
 
-    from bench.machine import cpu_count
 
     return {
         "python": platform.python_version(),

@@ -17,6 +17,7 @@ import hashlib
 import json
 import math
 import os
+import sys
 import tempfile
 import traceback
 import warnings
@@ -331,6 +332,17 @@ def write(path: Path, record: Record) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def keep(path: Path, rec: Record) -> bool:
+    """Write the record; where that fails (a full disk, a folder gone), print it whole with the
+    reason, so that a finished run's numbers are never lost. False when it could not be written."""
+    try:
+        write(path, rec)
+    except OSError as e:
+        print(f"error: could not write the record {path}: {e}\nthe record, in full:\n{dumps(rec)}", file=sys.stderr)
+        return False
+    return True
 
 
 def dumps(record: Record) -> str:

@@ -1,119 +1,39 @@
-"""One run, start to finish: validate, skip or launch, execute the stages, record.
+"""One run, executed: its stages in order (fit check, build, train, evaluate, measure, finish), each a
+function over the `Run` they fill in, and the record written once at the end.
 
-`launch` runs in the Hydra process; `execute` runs in a fresh child process by default
-(`process=fresh`), so a run's memory and crashes stay its own, and the child's record is the
-one that lands. If the child dies without writing one, the parent records the failure.
-
-Under `process=fresh` the launcher imports none of torch, transformers or peft (they take seconds, and
-a skipped run or a fresh process needs none of them there), except to check that a model can do
-gradient checkpointing when a run asks for it: `execute` and the stages import them where they run.
+bench/launch.py starts it: in a fresh process by default (`python -m bench.runner`, the config on
+standard input), so that a run's memory and crashes stay its own. This module imports torch and the
+engine; the launcher imports it only to run inline.
 """
 
 from __future__ import annotations
 
 import json
 import random
-import signal
-import subprocess
 import sys
 import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import numpy as np
+import torch
 from omegaconf import DictConfig, OmegaConf
 
-from bench import record, tasks
-from bench.compose import to_container
+from bench import batching, fit, forgetting, measure, models, precision, record, tasks, utilisation
 from bench.families import FAMILIES, Family
 from bench.machine import device_of
+from bench.measure import Stages
 from bench.methods import METHODS, Method
 from bench.metrics import chosen, compute, per_example
+from bench.predict import predict
 from bench.tasks import TaskData
 from bench.tracking import Tracker
-from bench.validate import validate
-
-if TYPE_CHECKING:
-    import torch
-
-    from bench.measure import Stages
-
-
-def launch(cfg: DictConfig, concurrent_jobs: int | None = 1) -> record.Record | None:
-    """Validate (raises ConfigError), then skip, record not_applicable, or run (which refuses a job that
-    would not fit, bench/fit.py); None when the same run is running in another process (which will
-    write its record).
-    `concurrent_jobs` other than 1 says the launcher runs other jobs beside this one (None: how
-    many is unknown); such runs' timings are marked as shared."""
-    reason = validate(cfg)
-    config = to_container(cfg)
-    path = record.path_for(config)
-    try:
-        with record.claim(path) as lock:  # one writer per run id
-            return _launch(config, path, reason, lock, concurrent_jobs)
-    except record.RunningElsewhere as e:
-        print(f"running elsewhere: {e}; nothing recorded here")
-        return None
-
-
-def _launch(config: dict, path: Path, reason: str | None, lock: int, concurrent_jobs: int | None) -> record.Record:
-    existing = record.read(path)
-    if record.should_skip(existing, config["force"], config["retry_failed"]):
-        print(f"skip: {path} exists (status {existing.status}); force=true reruns it"
-              + (", retry_failed=true retries failed runs" if existing.status in record.RETRYABLE else ""))
-        return existing
-    if config["train"]["gradient_checkpointing"] and not reason:
-        # a model that cannot is a config error, stopped here like any other (this builds it on the meta
-        # device, so torch is imported in the launcher for such a run)
-        from bench import fit
-
-        cfg = OmegaConf.create(config)
-        try:
-            model = fit.meta_model(cfg)
-        except Exception:  # noqa: BLE001 - not buildable here: the run's own estimate records why
-            model = None
-        if model is not None:
-            fit.check_checkpointing(cfg, model)
-    if reason:
-        rec = record.new(config, "not_applicable", error={"type": "NotApplicable", "message": reason}, started=record.now())
-        _keep(path, rec)
-    elif config["process"] == "fresh":
-        rec = _in_fresh_process(config, path, lock, concurrent_jobs)
-    else:
-        rec = execute(config, concurrent_jobs=concurrent_jobs)
-    print(summary(rec, path))
-    return rec
-
-
-def _in_fresh_process(config: dict, path: Path, lock: int, concurrent_jobs: int | None) -> record.Record:
-    attempt = uuid.uuid4().hex
-    started = record.now()
-    # the config goes through a pipe, so no temporary file outlives a killed parent; the child shares
-    # the run's lock, so a killed parent leaves the lock held while the child runs
-    code = subprocess.run([sys.executable, "-m", "bench.runner", attempt, json.dumps(concurrent_jobs)],
-                          input=json.dumps(config), text=True, pass_fds=(lock,), check=False).returncode
-    rec = record.read(path)
-    if rec is not None and rec.attempt == attempt:
-        return rec
-    how = f"killed by signal {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
-    hint = " (the system may have run out of memory)" if code == -signal.SIGKILL else ""
-    message = f"run process {how}{hint} before writing its record"
-    if code == 0:  # it ran to the end, and writing failed: it printed the record in full with the reason
-        message = "the run finished but its record could not be written; the run process printed it in full above"
-    rec = record.new(
-        config, "failed", error={"type": "WorkerDied", "message": message},
-        attempt=attempt, started=started, ended=record.now(),
-    )
-    _keep(path, rec)
-    return rec
+from bench.train import Diverged
 
 
 def seed_everything(seed: int) -> None:
-    import numpy as np
-    import torch
-
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -139,8 +59,6 @@ def build(cfg, kept: Path | None = None, before_apply=None, stages: Stages | Non
     that run's trained model again. `before_apply(model, tokenizer, architecture)` sees the
     model as loaded, before the method changes it. `stages` times data, model load and
     `before_apply` (a measurement)."""
-    from bench import measure, models, precision
-
     stages = stages or measure.Stages(fresh_process=False)
     family = FAMILIES[cfg.model.family]
     method = METHODS[cfg.method.name]
@@ -189,19 +107,12 @@ class Run:
 
     def in_precision(self):
         """Evaluation and measurements compute as training does."""
-        from bench import precision
-
         return precision.autocast(self.cfg.train.precision, self.device)
 
 
 def execute(config: dict, attempt: str | None = None, concurrent_jobs: int | None = 1) -> record.Record:
     """Run the stages and write the record once, at the end; every exception becomes a failed (oom,
     diverged) record."""
-    import torch
-
-    from bench import measure
-    from bench.train import Diverged
-
     # its start: the process's, imports included
     run = Run(config, attempt, concurrent_jobs, measure.Stages(fresh_process=config["process"] == "fresh"))
     estimate = fit_check(run)
@@ -228,8 +139,6 @@ def execute(config: dict, attempt: str | None = None, concurrent_jobs: int | Non
 def fit_check(run: Run) -> dict:
     """Will it fit: on the meta device, before anything loads or W&B starts (here, not in the launcher,
     which then needs no torch); a model that cannot checkpoint was refused by the launcher already."""
-    from bench import fit
-
     with run.stages("measurement"):
         estimate = fit.checked(run.cfg)
     run.sections["estimate"] = estimate  # beside what the run measures
@@ -239,8 +148,6 @@ def fit_check(run: Run) -> dict:
 def build_model(run: Run) -> tuple[Built, dict]:
     """The data and the model with the method applied, on the run's device; and the base model's loss on
     general text, scored before the method changes it (text-to-text models only), for forgetting."""
-    from bench import forgetting
-
     base: dict = {}
 
     def score_base(model, tokenizer, architecture):  # on the run's device, as the tuned model will be
@@ -257,8 +164,6 @@ def build_model(run: Run) -> tuple[Built, dict]:
 
 
 def _evaluate(run: Run, built: Built, examples) -> tuple[list, dict]:
-    from bench.predict import predict
-
     t = run.cfg
     with run.in_precision():
         outputs, loss = predict(built.model, built.tokenizer, built.task, examples, built.architecture, t.task,
@@ -268,8 +173,6 @@ def _evaluate(run: Run, built: Built, examples) -> tuple[list, dict]:
 
 def train_model(run: Run, built: Built, tracker: Tracker):
     """The method's training (or a baseline's fitting), validating on the way; its time split into stages."""
-    from bench import batching
-
     cfg, task = run.cfg, built.task
     with run.stages("data"):
         run.sections["data"] = {"task_version": cfg.task.version, "split_seed": cfg.task.split_seed, "kind": task.kind,
@@ -290,8 +193,6 @@ def train_model(run: Run, built: Built, tracker: Tracker):
 
 def evaluate_model(run: Run, built: Built, result, tracker: Tracker, base_loss: dict) -> None:
     """Test scores with per-example results, the final validation, and forgetting against the base's loss."""
-    from bench import forgetting
-
     task, s = built.task, run.sections
     with run.stages("evaluation"):
         s["params"] = built.method.count(built.model, run.cfg.method, built.family)  # what training kept (diff pruning)
@@ -313,8 +214,6 @@ def evaluate_model(run: Run, built: Built, result, tracker: Tracker, base_loss: 
 
 def measure_run(run: Run, built: Built, loader, result) -> None:
     """Time, utilisation, memory, stored bytes and serving latency of the trained model."""
-    from bench import batching, measure, utilisation
-
     cfg, tc, task, method, s = run.cfg, run.cfg.train, built.task, built.method, run.sections
     timing = result.timing(tc.timing_warmup)
     s["time"] = {
@@ -349,8 +248,6 @@ def measure_run(run: Run, built: Built, loader, result) -> None:
 def finish(run: Run, status: str, error: dict | None, tracker: Tracker) -> record.Record:
     """The record, written once; then W&B's summary and finish, after the record so that a hang there cannot
     lose it (its time is the only part of the run the record's stages leave out)."""
-    from bench import measure
-
     with run.stages("measurement"):
         run.sections["environment"] = measure.environment(run.device)
         # the peak of the whole run
@@ -360,31 +257,18 @@ def finish(run: Run, status: str, error: dict | None, tracker: Tracker) -> recor
     run.sections.setdefault("time", {})["stages"] = run.stages.record()
     rec = record.new(run.config, status, error=error, attempt=run.attempt, started=run.started, ended=record.now(),
                      tracking=info, **run.sections)
-    _keep(run.path, rec)  # a record that could not be written is printed in full
+    record.keep(run.path, rec)  # a record that could not be written is printed in full
     tracker.finish(rec)
     return rec
 
 
 def refuse(run: Run, estimate: dict) -> record.Record:
     """The record of a run estimated not to fit, stopped before it loaded anything."""
-    from bench import fit
-
     rec = record.new(run.config, "refused", error={"type": "WontFit", "message": fit.refusal(estimate, run.config["train"])},
                      estimate=estimate, attempt=run.attempt, started=run.started, ended=record.now(),
                      time={"stages": run.stages.record()})
-    _keep(run.path, rec)
+    record.keep(run.path, rec)
     return rec
-
-
-def _keep(path: Path, rec: dict) -> bool:
-    """Write the record; where that fails (a full disk, a folder gone), print it whole with the
-    reason, so that a finished run's numbers are never lost. False when it could not be written."""
-    try:
-        record.write(path, rec)
-    except OSError as e:
-        print(f"error: could not write the record {path}: {e}\nthe record, in full:\n{record.dumps(rec)}", file=sys.stderr)
-        return False
-    return True
 
 
 def _majority(task) -> int | None:
@@ -405,71 +289,6 @@ def _sample(task, outputs, n: int = 20) -> list[dict]:
             choices = task.choices(e)
             rows.append({"input": e.prompt or e.text, "gold": choices[e.label], "predicted": choices[chosen([out])[0]]})
     return rows
-
-
-def summary(rec: record.Record, path: Path) -> str:
-    c = rec.config
-    lines = [f"run {rec.run_id}: {rec.status}",
-             f"  model {c['model']['name']}  task {c['task']['name']}  method {c['method']['name']}"]
-    if rec.status != "ok":
-        lines.append(f"  {rec.error.type}: {rec.error.message}")
-    else:
-        p, mt, mem = rec.params, rec.metrics, rec.memory
-        lines += [
-            f"  trainable {p.trainable:,} of {p.total:,} ({p.trainable_pct:.3f}%): method {p.method:,}, head {p.head:,}",
-            f"  test ({mt.size} examples): "
-            + ", ".join(f"{k} {v:.4f}" for k, v in mt.model_dump().items() if k not in ("split", "size", "loss")),
-            _training(rec.time) + _utilisation(rec.utilisation),
-            (f"  peak memory {_mib(mem.peak_bytes)} ({mem.measure})" if mem.peak_bytes is not None
-             else "  peak memory: not measured")
-            + f"; process peak resident {_mib(mem.process_peak_rss_bytes)} ({mem.process_peak_rss_of})",
-            _stored(rec.size) + "; " + _latency(rec.latency),
-        ]
-    if rec.time and rec.time.stages:
-        lines.append(_stages(rec.time.stages))
-    lines.append(f"  record {path}")
-    if (rec.tracking or {}).get("dir"):
-        lines.append(f"  W&B ({rec.tracking['mode']}) {rec.tracking['dir']}")
-    return "\n".join(lines)
-
-
-def _training(tm: record.Time) -> str:
-    if not tm.steps:
-        return "  no training"
-    return (f"  training {tm.train_seconds:.1f} s over {tm.steps} steps, median step "
-            + (f"{tm.median_step_seconds * 1000:.0f} ms, {tm.tokens_per_second:.0f} tokens/s"
-               if tm.steps_timed else "not timed (the only step was the memory-profiled one)"))
-
-
-def _utilisation(u: record.Utilisation | None) -> str:
-    if not u or u.fraction is None:
-        return ""
-    return (f"; {u.flops_per_token:.3g} FLOP/token, {u.achieved_flops_per_second:.3g} FLOP/s, "
-            f"{100 * u.fraction:.1f}% of peak ({u.peak_from})")
-
-
-def _stages(stages: record.Stages) -> str:
-    wall = stages.wall_seconds
-    parts = sorted(stages.seconds.items(), key=lambda kv: -kv[1])
-    return (f"  wall {wall:.1f} s: " + ", ".join(f"{name} {100 * s / wall:.0f}%" for name, s in parts)
-            + f", untimed {100 * stages.untimed_seconds / wall:.0f}%")
-
-
-def _stored(size: record.Size) -> str:
-    if size.bytes is None:
-        return f"  stored size not measured ({size.error})"
-    return f"  stored per task {_mib(size.bytes)}" + (f" (kept in {size.folder})" if size.folder else "")
-
-
-def _latency(latency: record.Latency | None) -> str:
-    if latency is None or latency.median_ms is None:
-        return "latency not measured"
-    merged = f" ({latency.merged['median_ms']:.1f} ms merged)" if latency.merged else ""
-    return f"batch-1 latency {latency.median_ms:.1f} ms{merged}"
-
-
-def _mib(n: int) -> str:
-    return f"{n / 2**20:.1f} MiB"
 
 
 if __name__ == "__main__":  # the fresh process: python -m bench.runner ATTEMPT CONCURRENT_JOBS < CONFIG_JSON

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from bench import results
 from bench.compose import compose, to_container
+from bench.methods import METHODS as REGISTRY
 from bench.record import search_id
 from bench.selection import select
 
@@ -69,8 +70,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("seed, method and method.lr are set by the search: use --seeds and --methods")
     if args.seeds < 1:
         parser.error(f"--seeds={args.seeds}: expected 1 or more")
-    from bench.methods import METHODS as REGISTRY
-
     overrides = ["sweep_name=lr_search", *args.overrides]
     methods = args.methods.split(",")
     unknown = [m for m in methods if m not in REGISTRY]

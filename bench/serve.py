@@ -54,6 +54,7 @@ from bench.validate import validate
 from bench.families import FAMILIES, Family
 from bench.methods import METHODS
 from bench.predict import with_prompts
+from bench.runner import seed_everything
 
 # variant -> the method it serves and how (each method's `serving`, bench/methods)
 SERVED = {v: (name, s) for name, m in METHODS.items() for v, s in m.serving.items()}
@@ -308,8 +309,6 @@ def memory(made: dict, n: int) -> dict:
 
 def measure_serving(cfg: DictConfig) -> dict:
     """The record fields of one serving measurement."""
-    from bench.runner import seed_everything
-
     family = FAMILIES[cfg.model.family]
     device = device_of(cfg)
     seed_everything(cfg.seed)

@@ -45,48 +45,56 @@ def validate(cfg: DictConfig) -> str | None:
     """Raise ConfigError for a config that cannot run; return a reason when the
     combination is well-formed but does not apply (recorded as `not_applicable`)."""
     _one_of("mode", cfg.get("mode", "run"), {"run", "count", "serve"})
-    _one_of("model.family", cfg.model.family, FAMILIES)
-    if cfg.model.hub_id is None and not cfg.model.package and cfg.get("mode", "run") != "count":
-        raise ConfigError("mode", cfg.get("mode", "run"), f"'count': model preset {cfg.model.name} is configuration-only "
+    _model(cfg)
+    _task(cfg.task)
+    _method(cfg.method)
+    _train(cfg.train, METHODS[cfg.method.name])
+    _one_of("tracking.backend", cfg.tracking.backend, {"wandb", "none"})
+    _one_of("tracking.mode", cfg.tracking.mode, {"offline", "online"})
+    _one_of("process", cfg.process, {"fresh", "inline"})
+    check_results_folder(cfg)
+    return _applies(cfg)
+
+
+def _model(cfg: DictConfig) -> None:
+    m = cfg.model
+    _one_of("model.family", m.family, FAMILIES)
+    if m.hub_id is None and not m.package and cfg.get("mode", "run") != "count":
+        raise ConfigError("mode", cfg.get("mode", "run"), f"'count': model preset {m.name} is configuration-only "
                           "(no hub id, no package: there are no weights to train)")
-    _one_of("model.source", cfg.model.source, {"auto", "hub", "local"})
-    if cfg.model.dtype != "float32":
-        raise ConfigError("model.dtype", cfg.model.dtype, "'float32': the weights load in float32, and train.precision "
+    _one_of("model.source", m.source, {"auto", "hub", "local"})
+    if m.dtype != "float32":
+        raise ConfigError("model.dtype", m.dtype, "'float32': the weights load in float32, and train.precision "
                           "(bf16-mixed, bf16, fp16-mixed) says what computes in lower precision; casting the whole model "
                           "would also put the trained weights and their optimizer state in it")
-    if cfg.model.asset is not None:
-        _one_of("model.asset", cfg.model.asset, ASSETS)
-    if cfg.model.source == "local" and not _offline_copy(cfg.model):
-        raise ConfigError("model.source", "local", f"'auto' or 'hub': the offline package of preset {cfg.model.name} "
-                          f"({cfg.model.package or cfg.model.asset or 'none'}) is not installed"
-                          + (f" ({install_hint(ASSETS[cfg.model.asset].package)})" if cfg.model.asset else ""))
-    _one_of("task.name", cfg.task.name, TASKS)
-    task = TASKS[cfg.task.name]
-    if task.check:
-        task.check(cfg.task)
-    _at_least("task.max_length", cfg.task.max_length, 8)
-    _at_least("task.train_size", cfg.task.train_size, 1)
-    _at_least("task.val_size", cfg.task.val_size, 1)
-    _at_least("task.test_size", cfg.task.test_size, 1)
-    _one_of("method.name", cfg.method.name, METHODS)
-    if METHODS[cfg.method.name].trains and not cfg.method.lr > 0:
-        raise ConfigError("method.lr", cfg.method.lr, "a learning rate > 0")
-    if any(not lr > 0 for lr in cfg.method.lr_grid):
-        raise ConfigError("method.lr_grid", list(cfg.method.lr_grid), "learning rates > 0 (the search's grid; [] for none)")
+    if m.asset is not None:
+        _one_of("model.asset", m.asset, ASSETS)
+    if m.source == "local" and not _offline_copy(m):
+        raise ConfigError("model.source", "local", f"'auto' or 'hub': the offline package of preset {m.name} "
+                          f"({m.package or m.asset or 'none'}) is not installed"
+                          + (f" ({install_hint(ASSETS[m.asset].package)})" if m.asset else ""))
 
-    t = cfg.train
-    _at_least("train.batch_size", t.batch_size, 1)
-    _at_most("train.batch_size", t.batch_size, MAX_BATCH)
-    _at_most("train.eval_batch_size", t.eval_batch_size, MAX_BATCH)
-    _at_most("train.max_steps", t.max_steps, MAX_STEPS)
-    _at_least("train.grad_accum", t.grad_accum, 1)
-    _at_least("train.eval_batch_size", t.eval_batch_size, 1)
-    _at_least("train.eval_every", t.eval_every, 0)
-    _at_least("train.log_every", t.log_every, 1)
-    _at_least("train.latency_samples", t.latency_samples, 0)
-    _at_least("train.timing_warmup", t.timing_warmup, 0)
-    _at_least("train.weight_decay", t.weight_decay, 0.0)
-    _at_least("train.max_grad_norm", t.max_grad_norm, 0.0, "a norm >= 0 (0 disables clipping)")
+
+def _task(t) -> None:
+    _one_of("task.name", t.name, TASKS)
+    if TASKS[t.name].check:
+        TASKS[t.name].check(t)
+    _at_least("task.max_length", t.max_length, 8)
+    _at_least("task.train_size", t.train_size, 1)
+    _at_least("task.val_size", t.val_size, 1)
+    _at_least("task.test_size", t.test_size, 1)
+
+
+def _method(m) -> None:
+    _one_of("method.name", m.name, METHODS)
+    if METHODS[m.name].trains and not m.lr > 0:
+        raise ConfigError("method.lr", m.lr, "a learning rate > 0")
+    if any(not lr > 0 for lr in m.lr_grid):
+        raise ConfigError("method.lr_grid", list(m.lr_grid), "learning rates > 0 (the search's grid; [] for none)")
+
+
+def _train(t, method) -> None:
+    _counts(t)
     if not 0 <= t.warmup_ratio < 1:
         raise ConfigError("train.warmup_ratio", t.warmup_ratio, "a fraction in [0, 1)")
     if (t.max_steps is None) == (t.epochs is None):
@@ -95,13 +103,12 @@ def validate(cfg: DictConfig) -> str | None:
     if t.epochs is not None and not t.epochs > 0:
         raise ConfigError("train.epochs", t.epochs, "a number of epochs > 0, or null to train by train.max_steps")
     _one_of("train.precision", t.precision, PRECISIONS)
-    fixed = METHODS[cfg.method.name].optimizer
+    fixed = method.optimizer
     if fixed and t.optimizer not in {fixed, TrainConfig.optimizer}:
-        raise ConfigError("train.optimizer", t.optimizer, f"{fixed!r} or its default: method={cfg.method.name} "
+        raise ConfigError("train.optimizer", t.optimizer, f"{fixed!r} or its default: method={method.name} "
                           f"updates with {fixed} whatever train.optimizer says")
     optimizers.check(fixed or t.optimizer, t.optimizer_args, t.grad_accum, t.precision)
     _one_of("train.lr_schedule", t.lr_schedule, {"linear", "constant"})
-    _at_least("train.early_stopping_patience", t.early_stopping_patience, 0, "a number of evaluations >= 0 (0: no early stopping)")
     if t.early_stopping_patience and not t.eval_every:
         raise ConfigError("train.eval_every", t.eval_every, "a number of steps >= 1: early stopping "
                           f"(train.early_stopping_patience={t.early_stopping_patience}) needs validation during training")
@@ -114,13 +121,29 @@ def validate(cfg: DictConfig) -> str | None:
         if not torch.cuda.is_available():
             raise ConfigError("train.device", "cuda", "'auto' or 'cpu': this machine has no CUDA device")
 
-    _one_of("tracking.backend", cfg.tracking.backend, {"wandb", "none"})
-    _one_of("tracking.mode", cfg.tracking.mode, {"offline", "online"})
-    _one_of("process", cfg.process, {"fresh", "inline"})
-    check_results_folder(cfg)
 
-    family = FAMILIES[cfg.model.family]
-    method = METHODS[cfg.method.name]
+def _counts(t) -> None:
+    """The train group's counts and sizes, within their bounds."""
+    _at_least("train.batch_size", t.batch_size, 1)
+    _at_most("train.batch_size", t.batch_size, MAX_BATCH)
+    _at_most("train.eval_batch_size", t.eval_batch_size, MAX_BATCH)
+    _at_most("train.max_steps", t.max_steps, MAX_STEPS)
+    _at_least("train.grad_accum", t.grad_accum, 1)
+    _at_least("train.eval_batch_size", t.eval_batch_size, 1)
+    _at_least("train.eval_every", t.eval_every, 0)
+    _at_least("train.log_every", t.log_every, 1)
+    _at_least("train.latency_samples", t.latency_samples, 0)
+    _at_least("train.timing_warmup", t.timing_warmup, 0)
+    _at_least("train.weight_decay", t.weight_decay, 0.0)
+    _at_least("train.max_grad_norm", t.max_grad_norm, 0.0, "a norm >= 0 (0 disables clipping)")
+    _at_least("train.early_stopping_patience", t.early_stopping_patience, 0,
+              "a number of evaluations >= 0 (0: no early stopping)")
+
+
+def _applies(cfg: DictConfig) -> str | None:
+    """The method's own checks on this model (their reason when it does not apply), and whether the task
+    has the form the method reads it in."""
+    family, method, task = FAMILIES[cfg.model.family], METHODS[cfg.method.name], TASKS[cfg.task.name]
     reason = method.check(cfg.method, family)
     sizes = cfg.model.config or {}
     method.check_sizes(cfg.method, next((sizes[k] for k in ("hidden_size", "n_embd", "d_model") if k in sizes), None),

@@ -5,7 +5,7 @@ from collections import Counter
 import pytest
 
 from bench.methods import METHODS
-from bench.runner import launch
+from bench.launch import launch
 from bench.tasks import load
 
 

@@ -12,7 +12,7 @@ from omegaconf.errors import ValidationError
 from bench.errors import ConfigError
 
 from bench.validate import validate
-from bench.runner import launch
+from bench.launch import launch
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -255,7 +255,7 @@ def test_an_empty_file_fails_the_check(tmp_path, capsys):
 def test_a_changed_data_file_is_a_new_run_and_a_fixed_one_runs_again(make_config, tmp_path):
     from bench.compose import to_container
     from bench.record import run_id
-    from bench.runner import launch
+    from bench.launch import launch
 
     data = tmp_path / "mine.jsonl"
     data.write_text(Path(CLEAN).read_text().splitlines()[0] + "\n")  # one record: too few to split

@@ -9,7 +9,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
 from bench.predict import predict
-from bench.runner import build, launch
+from bench.launch import launch
+from bench.runner import build
 from bench.tasks import Example, TaskData, continuation
 
 # preset per family, with its weights swapped for the tiny model of that family

@@ -14,7 +14,8 @@ from test_sweeps import SWEEPS, jobs_of
 from bench import batching, count, fit, optimizers, record
 from bench.compose import to_container
 from bench.errors import ConfigError
-from bench.runner import build, launch, seed_everything
+from bench.launch import launch
+from bench.runner import build, seed_everything
 
 REPO = Path(__file__).resolve().parents[1]
 # the estimate's training step against the profiler's peak of one (as runs measure it): tiny models

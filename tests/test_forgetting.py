@@ -7,7 +7,7 @@ import pytest
 from analysis import tables
 from bench import results as records
 from bench import forgetting
-from bench.runner import launch
+from bench.launch import launch
 from tests.test_families import PRESETS
 
 

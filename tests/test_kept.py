@@ -9,7 +9,8 @@ from peft import PeftModel
 
 from bench.metrics import chosen
 from bench.predict import predict
-from bench.runner import build, launch, seed_everything
+from bench.launch import launch
+from bench.runner import build, seed_everything
 from tests.conftest import tiny_bert
 
 # steps enough that every trained tensor moves away from its initialisation

@@ -75,7 +75,7 @@ def test_lomo_step_is_a_plain_sgd_step(tiny_models, max_grad_norm):
 def test_the_record_states_the_optimizers_memory(make_config, tiny_models, overrides, state):
     from test_families import run_config
 
-    from bench.runner import launch
+    from bench.launch import launch
 
     rec = launch(run_config(make_config, tiny_models, "bert", *overrides))
     assert rec.status == "ok", rec.error

@@ -8,7 +8,7 @@ from tiny import changed_by_training
 from bench.errors import ConfigError
 
 from bench.validate import validate
-from bench.runner import launch
+from bench.launch import launch
 
 
 @pytest.mark.parametrize("overrides, key, says", [

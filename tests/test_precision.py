@@ -8,7 +8,8 @@ import torch
 from conftest import tiny_bert
 
 from bench import optimizers
-from bench.runner import build, launch, seed_everything
+from bench.launch import launch
+from bench.runner import build, seed_everything
 from bench.train import train
 
 MODES = ("fp32", "bf16-mixed", "bf16", "fp16-mixed")

@@ -6,7 +6,7 @@ import pytest
 
 from bench import record
 from bench.compose import to_container
-from bench.runner import launch
+from bench.launch import launch
 from tests.conftest import tiny_bert
 
 RECORD_FIELDS = {"run_id", "schema_version", "status", "error", "started", "ended", "config", "params", "metrics",

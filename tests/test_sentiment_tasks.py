@@ -78,7 +78,7 @@ def test_missing_folder_names_the_key(make_config, tmp_path, monkeypatch, task, 
 @pytest.mark.slow
 @pytest.mark.parametrize("task", ["sst2", "imdb"])
 def test_a_real_training_step_and_evaluation_on_the_encoder_path(make_config, task):
-    from bench.runner import launch
+    from bench.launch import launch
 
     rec = launch(make_config(f"task={task}", f"task.data_dir={FIXTURES / task}", "task.val_size=1", "task.test_size=null", "train.batch_size=4"))
     assert rec.status == "ok", rec.error

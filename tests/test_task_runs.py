@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.runner import launch
+from bench.launch import launch
 from bench.tasks import load
 
 FIXTURES = Path(__file__).parent / "fixtures"

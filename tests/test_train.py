@@ -9,7 +9,8 @@ from conftest import tiny_bert
 from test_families import run_config
 
 from bench import batching
-from bench.runner import build, launch
+from bench.launch import launch
+from bench.runner import build
 from bench.train import warmup_then
 
 # a learning rate high enough that validation accuracy peaks early and then falls

@@ -117,7 +117,7 @@ class Method:
             monitor: str | None = None) -> TrainResult:
         """Train the model's trainable parameters (gradient methods share the one loop); `monitor`
         names the validation score early stopping watches."""
-        from bench.train import train
+        from bench.train import train  # deferred: imports torch, which every python -m bench would pay for
 
         return train(model, loader, train_cfg, cfg.lr, device, evaluate, log, train_cfg.profile_memory, monitor=monitor,
                      optimizer=self.optimizer)
@@ -125,7 +125,7 @@ class Method:
     def count(self, model: torch.nn.Module, cfg, family: Family) -> dict:
         """The parameters of the model with the method applied (bench/measure.py); a method whose
         kept parameters training decides (diff pruning's mask) counts them itself."""
-        from bench.measure import count_params
+        from bench.measure import count_params  # deferred: imports torch, which every python -m bench would pay for
 
         return count_params(model, family)
 

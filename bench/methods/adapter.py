@@ -54,7 +54,7 @@ class Adapter(Method):
             raise ConfigError("method.size", cfg.size, f"a bottleneck width <= {width}, the model's width")
 
     def apply(self, model, cfg, family, tokenizer):
-        from bench.methods.nn.bottleneck import Bottleneck
+        from bench.methods.nn.bottleneck import Bottleneck  # deferred: torch
 
         freeze_all_but_head(model, family)
         for name in family.modules(model, PLACES[cfg.kind]):

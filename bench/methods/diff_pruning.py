@@ -43,7 +43,7 @@ class DiffPruning(Method):
             raise ConfigError("method.retrain_steps", cfg.retrain_steps, "a number of steps >= 0")
 
     def apply(self, model, cfg, family, tokenizer):
-        from bench.methods.nn.difference import attach
+        from bench.methods.nn.difference import attach  # deferred: torch
 
         freeze_all_but_head(model, family)
         attach(model, cfg.init_log_alpha, cfg.l0_weight)
@@ -52,8 +52,8 @@ class DiffPruning(Method):
         return model
 
     def fit(self, model, loader, cfg, train_cfg, device, evaluate=None, log=None, monitor=None):
-        from bench.methods.nn.difference import project
-        from bench.train import train
+        from bench.methods.nn.difference import project  # deferred: torch
+        from bench.train import train  # deferred: torch
 
         result = super().fit(model, loader, cfg, train_cfg, device, evaluate, log, monitor)
         project(model, cfg.target_sparsity)
@@ -74,7 +74,7 @@ class DiffPruning(Method):
     def count(self, model, cfg, family):
         """The frozen weights once each (not their differences' w and gates), the head, and the
         difference's entries the projection keeps (before it: the number it will keep)."""
-        from bench.methods.nn.difference import differences, kept
+        from bench.methods.nn.difference import differences, kept  # deferred: torch
 
         counted = super().count(model, cfg, family)
         entries = sum(d.w.numel() for d in differences(model).values())
@@ -89,7 +89,7 @@ class DiffPruning(Method):
         """The sparse difference, indices and values per tensor, and the head."""
         from safetensors.torch import save_file
 
-        from bench.methods.nn.difference import sparse
+        from bench.methods.nn.difference import sparse  # deferred: torch
 
         folder.mkdir(parents=True, exist_ok=True)
         head = {n: p.detach().contiguous().cpu() for n, p in model.named_parameters() if p.requires_grad and not n.endswith((".w", ".log_alpha"))}
@@ -99,7 +99,7 @@ class DiffPruning(Method):
         """The base with each saved difference in place and its mask fixed, as after the projection."""
         from safetensors.torch import load_file
 
-        from bench.methods.nn.difference import restore_sparse
+        from bench.methods.nn.difference import restore_sparse  # deferred: torch
 
         model = self.apply(model, cfg, family, tokenizer)
         saved = load_file(str(folder / "diff.safetensors"))

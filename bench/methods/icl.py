@@ -56,7 +56,7 @@ class Icl(Method):
         return model
 
     def fit(self, model, loader, cfg, train_cfg, device, evaluate=None, log=None, monitor=None):
-        from bench.train import TrainResult
+        from bench.train import TrainResult  # deferred: torch
 
         return TrainResult()  # no steps: the record's time says so
 

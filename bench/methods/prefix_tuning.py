@@ -59,7 +59,7 @@ class PrefixTuning(Method):
         return None
 
     def apply(self, model, cfg, family, tokenizer):
-        from bench.methods.nn.prefix import (
+        from bench.methods.nn.prefix import (  # deferred: torch
             ATTENTION,
             Prefix,
             disentangled_prefix_forward,

@@ -50,7 +50,7 @@ class Probe(Method):
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
 
-        from bench.methods.nn.probe_model import ProbeModel
+        from bench.methods.nn.probe_model import ProbeModel  # deferred: torch
 
         model.requires_grad_(False)
         if cfg.classifier == "logistic":
@@ -61,7 +61,7 @@ class Probe(Method):
 
     def fit(self, model, loader, cfg, train_cfg, device, evaluate=None, log=None, monitor=None):
         """One pass over the training split for features, then the classifier's own fit: one 'step'."""
-        from bench.train import TrainResult
+        from bench.train import TrainResult  # deferred: torch
 
         reading = time.perf_counter()
         batches = list(loader)  # tokenized and padded before the timed pass, as train() reads its batches

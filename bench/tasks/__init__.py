@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from omegaconf import MISSING
+from bench.errors import ConfigError
 
 FORMS = ("encoder", "text_to_text")
 KINDS = ("classify", "generate")
@@ -138,8 +139,6 @@ def register(name: str, schema: type = TaskSchema, forms: tuple[str, ...] = FORM
 def split(examples: list[Example], cfg) -> tuple[list[Example], list[Example], list[Example]]:
     """Fixed held-out splits by `task.split_seed`; the run seed never moves an example between them."""
     if cfg.test_size + cfg.val_size >= len(examples):
-        from bench.errors import ConfigError
-
         raise ConfigError("task.test_size", cfg.test_size, f"test_size + val_size below the {len(examples)} examples")
     order = list(examples)
     random.Random(cfg.split_seed).shuffle(order)

@@ -36,6 +36,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig
 
 from bench.tasks import Example, TaskData, TaskSchema, register
+from bench.errors import ConfigError
 
 OPS = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
 WORDS = {"add": "plus", "sub": "minus", "mul": "times", "div": "divided by"}
@@ -57,8 +58,6 @@ class ArithmeticSchema(TaskSchema):
 
 
 def check(cfg) -> None:
-    from bench.errors import ConfigError
-
     if not cfg.operations or any(op not in OPS for op in cfg.operations):
         raise ConfigError("task.operations", list(cfg.operations), "a non-empty list of " + ", ".join(OPS))
     if cfg.phrasing not in PHRASINGS:
@@ -113,8 +112,6 @@ def load(cfg, form) -> TaskData:
                 if not needed:
                     break
         if draws > 50 * sum(sizes.values()) + 10_000:
-            from bench.errors import ConfigError
-
             left = {s: {op: n for op, n in q.items() if n} for s, q in quota.items() if any(q.values())}
             raise ConfigError("task.digits", {k: dict(v) for k, v in cfg.digits.items()},
                               f"digit ranges with enough distinct problems for the split sizes (still missing {left})")

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from bench.data import SEPARATOR, DataError, read, unescape
 from bench.tasks import Example, TaskData, TaskSchema, register, subsample
+from bench.errors import ConfigError
 
 KINDS = ("auto", "classify", "generate")
 AUTO_MAX_LABELS = 20
@@ -43,8 +44,6 @@ class JsonlSchema(TaskSchema):
 
 
 def check(cfg) -> None:
-    from bench.errors import ConfigError
-
     if not cfg.path:
         raise ConfigError("task.path", cfg.path, "a JSONL file of {prompt, completion} records (task.path=FILE)")
     for key in ("path", "validation_path", "test_path"):
@@ -72,8 +71,6 @@ def content(cfg) -> dict:
 
 @register("jsonl", schema=JsonlSchema, check=check, content=content)
 def load(cfg, form) -> TaskData:
-    from bench.errors import ConfigError
-
     separator = unescape(cfg.separator)  # validation (check) has checked the values and the files
     files = {"train": cfg.path, "validation": cfg.validation_path, "test": cfg.test_path}
     records = {s: read(Path(p).expanduser(), separator) if p else None for s, p in files.items()}

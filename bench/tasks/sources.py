@@ -19,6 +19,7 @@ from pathlib import Path
 from omegaconf import MISSING
 
 from bench.tasks import Example, TaskSchema, subsample
+from bench.errors import ConfigError
 
 
 @dataclass
@@ -42,8 +43,6 @@ def check_source(cfg, layout: list[str], fields: dict[str, tuple[str, ...]] | No
     """Raise a ConfigError naming task.data_dir unless the folder holds `layout` (paths relative to it)
     and each file in `fields` starts with a record that has those fields (a TSV's header, a JSONL's
     first object), or, with the folder unset, the hub can be read."""
-    from bench.errors import ConfigError
-
     want = f"a folder holding {', '.join(layout)}"
     if cfg.data_dir:
         folder = Path(cfg.data_dir).expanduser()
@@ -89,8 +88,6 @@ def held_out(train: list[Example], test: list[Example], cfg) -> tuple[list[Examp
     earlier one or a test example (same text and text_pair) are dropped first. train_size subsamples
     training units: stratified by label when ungrouped, a seeded sample of groups otherwise.
     """
-    from bench.errors import ConfigError
-
     grouped = any(e.group is not None for e in train)
     if not grouped:
         seen, unique = {(e.text, e.text_pair) for e in test}, []

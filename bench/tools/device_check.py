@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides = [a for a in argv if "=" in a and not a.startswith("-")]  # Hydra's key=value, for every job
     args = parser.parse_args([a for a in argv if a not in overrides])
 
-    from bench.runner import launch  # after the arguments: a bad one answers at once
+    from bench.launch import launch  # after the arguments: a bad one answers at once
 
     rows, failed = [], 0
     for job in jobs(args.models, args.methods, args.steps, args.device, overrides):
