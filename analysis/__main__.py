@@ -1,6 +1,6 @@
 """Regenerate tables, figures and the HTML report from the run records.
 
-    python -m analysis [--results results] [--out results/report] [--sweep NAME ...]
+python -m analysis [--results results] [--out results/report] [--sweep NAME ...]
 """
 
 from __future__ import annotations
@@ -36,8 +36,10 @@ def main(argv=None) -> None:
                 (folder / "tables" / f"{table.name}.{ext}").write_text(text)
         drawn = figures.figures(runs, folder / "figures") if len(runs) else []
         page = report.sweep_page(sweep, runs, found, drawn, folder)
-        print(f"{sweep}: {len(runs)} runs, {len(served.get(sweep, []))} serving measurements -> "
-              f"{len(found)} tables, {len(drawn)} figures, {page}")
+        print(
+            f"{sweep}: {len(runs)} runs, {len(served.get(sweep, []))} serving measurements -> "
+            f"{len(found)} tables, {len(drawn)} figures, {page}"
+        )
     print(f"report: {report.index_page(sweeps, out)}")
 
 

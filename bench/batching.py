@@ -38,7 +38,9 @@ def pad(batch: list[dict], pad_id: int, left: bool = False) -> dict:
             continue
         fill = IGNORE if key == "labels" else 0 if key == "attention_mask" else pad_id
         width = max(len(v) for v in values)
-        out[key] = torch.tensor([[fill] * (width - len(v)) + v if left else v + [fill] * (width - len(v)) for v in values])
+        out[key] = torch.tensor(
+            [[fill] * (width - len(v)) + v if left else v + [fill] * (width - len(v)) for v in values]
+        )
     return out
 
 
@@ -46,8 +48,10 @@ def encoder_rows(examples: list[Example], tokenizer, max_length: int) -> list[di
     first = [e.text for e in examples]
     pairs = [e.text_pair for e in examples] if examples and examples[0].text_pair is not None else None
     encoded = tokenizer(first, pairs, truncation=True, max_length=max_length)
-    return [{"input_ids": encoded["input_ids"][i], "attention_mask": encoded["attention_mask"][i], "labels": e.label}
-            for i, e in enumerate(examples)]
+    return [
+        {"input_ids": encoded["input_ids"][i], "attention_mask": encoded["attention_mask"][i], "labels": e.label}
+        for i, e in enumerate(examples)
+    ]
 
 
 def prompt_ids(tokenizer, prompt: str, max_length: int) -> list[int]:
@@ -56,7 +60,7 @@ def prompt_ids(tokenizer, prompt: str, max_length: int) -> list[int]:
     if len(ids) <= max_length:
         return ids
     keep_bos = tokenizer.bos_token_id is not None and ids[0] == tokenizer.bos_token_id
-    return ids[:1] + ids[1 - max_length:] if keep_bos else ids[-max_length:]
+    return ids[:1] + ids[1 - max_length :] if keep_bos else ids[-max_length:]
 
 
 def completion_ids(tokenizer, prompt: str, completion: str, architecture: str) -> list[int]:
@@ -66,8 +70,9 @@ def completion_ids(tokenizer, prompt: str, completion: str, architecture: str) -
     return tokenizer(continuation(prompt, completion), add_special_tokens=False)["input_ids"]
 
 
-def text_to_text_row(tokenizer, prompt: str, completion: str, architecture: str, max_length: int,
-                     max_new_tokens: int, stop: bool = True) -> dict:
+def text_to_text_row(
+    tokenizer, prompt: str, completion: str, architecture: str, max_length: int, max_new_tokens: int, stop: bool = True
+) -> dict:
     """One training (or scoring) row; `stop` appends end-of-sequence to a decoder's completion,
     which generation needs to learn to stop and rank classification must not score."""
     source = prompt_ids(tokenizer, prompt, max_length)
@@ -77,15 +82,22 @@ def text_to_text_row(tokenizer, prompt: str, completion: str, architecture: str,
     target = target[:max_new_tokens]
     if architecture == "encoder_decoder":
         return {"input_ids": source, "attention_mask": [1] * len(source), "labels": target}
-    return {"input_ids": source + target, "attention_mask": [1] * (len(source) + len(target)),
-            "labels": [IGNORE] * len(source) + target}
+    return {
+        "input_ids": source + target,
+        "attention_mask": [1] * (len(source) + len(target)),
+        "labels": [IGNORE] * len(source) + target,
+    }
 
 
-def training_rows(task, examples: list[Example], tokenizer, architecture: str, max_length: int, max_new_tokens: int) -> list[dict]:
+def training_rows(
+    task, examples: list[Example], tokenizer, architecture: str, max_length: int, max_new_tokens: int
+) -> list[dict]:
     if architecture == "encoder":
         return encoder_rows(examples, tokenizer, max_length)
-    return [text_to_text_row(tokenizer, e.prompt or e.text, task.completion(e), architecture, max_length, max_new_tokens)
-            for e in examples]
+    return [
+        text_to_text_row(tokenizer, e.prompt or e.text, task.completion(e), architecture, max_length, max_new_tokens)
+        for e in examples
+    ]
 
 
 class Rows(Dataset):
@@ -130,17 +142,20 @@ class LengthGroupedBatches(Sampler):
         order = torch.randperm(self.examples, generator=self.generator).tolist()
         size = max(1, min(self.GROUP, self.examples // (4 * self.batch_size))) * self.batch_size
         for start in range(0, len(order), size):
-            group = sorted(order[start:start + size], key=self.length)
-            batches = [group[b:b + self.batch_size] for b in range(0, len(group), self.batch_size)]
+            group = sorted(order[start : start + size], key=self.length)
+            batches = [group[b : b + self.batch_size] for b in range(0, len(group), self.batch_size)]
             yield from (batches[i] for i in torch.randperm(len(batches), generator=self.generator).tolist())
 
 
-def train_loader(task, tokenizer, architecture: str, task_cfg, batch_size: int, seed: int,
-                 group_by_length: bool = False) -> DataLoader:
+def train_loader(
+    task, tokenizer, architecture: str, task_cfg, batch_size: int, seed: int, group_by_length: bool = False
+) -> DataLoader:
     """The shuffled, seeded training batches of a run (its `.dataset` is their Rows); with
     `group_by_length`, batches of examples of about the same length (LengthGroupedBatches)."""
-    rows = Rows(task.train, lambda e: training_rows(task, [e], tokenizer, architecture, task_cfg.max_length,
-                                                    task_cfg.max_new_tokens)[0])
+    rows = Rows(
+        task.train,
+        lambda e: training_rows(task, [e], tokenizer, architecture, task_cfg.max_length, task_cfg.max_new_tokens)[0],
+    )
     generator = torch.Generator().manual_seed(seed)
     collate = partial(pad, pad_id=tokenizer.pad_token_id)
     if not group_by_length:
@@ -149,8 +164,12 @@ def train_loader(task, tokenizer, architecture: str, task_cfg, batch_size: int, 
     def length(i: int) -> int:  # what a batch pads: T5's labels too
         return len(rows[i]["input_ids"]) + (len(rows[i]["labels"]) if architecture == "encoder_decoder" else 0)
 
-    return DataLoader(rows, batch_sampler=LengthGroupedBatches(length, len(rows), batch_size, generator),
-                      generator=generator, collate_fn=collate)
+    return DataLoader(
+        rows,
+        batch_sampler=LengthGroupedBatches(length, len(rows), batch_size, generator),
+        generator=generator,
+        collate_fn=collate,
+    )
 
 
 def count_tokens(batch: dict) -> int:

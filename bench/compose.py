@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from bench.config import ModelConfig, RunConfig, TrackingConfig, TrainConfig
 from bench.methods import METHODS
@@ -43,6 +43,20 @@ def compose(overrides: list[str] = (), return_hydra_config: bool = False) -> Dic
     GlobalHydra.instance().clear()  # what an earlier composition in this process left
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return hydra_compose("config", overrides=list(overrides), return_hydra_config=return_hydra_config)
+
+
+def typed(config: dict) -> DictConfig:
+    """A recorded config (`to_container`'s) in the typed form validation saw: the run schema with its method's
+    and its task's own schemas, read-only, so that the stages read what was validated and change nothing.
+    The task's content and template digests, added by `to_container`, are kept beside its schema's keys."""
+    schema = OmegaConf.structured(RunConfig)
+    with open_dict(schema):
+        schema.method = OmegaConf.structured(METHODS[config["method"]["name"]].schema)
+        schema.task = OmegaConf.structured(TASKS[config["task"]["name"]].schema)
+    with open_dict(schema.task):
+        cfg = OmegaConf.merge(schema, config)
+    OmegaConf.set_readonly(cfg, True)
+    return cfg
 
 
 def to_container(cfg: DictConfig) -> dict:

@@ -43,7 +43,8 @@ class TrainConfig:
     lr_schedule: str = "linear"  # after warmup: linear decay to zero at the last step, or constant
     max_grad_norm: float = 1.0
     optimizer: str = "adamw"  # adamw | sgd | adafactor | lomo (bench/optimizers.py)
-    # the optimizer's own arguments (momentum, betas, ...); lr and weight decay come from method.lr and train.weight_decay
+    # the optimizer's own arguments (momentum, betas, ...); lr and weight decay come from method.lr and
+    # train.weight_decay
     optimizer_args: dict[str, Any] = field(default_factory=dict)
     eval_every: int = 50  # validation every N steps (0: only at the end)
     # stop after this many validations without a better score and restore the best weights (0: off)
@@ -77,9 +78,21 @@ class TrackingConfig:
 @dataclass
 class ServeConfig:
     """mode=serve (bench/serve.py): serving cost of each method against the base model."""
-    variants: list[str] = field(default_factory=lambda: [
-        "base", "lora", "lora_merged", "ia3", "ia3_merged", "prompt_tuning", "prefix_tuning",
-        "lora_mixed", "lora_swapped", "prompt_mixed"])
+
+    variants: list[str] = field(
+        default_factory=lambda: [
+            "base",
+            "lora",
+            "lora_merged",
+            "ia3",
+            "ia3_merged",
+            "prompt_tuning",
+            "prefix_tuning",
+            "lora_mixed",
+            "lora_swapped",
+            "prompt_mixed",
+        ]
+    )
     batch_sizes: list[int] = field(default_factory=lambda: [1, 32])
     lengths: list[int] = field(default_factory=lambda: [32, 128])  # tokens per row, no padding
     tasks: int = 4  # task adapters on one base model for the mixed, swapped and merged-copy measurements
@@ -104,7 +117,8 @@ class RunConfig:
     # a run keeps what it trained beside its record; a method that trains every weight writes a
     # whole model copy per run, so only when this asks for it
     keep_full_copies: bool = False
-    # run: train and score; count: parameters only, on the meta device (bench/count.py); serve: serving cost (bench/serve.py)
+    # run: train and score; count: parameters only, on the meta device (bench/count.py); serve: serving cost
+    # (bench/serve.py)
     mode: str = "run"
     serve: ServeConfig = field(default_factory=ServeConfig)
 

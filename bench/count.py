@@ -86,7 +86,9 @@ def summary(rec: record.Record) -> str:
     if rec.status != "ok":
         return f"{what}: {rec.status}: {rec.error.type}: {rec.error.message}"
     p, e = rec.params, rec.estimate
-    return (f"{what}: trainable {p.trainable:,} of {p.total:,} ({p.trainable_pct:.4g}%): "
-            f"method {p.method:,}, head {p.head:,}; {rec.count['seconds']:.2f} s on meta\n"
-            f"  memory on {e['device']}: {fit.describe(e)}; {'fits' if e['fits'] else 'does not fit'} "
-            f"the {e['limit_bytes'] / fit.GIB:,.1f} GiB of {e['limit_of']}")
+    return (
+        f"{what}: trainable {p.trainable:,} of {p.total:,} ({p.trainable_pct:.4g}%): "
+        f"method {p.method:,}, head {p.head:,}; {rec.count['seconds']:.2f} s on meta\n"
+        f"  memory on {e['device']}: {fit.describe(e)}; {'fits' if e['fits'] else 'does not fit'} "
+        f"the {e['limit_bytes'] / fit.GIB:,.1f} GiB of {e['limit_of']}"
+    )

@@ -47,7 +47,14 @@ from pathlib import Path
 SEPARATOR = "\n\n###\n\n"
 NEAR_DUPLICATE_JACCARD = 0.8
 OUTLIER_MIN_RECORDS = 8
-JSON_TYPES = {int: "a number", float: "a number", bool: "a boolean", list: "an array", dict: "an object", type(None): "null"}
+JSON_TYPES = {
+    int: "a number",
+    float: "a number",
+    bool: "a boolean",
+    list: "an array",
+    dict: "an object",
+    type(None): "null",
+}
 
 
 class DataError(ValueError):
@@ -82,7 +89,9 @@ def unescape(separator: str) -> str:
     return separator.replace("\\n", "\n").replace("\\t", "\t")
 
 
-def check_lines(lines: list[bytes], separator: str = SEPARATOR, warnings: bool = True) -> tuple[list[Record], list[Problem]]:
+def check_lines(
+    lines: list[bytes], separator: str = SEPARATOR, warnings: bool = True
+) -> tuple[list[Record], list[Problem]]:
     """Records (every line with a non-empty string prompt and completion, whatever else is wrong
     with it) and every problem, in line order; `warnings=False` skips the slower file-wide ones."""
     records, problems = [], []
@@ -94,7 +103,13 @@ def check_lines(lines: list[bytes], separator: str = SEPARATOR, warnings: bool =
             records.append(record)
     problems += duplicates(records) + (near_duplicates(records) + length_outliers(records) if warnings else [])
     if not records:  # nothing to train or test on: the task would refuse it
-        problems.append(Problem(len(lines), "error", "no record in the file: it needs one JSON object with a prompt and a completion per line"))
+        problems.append(
+            Problem(
+                len(lines),
+                "error",
+                "no record in the file: it needs one JSON object with a prompt and a completion per line",
+            )
+        )
     return records, sorted(problems, key=lambda p: p.line)
 
 
@@ -145,7 +160,9 @@ def duplicates(records: list[Record]) -> list[Problem]:
     for r in records:
         if r.prompt in first:
             differs = " with a different completion" if first[r.prompt].completion != r.completion else ""
-            problems.append(Problem(r.line, "error", f"duplicate of line {first[r.prompt].line}: the same prompt{differs}"))
+            problems.append(
+                Problem(r.line, "error", f"duplicate of line {first[r.prompt].line}: the same prompt{differs}")
+            )
         first.setdefault(r.prompt, r)
     return problems
 
@@ -170,8 +187,13 @@ def near_duplicates(records: list[Record]) -> list[Problem]:
             similarity = len(sets[i] & s) / len(sets[i] | s)
             if similarity >= t:
                 differs = ", with a different completion" if records[i].completion != r.completion else ""
-                problems.append(Problem(r.line, "warning", f"near duplicate of line {records[i].line} "
-                                        f"(word Jaccard {similarity:.2f}{differs})"))
+                problems.append(
+                    Problem(
+                        r.line,
+                        "warning",
+                        f"near duplicate of line {records[i].line} (word Jaccard {similarity:.2f}{differs})",
+                    )
+                )
                 break
         for w in prefix:
             index[w].append(j)
@@ -189,8 +211,14 @@ def length_outliers(records: list[Record]) -> list[Problem]:
         low, high = 2 ** (q1 - spread), 2 ** (q3 + spread)
         for r, n in zip(records, lengths):
             if not low * (1 - 1e-9) <= n <= high * (1 + 1e-9):  # 2 ** log2(n) is not always n exactly
-                problems.append(Problem(r.line, "warning", f"{field} length {n} characters is an outlier "
-                                        f"(quartiles {2 ** q1:.0f} and {2 ** q3:.0f}, fences {low:.0f} and {high:.0f})"))
+                problems.append(
+                    Problem(
+                        r.line,
+                        "warning",
+                        f"{field} length {n} characters is an outlier "
+                        f"(quartiles {2**q1:.0f} and {2**q3:.0f}, fences {low:.0f} and {high:.0f})",
+                    )
+                )
     return problems
 
 
@@ -207,8 +235,10 @@ def read(path, separator: str = SEPARATOR) -> list[Record]:
     errors = [p for p in problems if p.level == "error"]
     if errors:
         shown = "; ".join(map(str, errors[:3])) + ("; ..." if len(errors) > 3 else "")
-        raise DataError(f"{path}: {len(errors)} error(s) ({shown}); see them all with: python -m bench.data check {path}"
-                        + (f" --separator '{json.dumps(separator)[1:-1]}'" if separator != SEPARATOR else ""))
+        raise DataError(
+            f"{path}: {len(errors)} error(s) ({shown}); see them all with: python -m bench.data check {path}"
+            + (f" --separator '{json.dumps(separator)[1:-1]}'" if separator != SEPARATOR else "")
+        )
     if not records:
         raise DataError(f"{path}: no records")
     return records
@@ -218,7 +248,9 @@ def read(path, separator: str = SEPARATOR) -> list[Record]:
 
 # groups of interchangeable words (a word maps to the others of its group), kept to words with
 # one common sense: "close", "rich", "hard" or "fine" would swap in the wrong sense too often
-SYNONYMS = {w: [o for o in group.split() if o != w] for group in """
+SYNONYMS = {
+    w: [o for o in group.split() if o != w]
+    for group in """
     big large huge | small little tiny | fast quick rapid | slow sluggish unhurried | happy glad cheerful
     sad unhappy gloomy | good decent | great excellent wonderful | bad poor awful | begin start commence
     finish conclude | buy purchase | help assist | show display reveal | use utilize employ
@@ -231,7 +263,9 @@ SYNONYMS = {w: [o for o in group.split() if o != w] for group in """
     funny amusing humorous | beautiful pretty lovely | wealthy affluent | strange weird
     important significant crucial | friend buddy pal | loud noisy | stop halt cease | choose select
     enough sufficient | nearby neighbouring | mistake error | question query | job occupation | talk speak
-    """.replace("\n", " ").split("|") for w in group.split()}
+    """.replace("\n", " ").split("|")
+    for w in group.split()
+}
 METHODS = ("synonym", "delete", "swap", "typo")
 
 
@@ -293,7 +327,9 @@ def augment_text(body: str, method: str, rng: random.Random, rate: float = 0.1) 
     return _join(lead, pairs)
 
 
-def augment(records: list[Record], methods=METHODS, copies: int = 1, seed: int = 0, rate: float = 0.1) -> list[tuple[Record, list[str]]]:
+def augment(
+    records: list[Record], methods=METHODS, copies: int = 1, seed: int = 0, rate: float = 0.1
+) -> list[tuple[Record, list[str]]]:
     """Each record with the prompts of its augmented copies; each record's copies are seeded by
     (seed, line), so they do not change when other lines do."""
     taken = {r.prompt for r in records}
@@ -315,20 +351,29 @@ def augment(records: list[Record], methods=METHODS, copies: int = 1, seed: int =
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.data", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.data", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
-    for name, text in (("check", "report every problem of a JSONL file with its line number"),
-                       ("augment", "write the file's lines, each followed by seeded augmented copies")):
+    for name, text in (
+        ("check", "report every problem of a JSONL file with its line number"),
+        ("augment", "write the file's lines, each followed by seeded augmented copies"),
+    ):
         p = commands.add_parser(name, help=text, description=text)
         p.add_argument("file")
-        p.add_argument("--separator", default="\\n\\n###\\n\\n", help="ends every prompt; \\n and \\t understood (default %(default)s)")
+        p.add_argument(
+            "--separator",
+            default="\\n\\n###\\n\\n",
+            help="ends every prompt; \\n and \\t understood (default %(default)s)",
+        )
     augment_cmd = commands.choices["augment"]
     augment_cmd.add_argument("--out", required=True, help="the file to write (not the input file)")
     augment_cmd.add_argument("--methods", default=",".join(METHODS), help="comma-separated, from " + ", ".join(METHODS))
     augment_cmd.add_argument("--copies", type=int, default=1, help="augmented copies per line (default 1)")
     augment_cmd.add_argument("--seed", type=int, default=0)
-    augment_cmd.add_argument("--rate", type=float, default=0.1, help="share of a prompt's words each copy changes (default 0.1)")
+    augment_cmd.add_argument(
+        "--rate", type=float, default=0.1, help="share of a prompt's words each copy changes (default 0.1)"
+    )
     args = parser.parse_args(argv)
 
     separator = unescape(args.separator)
@@ -358,9 +403,15 @@ def main(argv=None) -> int:
     with open(args.out, "w", encoding="utf-8") as f:
         for r, prompts in augment(records, methods, args.copies, args.seed, args.rate):
             f.write(lines[r.line - 1].decode("utf-8").rstrip("\r") + "\n")  # the original line, unchanged
-            f.writelines(json.dumps({"prompt": prompt, "completion": r.completion}, ensure_ascii=False) + "\n" for prompt in prompts)
+            f.writelines(
+                json.dumps({"prompt": prompt, "completion": r.completion}, ensure_ascii=False) + "\n"
+                for prompt in prompts
+            )
             written += len(prompts)
-    print(f"{args.out}: {len(records)} lines and {written} augmented copies ({len(records) * args.copies - written} skipped)")
+    print(
+        f"{args.out}: {len(records)} lines and {written} augmented copies "
+        f"({len(records) * args.copies - written} skipped)"
+    )
     return 0
 
 

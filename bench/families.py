@@ -60,13 +60,16 @@ BERT_MATRICES = {
     "ff_out": r"layer\.\d+\.output\.dense$",
 }
 
+
 def registry(families: list[Family]) -> dict[str, Family]:
     """Families by name; two of one name are refused (a dict would silently keep the last)."""
     out: dict[str, Family] = {}
     for f in families:
         if f.name in out:
-            raise ValueError(f"family name {f.name!r} is taken: two Family entries in bench/families.py define it "
-                             f"(architectures {out[f.name].architecture} and {f.architecture})")
+            raise ValueError(
+                f"family name {f.name!r} is taken: two Family entries in bench/families.py define it "
+                f"(architectures {out[f.name].architecture} and {f.architecture})"
+            )
         out[f.name] = f
     return out
 
@@ -200,8 +203,11 @@ FAMILIES: dict[str, Family] = registry(
             },
             has_biases=True,
             attention="own",
-            fused={m: "BLOOM computes q, k and v with one fused matrix (self_attention.query_key_value); target 'qkv' instead"
-                   for m in ("q", "k", "v")},
+            fused={
+                m: "BLOOM computes q, k and v with one fused matrix (self_attention.query_key_value); "
+                "target 'qkv' instead"
+                for m in ("q", "k", "v")
+            },
         ),
         Family(
             name="mpt",  # MPT: ALiBi positions, fused q, k, v, and no bias anywhere (no_bias, bias-free LayerNorms)
@@ -214,7 +220,10 @@ FAMILIES: dict[str, Family] = registry(
             },
             has_biases=False,
             attention="own",
-            fused={m: "MPT computes q, k and v with one fused matrix (attn.Wqkv); target 'qkv' instead" for m in ("q", "k", "v")},
+            fused={
+                m: "MPT computes q, k and v with one fused matrix (attn.Wqkv); target 'qkv' instead"
+                for m in ("q", "k", "v")
+            },
         ),
         # OPT's layout is GPT-3's (pre-LayerNorm, learned positions, biases everywhere, tied embeddings)
         # with separate q, k, v projections; the configuration-only GPT-3 175B preset is built with it

@@ -60,8 +60,8 @@ from transformers.pytorch_utils import Conv1D
 
 from bench import measure, meta, models, optimizers
 from bench.errors import ConfigError
-from bench.machine import device_of
 from bench.families import FAMILIES
+from bench.machine import device_of
 from bench.methods import METHODS
 from bench.shapes import Shape
 from bench.tasks import TASKS
@@ -129,17 +129,26 @@ def architecture(cfg, model: torch.nn.Module) -> Architecture:
         if isinstance(module, (torch.nn.Linear, Conv1D)) and module.weight.requires_grad and not family.is_head(name):
             inputs[split and _is_decoder(name)] += module.weight.shape[0 if isinstance(module, Conv1D) else 1]
     optimizer = method.optimizer or cfg.train.optimizer
-    analytic = {p: measure.analytic_bytes(model, optimizer, cfg.train.optimizer_args, frozen_element=2 if p == "bf16" else None)
-                for p in ("fp32", "bf16")}
+    analytic = {
+        p: measure.analytic_bytes(model, optimizer, cfg.train.optimizer_args, frozen_element=2 if p == "bf16" else None)
+        for p in ("fp32", "bf16")
+    }
     trained = [p for p in model.parameters() if p.requires_grad]
     return Architecture(
-        layers=shape.layers, decoder_layers=shape.decoder_layers, hidden=shape.width, heads=shape.heads,
-        ffn=shape.ff_width, gated=shape.gated, vocab=shape.vocab, registry_attention=family.attention == "registry",
+        layers=shape.layers,
+        decoder_layers=shape.decoder_layers,
+        hidden=shape.width,
+        heads=shape.heads,
+        ffn=shape.ff_width,
+        gated=shape.gated,
+        vocab=shape.vocab,
+        registry_attention=family.attention == "registry",
         attention_dropout=any(getattr(config, k, None) for k in ATTENTION_DROPOUT),
         trains=method.trains and any(p.requires_grad for p in model.parameters()),
         trained_inputs=(inputs[0], inputs[1]),
         weights={p: a["weights"] for p, a in analytic.items()},
-        gradients=analytic["fp32"]["gradients"], optimizer_state=analytic["fp32"]["optimizer_state"],
+        gradients=analytic["fp32"]["gradients"],
+        optimizer_state=analytic["fp32"]["optimizer_state"],
         optimizer_step={d: FLOAT32 * optimizers.step_elements(optimizer, trained, d) for d in ("cpu", "cuda")},
         parameters=sum(p.numel() for p in model.parameters()),
     )
@@ -152,12 +161,17 @@ def job(cfg, device: str) -> Job:
     t, virtual = cfg.task, method.virtual_tokens(cfg.method) + method.prefix_tokens(cfg.method)
     decoder_only = text_to_text and family.architecture == "decoder"
     return Job(
-        batch_size=cfg.train.batch_size, eval_batch_size=cfg.train.eval_batch_size,
-        gradient_checkpointing=cfg.train.gradient_checkpointing, precision=cfg.train.precision,
+        batch_size=cfg.train.batch_size,
+        eval_batch_size=cfg.train.eval_batch_size,
+        gradient_checkpointing=cfg.train.gradient_checkpointing,
+        precision=cfg.train.precision,
         tokens=t.max_length + virtual + (t.max_new_tokens if decoder_only else 0),
         decoder_tokens=t.max_new_tokens if family.architecture == "encoder_decoder" else 0,
-        new_tokens=t.max_new_tokens if text_to_text and "encoder" not in task.forms else 0,  # generation tasks have no encoder form
-        text_to_text=text_to_text, device=device,
+        new_tokens=t.max_new_tokens
+        if text_to_text and "encoder" not in task.forms
+        else 0,  # generation tasks have no encoder form
+        text_to_text=text_to_text,
+        device=device,
     )
 
 
@@ -169,7 +183,9 @@ def parts(a: Architecture, j: Job) -> dict[str, int]:
     h, heads, f, ff_kept = a.hidden, a.heads, a.ffn, 3 * a.ffn if a.gated else a.ffn
     fused = a.registry_attention and (j.device == "cuda" or not a.attention_dropout)
     b, s, sd = j.batch_size, j.tokens, j.decoder_tokens
-    mask = 1 if j.device == "cuda" else e  # CUDA's dropout keeps a boolean mask; CPU's the scaled noise it multiplied by
+    mask = (
+        1 if j.device == "cuda" else e
+    )  # CUDA's dropout keeps a boolean mask; CPU's the scaled noise it multiplied by
 
     def attention(keys: int) -> int:  # per token
         return e * h + 4 * heads if fused else heads * keys * (2 * e + mask)
@@ -213,8 +229,13 @@ def parts(a: Architecture, j: Job) -> dict[str, int]:
 def peaks(p: dict[str, int]) -> dict[str, int]:
     """Bytes of a training step (activations live in the forward and backward passes, the optimizer's
     temporaries after them) and of an evaluation batch."""
-    return {"training step": p["weights"] + p["gradients"] + p["optimizer_state"] + max(p["activations"], p["optimizer_step"]),
-            "evaluation": p["weights"] + p["evaluation"]}
+    return {
+        "training step": p["weights"]
+        + p["gradients"]
+        + p["optimizer_state"]
+        + max(p["activations"], p["optimizer_step"]),
+        "evaluation": p["weights"] + p["evaluation"],
+    }
 
 
 def available(cfg, device: str) -> tuple[int, str]:
@@ -244,8 +265,12 @@ def check_checkpointing(cfg, model: torch.nn.Module) -> None:
         return
     base = _pretrained(model)
     if not base.supports_gradient_checkpointing:
-        raise ConfigError("train.gradient_checkpointing", True, f"false: {type(base).__name__} (model {cfg.model.name}) "
-                          "does not implement transformers' gradient checkpointing")
+        raise ConfigError(
+            "train.gradient_checkpointing",
+            True,
+            f"false: {type(base).__name__} (model {cfg.model.name}) "
+            "does not implement transformers' gradient checkpointing",
+        )
 
 
 def estimate(cfg, model: torch.nn.Module | None = None) -> dict:
@@ -259,8 +284,17 @@ def estimate(cfg, model: torch.nn.Module | None = None) -> dict:
     limit, limit_of = available(cfg, device)
     p = parts(a, j)
     peak_of, total = max(peaks(p).items(), key=lambda kv: kv[1])
-    out = {"bytes": total, "peak_of": peak_of, "parts": p, "limit_bytes": limit, "limit_of": limit_of,
-           "fits": total <= limit, "device": device, "tokens": j.tokens, "decoder_tokens": j.decoder_tokens}
+    out = {
+        "bytes": total,
+        "peak_of": peak_of,
+        "parts": p,
+        "limit_bytes": limit,
+        "limit_of": limit_of,
+        "fits": total <= limit,
+        "device": device,
+        "tokens": j.tokens,
+        "decoder_tokens": j.decoder_tokens,
+    }
     if total > limit:
         out["would_fit"] = alternatives(a, j, limit)
     out["seconds"] = time.perf_counter() - start
@@ -311,9 +345,11 @@ def _gib(n: float) -> str:
 def describe(est: dict) -> str:
     """The estimate in one line: its total and its parts."""
     p = est["parts"]
-    return (f"{_gib(est['bytes'])} GiB at the {est['peak_of']} (weights {_gib(p['weights'])}, gradients "
-            f"{_gib(p['gradients'])}, optimizer state {_gib(p['optimizer_state'])}, activations {_gib(p['activations'])} "
-            f"or the optimizer step's {_gib(p['optimizer_step'])}; evaluation {_gib(p['evaluation'])} beside the weights)")
+    return (
+        f"{_gib(est['bytes'])} GiB at the {est['peak_of']} (weights {_gib(p['weights'])}, gradients "
+        f"{_gib(p['gradients'])}, optimizer state {_gib(p['optimizer_state'])}, activations {_gib(p['activations'])} "
+        f"or the optimizer step's {_gib(p['optimizer_step'])}; evaluation {_gib(p['evaluation'])} beside the weights)"
+    )
 
 
 def refusal(est: dict, train) -> str:
@@ -325,13 +361,20 @@ def refusal(est: dict, train) -> str:
         fits.append(f"no train.batch_size (weights, gradients, optimizer state and step alone: {_gib(fixed)} GiB)")
     elif w["batch_size"] < train["batch_size"]:
         steps = -(-train["batch_size"] // w["batch_size"])
-        fits.append(f"train.batch_size={w['batch_size']} (with train.grad_accum={steps * train['grad_accum']} for about "
-                    f"the same {train['batch_size'] * train['grad_accum']} examples per step)")
+        fits.append(
+            f"train.batch_size={w['batch_size']} (with train.grad_accum={steps * train['grad_accum']} for about "
+            f"the same {train['batch_size'] * train['grad_accum']} examples per step)"
+        )
     if w["eval_batch_size"] is None:
         fits.append("no train.eval_batch_size (the weights and one evaluation example are too many)")
     elif w["eval_batch_size"] < train["eval_batch_size"]:
         fits.append(f"train.eval_batch_size={w['eval_batch_size']}")
-    for key, setting in (("gradient_checkpointing_bytes", "train.gradient_checkpointing=true"), ("bf16_bytes", "train.precision=bf16")):
+    for key, setting in (
+        ("gradient_checkpointing_bytes", "train.gradient_checkpointing=true"),
+        ("bf16_bytes", "train.precision=bf16"),
+    ):
         fits.append(f"{setting}: {'yes' if w[key] <= limit else 'no'} ({_gib(w[key])} GiB)")
-    return (f"the job needs an estimated {describe(est)}, more than the {_gib(limit)} GiB of {est['limit_of']}. "
-            f"What would fit: {'; '.join(fits)}")
+    return (
+        f"the job needs an estimated {describe(est)}, more than the {_gib(limit)} GiB of {est['limit_of']}. "
+        f"What would fit: {'; '.join(fits)}"
+    )

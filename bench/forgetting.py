@@ -46,5 +46,10 @@ def score(before: dict | None, after: dict | None, reason: str | None = None) ->
     """The record's `forgetting`: both losses and their difference, or why there is none."""
     if before is None or after is None:
         return {"score": None, "reason": reason}
-    return {"score": after["loss"] - before["loss"], "loss_before": before["loss"], "loss_after": after["loss"],
-            "tokens": after["tokens"], "sample": f"the first {TEXTS} articles, at most {MAX_TOKENS} tokens each, of {assets.LEE.provenance}"}
+    return {
+        "score": after["loss"] - before["loss"],
+        "loss_before": before["loss"],
+        "loss_after": after["loss"],
+        "tokens": after["tokens"],
+        "sample": f"the first {TEXTS} articles, at most {MAX_TOKENS} tokens each, of {assets.LEE.provenance}",
+    }

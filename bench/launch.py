@@ -46,8 +46,10 @@ def launch(cfg: DictConfig, concurrent_jobs: int | None = 1) -> record.Record | 
 def _launch(config: dict, path: Path, reason: str | None, lock: int, concurrent_jobs: int | None) -> record.Record:
     existing = record.read(path)
     if record.should_skip(existing, config["force"], config["retry_failed"]):
-        print(f"skip: {path} exists (status {existing.status}); force=true reruns it"
-              + (", retry_failed=true retries failed runs" if existing.status in record.RETRYABLE else ""))
+        print(
+            f"skip: {path} exists (status {existing.status}); force=true reruns it"
+            + (", retry_failed=true retries failed runs" if existing.status in record.RETRYABLE else "")
+        )
         return existing
     if config["train"]["gradient_checkpointing"] and not reason:
         # a model that cannot is a config error, stopped here like any other (this builds it on the meta
@@ -62,7 +64,9 @@ def _launch(config: dict, path: Path, reason: str | None, lock: int, concurrent_
         if model is not None:
             fit.check_checkpointing(cfg, model)
     if reason:
-        rec = record.new(config, "not_applicable", error={"type": "NotApplicable", "message": reason}, started=record.now())
+        rec = record.new(
+            config, "not_applicable", error={"type": "NotApplicable", "message": reason}, started=record.now()
+        )
         record.keep(path, rec)
     elif config["process"] == "fresh":
         rec = _in_fresh_process(config, path, lock, concurrent_jobs)
@@ -79,8 +83,13 @@ def _in_fresh_process(config: dict, path: Path, lock: int, concurrent_jobs: int 
     started = record.now()
     # the config goes through a pipe, so no temporary file outlives a killed parent; the child shares
     # the run's lock, so a killed parent leaves the lock held while the child runs
-    code = subprocess.run([sys.executable, "-m", "bench.runner", attempt, json.dumps(concurrent_jobs)],
-                          input=json.dumps(config), text=True, pass_fds=(lock,), check=False).returncode
+    code = subprocess.run(
+        [sys.executable, "-m", "bench.runner", attempt, json.dumps(concurrent_jobs)],
+        input=json.dumps(config),
+        text=True,
+        pass_fds=(lock,),
+        check=False,
+    ).returncode
     rec = record.read(path)
     if rec is not None and rec.attempt == attempt:
         return rec
@@ -90,8 +99,12 @@ def _in_fresh_process(config: dict, path: Path, lock: int, concurrent_jobs: int 
     if code == 0:  # it ran to the end, and writing failed: it printed the record in full with the reason
         message = "the run finished but its record could not be written; the run process printed it in full above"
     rec = record.new(
-        config, "failed", error={"type": "WorkerDied", "message": message},
-        attempt=attempt, started=started, ended=record.now(),
+        config,
+        "failed",
+        error={"type": "WorkerDied", "message": message},
+        attempt=attempt,
+        started=started,
+        ended=record.now(),
     )
     record.keep(path, rec)
     return rec
@@ -99,19 +112,25 @@ def _in_fresh_process(config: dict, path: Path, lock: int, concurrent_jobs: int 
 
 def summary(rec: record.Record, path: Path) -> str:
     c = rec.config
-    lines = [f"run {rec.run_id}: {rec.status}",
-             f"  model {c['model']['name']}  task {c['task']['name']}  method {c['method']['name']}"]
+    lines = [
+        f"run {rec.run_id}: {rec.status}",
+        f"  model {c['model']['name']}  task {c['task']['name']}  method {c['method']['name']}",
+    ]
     if rec.status != "ok":
         lines.append(f"  {rec.error.type}: {rec.error.message}")
     else:
         p, mt, mem = rec.params, rec.metrics, rec.memory
         lines += [
-            f"  trainable {p.trainable:,} of {p.total:,} ({p.trainable_pct:.3f}%): method {p.method:,}, head {p.head:,}",
+            f"  trainable {p.trainable:,} of {p.total:,} ({p.trainable_pct:.3f}%): "
+            f"method {p.method:,}, head {p.head:,}",
             f"  test ({mt.size} examples): "
             + ", ".join(f"{k} {v:.4f}" for k, v in mt.model_dump().items() if k not in ("split", "size", "loss")),
             _training(rec.time) + _utilisation(rec.utilisation),
-            (f"  peak memory {_mib(mem.peak_bytes)} ({mem.measure})" if mem.peak_bytes is not None
-             else "  peak memory: not measured")
+            (
+                f"  peak memory {_mib(mem.peak_bytes)} ({mem.measure})"
+                if mem.peak_bytes is not None
+                else "  peak memory: not measured"
+            )
             + f"; process peak resident {_mib(mem.process_peak_rss_bytes)} ({mem.process_peak_rss_of})",
             _stored(rec.size) + "; " + _latency(rec.latency),
         ]
@@ -126,23 +145,30 @@ def summary(rec: record.Record, path: Path) -> str:
 def _training(tm: record.Time) -> str:
     if not tm.steps:
         return "  no training"
-    return (f"  training {tm.train_seconds:.1f} s over {tm.steps} steps, median step "
-            + (f"{tm.median_step_seconds * 1000:.0f} ms, {tm.tokens_per_second:.0f} tokens/s"
-               if tm.steps_timed else "not timed (the only step was the memory-profiled one)"))
+    return f"  training {tm.train_seconds:.1f} s over {tm.steps} steps, median step " + (
+        f"{tm.median_step_seconds * 1000:.0f} ms, {tm.tokens_per_second:.0f} tokens/s"
+        if tm.steps_timed
+        else "not timed (the only step was the memory-profiled one)"
+    )
 
 
 def _utilisation(u: record.Utilisation | None) -> str:
     if not u or u.fraction is None:
         return ""
-    return (f"; {u.flops_per_token:.3g} FLOP/token, {u.achieved_flops_per_second:.3g} FLOP/s, "
-            f"{100 * u.fraction:.1f}% of peak ({u.peak_from})")
+    return (
+        f"; {u.flops_per_token:.3g} FLOP/token, {u.achieved_flops_per_second:.3g} FLOP/s, "
+        f"{100 * u.fraction:.1f}% of peak ({u.peak_from})"
+    )
 
 
 def _stages(stages: record.Stages) -> str:
     wall = stages.wall_seconds
     parts = sorted(stages.seconds.items(), key=lambda kv: -kv[1])
-    return (f"  wall {wall:.1f} s: " + ", ".join(f"{name} {100 * s / wall:.0f}%" for name, s in parts)
-            + f", untimed {100 * stages.untimed_seconds / wall:.0f}%")
+    return (
+        f"  wall {wall:.1f} s: "
+        + ", ".join(f"{name} {100 * s / wall:.0f}%" for name, s in parts)
+        + f", untimed {100 * stages.untimed_seconds / wall:.0f}%"
+    )
 
 
 def _stored(size: record.Size) -> str:

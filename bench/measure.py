@@ -45,7 +45,9 @@ def count_params(model: torch.nn.Module, family: Family) -> dict:
     }
 
 
-def analytic_bytes(model: torch.nn.Module, optimizer: str, optimizer_args: dict, frozen_element: int | None = None) -> dict:
+def analytic_bytes(
+    model: torch.nn.Module, optimizer: str, optimizer_args: dict, frozen_element: int | None = None
+) -> dict:
     """Bytes of the weights (every tensor held: diff pruning's differences and peft's frozen copy of
     the head too), the gradients held at once and the optimizer's state (bench/optimizers.py), which
     take the trained weights' element size. Each weight counts its own element size, or
@@ -55,8 +57,10 @@ def analytic_bytes(model: torch.nn.Module, optimizer: str, optimizer_args: dict,
     trainable = [p for p in params if p.requires_grad]
     element = trainable[0].element_size() if trainable else params[0].element_size()
     return {
-        "weights": sum(p.numel() * (p.element_size() if p.requires_grad or frozen_element is None else frozen_element)
-                       for p in params),
+        "weights": sum(
+            p.numel() * (p.element_size() if p.requires_grad or frozen_element is None else frozen_element)
+            for p in params
+        ),
         "gradients": optimizers.gradient_elements(optimizer, trainable) * element,
         "optimizer_state": optimizers.state_elements(optimizer, optimizer_args, trainable) * element,
     }
@@ -64,7 +68,13 @@ def analytic_bytes(model: torch.nn.Module, optimizer: str, optimizer_args: dict,
 
 # the profiler's tensor categories, in the order of torch.profiler._memory_profiler._CATEGORY_TO_INDEX
 _CATEGORIES = (
-    "parameters", "optimizer_state", "inputs", "temporary", "activations", "gradients", "autograd_detail",
+    "parameters",
+    "optimizer_state",
+    "inputs",
+    "temporary",
+    "activations",
+    "gradients",
+    "autograd_detail",
     "uncategorized",  # tensors the profiler saw but could not attribute (mostly autograd-saved intermediates)
 )
 
@@ -148,8 +158,12 @@ class MachineLoad:
         wall = end[0] - self.start[0]
         others = max(0.0, (end[1] - self.start[1]) - (end[2] - self.start[2])) / wall if wall > 0 else 0.0
         cpus = psutil.cpu_count() or 1
-        self.out.update(other_processes_cpus=round(others, 2), machine_cpus=cpus, busy=others >= BUSY_CPUS,
-                        measure="machine-wide busy CPU time (psutil) minus this process's, per second, while it trained")
+        self.out.update(
+            other_processes_cpus=round(others, 2),
+            machine_cpus=cpus,
+            busy=others >= BUSY_CPUS,
+            measure="machine-wide busy CPU time (psutil) minus this process's, per second, while it trained",
+        )
 
 
 class Stages:
@@ -173,7 +187,11 @@ class Stages:
 
     def record(self) -> dict:
         wall = time.time() - self.began
-        return {"wall_seconds": wall, "seconds": dict(self.seconds), "untimed_seconds": wall - sum(self.seconds.values())}
+        return {
+            "wall_seconds": wall,
+            "seconds": dict(self.seconds),
+            "untimed_seconds": wall - sum(self.seconds.values()),
+        }
 
 
 def process_peak_rss(shared_process: bool) -> dict:
@@ -183,8 +201,10 @@ def process_peak_rss(shared_process: bool) -> dict:
     import resource  # POSIX only: imported where used
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
-    return {"process_peak_rss_bytes": peak if sys.platform == "darwin" else peak * 1024,
-            "process_peak_rss_of": "this and earlier runs of a shared process" if shared_process else "this run's process"}
+    return {
+        "process_peak_rss_bytes": peak if sys.platform == "darwin" else peak * 1024,
+        "process_peak_rss_of": "this and earlier runs of a shared process" if shared_process else "this run's process",
+    }
 
 
 # what holds trained numbers; peft's generated README and the adapter's JSON config are not weights
@@ -214,7 +234,12 @@ def serving_latency(model: torch.nn.Module, batch: dict, samples: int) -> dict:
     if samples == 0:
         return {}
     model.eval()
-    out = {"batch_size": 1, "tokens": int(batch["attention_mask"].sum()), "samples": samples, **_timed(model, batch, samples)}
+    out = {
+        "batch_size": 1,
+        "tokens": int(batch["attention_mask"].sum()),
+        "samples": samples,
+        **_timed(model, batch, samples),
+    }
     if isinstance(model, PeftModel) and not model.active_peft_config.is_prompt_learning:
         model.merge_adapter()
         try:
@@ -237,7 +262,8 @@ def _timed(model, batch: dict, samples: int) -> dict:
 
 
 def latency_stats(seconds: list[float]) -> dict:
-    """Median and 90th percentile (nearest rank: the smallest time at least 90% of times do not exceed), in milliseconds."""
+    """Median and 90th percentile (nearest rank: the smallest time at least 90% of times do not exceed), in
+    milliseconds."""
     times = sorted(seconds)
     return {"median_ms": 1000 * statistics.median(times), "p90_ms": 1000 * times[math.ceil(0.9 * len(times)) - 1]}
 
@@ -245,7 +271,6 @@ def latency_stats(seconds: list[float]) -> dict:
 def environment(device: str) -> dict:
     import peft
     import transformers
-
 
     return {
         "python": platform.python_version(),
@@ -272,8 +297,14 @@ def _cpu_name() -> str:
 def _git() -> dict:
     here = Path(__file__).resolve().parent
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain"], cwd=here, capture_output=True, text=True, check=False).stdout.strip())
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = bool(
+            subprocess.run(
+                ["git", "status", "--porcelain"], cwd=here, capture_output=True, text=True, check=False
+            ).stdout.strip()
+        )
     except (OSError, subprocess.CalledProcessError):
         return {"git_commit": None, "git_dirty": None}
     return {"git_commit": commit, "git_dirty": dirty}

@@ -153,11 +153,22 @@ def record_em(examples: Sequence[Example], outputs: Sequence) -> float:
 
 def _same_length(examples, outputs) -> None:
     if len(examples) != len(outputs) or not examples:
-        raise ValueError(f"need equal, non-zero numbers of examples and outputs, got {len(examples)} and {len(outputs)}")
+        raise ValueError(
+            f"need equal, non-zero numbers of examples and outputs, got {len(examples)} and {len(outputs)}"
+        )
 
 
-METRICS = {"accuracy": accuracy, "macro_f1": macro_f1, "exact_match": exact_match, "answer_exact_match": answer_exact_match,
-           "choice_accuracy": choice_accuracy, "f1a": f1a, "multirc_em": multirc_em, "record_f1": record_f1, "record_em": record_em}
+METRICS = {
+    "accuracy": accuracy,
+    "macro_f1": macro_f1,
+    "exact_match": exact_match,
+    "answer_exact_match": answer_exact_match,
+    "choice_accuracy": choice_accuracy,
+    "f1a": f1a,
+    "multirc_em": multirc_em,
+    "record_f1": record_f1,
+    "record_em": record_em,
+}
 
 
 # generate-task metrics that are a mean of per-example hits: what per-example results keep for them
@@ -169,8 +180,13 @@ def fingerprint(examples: Sequence[Example]) -> str:
     return hashlib.sha256(json.dumps([astuple(e) for e in examples], default=str).encode()).hexdigest()[:16]
 
 
-def per_example(kind: str, names: Sequence[str], examples: Sequence[Example], outputs: Sequence,
-                given: Sequence[Example] | None = None) -> dict:
+def per_example(
+    kind: str,
+    names: Sequence[str],
+    examples: Sequence[Example],
+    outputs: Sequence,
+    given: Sequence[Example] | None = None,
+) -> dict:
     """The compact per-example test results that analysis bootstraps and pairs: the gold and the
     chosen choice of each example (classify tasks), or each exact-match metric's hit (generate).
     The fingerprint is of `given`, the test examples as the task gave them, where a method rewrote them."""

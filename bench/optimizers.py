@@ -42,7 +42,9 @@ def optimizer_class(name: str) -> type:
 
 def accepted_args(name: str) -> list[str]:
     names = inspect.signature(optimizer_class(name).__init__).parameters
-    return [a for a in names if a not in {"self", "model", "params", "lr", "weight_decay", "clip_grad_norm", "defaults"}]
+    return [
+        a for a in names if a not in {"self", "model", "params", "lr", "weight_decay", "clip_grad_norm", "defaults"}
+    ]
 
 
 def check(name: str, args: dict, grad_accum: int, precision: str = "fp32") -> None:
@@ -55,14 +57,24 @@ def check(name: str, args: dict, grad_accum: int, precision: str = "fp32") -> No
         if arg in SET_ELSEWHERE:
             raise ConfigError(f"train.optimizer_args.{arg}", value, f"no value here: {SET_ELSEWHERE[arg]} sets it")
         if arg not in accepted:
-            raise ConfigError(f"train.optimizer_args.{arg}", value,
-                              f"an argument of {name}: " + (", ".join(accepted) or "it takes none"))
+            raise ConfigError(
+                f"train.optimizer_args.{arg}",
+                value,
+                f"an argument of {name}: " + (", ".join(accepted) or "it takes none"),
+            )
     if name == "lomo" and precision == "fp16-mixed":
-        raise ConfigError("train.precision", precision, "fp32, bf16-mixed or bf16: LOMO updates each weight inside "
-                          "backward, before a gradient scaler could unscale and check the gradients")
+        raise ConfigError(
+            "train.precision",
+            precision,
+            "fp32, bf16-mixed or bf16: LOMO updates each weight inside "
+            "backward, before a gradient scaler could unscale and check the gradients",
+        )
     if name == "lomo" and grad_accum != 1:
-        raise ConfigError("train.grad_accum", grad_accum, "1: LOMO updates each weight inside backward, so gradients "
-                          "of several micro-batches cannot be accumulated")
+        raise ConfigError(
+            "train.grad_accum",
+            grad_accum,
+            "1: LOMO updates each weight inside backward, so gradients of several micro-batches cannot be accumulated",
+        )
 
 
 class Update:
@@ -112,7 +124,9 @@ class LomoUpdate(Update):
 
 
 def build(name: str, model: torch.nn.Module, lr: float, cfg, scaler=None) -> Update:
-    return (LomoUpdate if name == "lomo" else Update)(name, model, lr, cfg, OmegaConf.to_container(cfg.optimizer_args), scaler)
+    return (LomoUpdate if name == "lomo" else Update)(
+        name, model, lr, cfg, OmegaConf.to_container(cfg.optimizer_args), scaler
+    )
 
 
 def state_elements(name: str, args: dict, params: list[torch.Tensor]) -> int:
@@ -124,8 +138,10 @@ def state_elements(name: str, args: dict, params: list[torch.Tensor]) -> int:
     if name == "sgd":
         return sum(p.numel() for p in params) if args.get("momentum", 0) else 0
     if name == "adafactor":
-        return sum(math.prod(p.shape[:-1]) + math.prod(p.shape[:-2]) * p.shape[-1] if p.dim() >= 2 else p.numel()
-                   for p in params)
+        return sum(
+            math.prod(p.shape[:-1]) + math.prod(p.shape[:-2]) * p.shape[-1] if p.dim() >= 2 else p.numel()
+            for p in params
+        )
     return 0
 
 

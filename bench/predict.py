@@ -34,7 +34,9 @@ def _to(batch: dict, device: str) -> dict:
 
 
 @torch.no_grad()
-def predict(model, tokenizer, task, examples, architecture: str, task_cfg, batch_size: int, device: str) -> tuple[list, float]:
+def predict(
+    model, tokenizer, task, examples, architecture: str, task_cfg, batch_size: int, device: str
+) -> tuple[list, float]:
     model.eval()
     if architecture == "encoder":
         return _classify(model, encoder_rows(examples, tokenizer, task_cfg.max_length), tokenizer, batch_size, device)
@@ -62,12 +64,14 @@ def completion_log_likelihood(model, batch: dict, architecture: str) -> tuple[to
     else:
         inputs = {k: v for k, v in batch.items() if k != "labels"}
         # prompt tuning prepends virtual tokens: the positions of the real tokens are the last ones
-        logits = model(**inputs).logits[:, -labels.shape[1]:-1]
+        logits = model(**inputs).logits[:, -labels.shape[1] : -1]
         labels = labels[:, 1:]
     mask = labels != IGNORE
     # log-softmax only where a label is, not over every position of the vocabulary-wide logits
     picked = logits[mask].float().log_softmax(-1).gather(-1, labels[mask].unsqueeze(-1)).squeeze(-1)
-    sums = torch.zeros(labels.shape[0], device=labels.device).index_put_((mask.nonzero()[:, 0],), picked, accumulate=True)
+    sums = torch.zeros(labels.shape[0], device=labels.device).index_put_(
+        (mask.nonzero()[:, 0],), picked, accumulate=True
+    )
     return sums, mask.sum(-1)
 
 
@@ -75,8 +79,15 @@ def _rank(model, tokenizer, task, examples, architecture, task_cfg, batch_size, 
     rows = []
     for i, e in enumerate(examples):
         for j, choice in enumerate(task.choices(e)):
-            row = text_to_text_row(tokenizer, e.prompt or e.text, choice, architecture, task_cfg.max_length,
-                                   task_cfg.max_new_tokens, stop=False)
+            row = text_to_text_row(
+                tokenizer,
+                e.prompt or e.text,
+                choice,
+                architecture,
+                task_cfg.max_length,
+                task_cfg.max_new_tokens,
+                stop=False,
+            )
             rows.append({**row, "example": i, "choice": j})
     scores = [[0.0] * len(task.choices(e)) for e in examples]
     gold_loss = 0.0
@@ -109,20 +120,28 @@ def _generate(model, tokenizer, task, examples, architecture, task_cfg, batch_si
     prompted = architecture == "decoder" and peft_type == PeftType.PROMPT_TUNING
     if architecture == "decoder" and peft_type == PeftType.PREFIX_TUNING:
         batch_size = 1
-    prompts = [{"input_ids": ids, "attention_mask": [1] * len(ids)}
-               for ids in (prompt_ids(tokenizer, e.prompt or e.text, task_cfg.max_length) for e in examples)]
-    options = {"max_new_tokens": task_cfg.max_new_tokens, "do_sample": False, "pad_token_id": tokenizer.pad_token_id,
-               "eos_token_id": tokenizer.eos_token_id}
+    prompts = [
+        {"input_ids": ids, "attention_mask": [1] * len(ids)}
+        for ids in (prompt_ids(tokenizer, e.prompt or e.text, task_cfg.max_length) for e in examples)
+    ]
+    options = {
+        "max_new_tokens": task_cfg.max_new_tokens,
+        "do_sample": False,
+        "pad_token_id": tokenizer.pad_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+    }
     # decoders continue the prompt, so prompts are padded on the left
     for batch in loader(prompts, tokenizer, batch_size, left=architecture == "decoder"):
         index = batch.pop("index").tolist()
         batch = _to(batch, device)
         if prompted:  # from embeddings alone, generate returns only the new tokens
-            out = model.get_base_model().generate(**with_prompts(model, batch, [model.active_adapter] * len(index)), **options)
+            out = model.get_base_model().generate(
+                **with_prompts(model, batch, [model.active_adapter] * len(index)), **options
+            )
         else:
             out = model.generate(**batch, **options)
             if architecture == "decoder":
-                out = out[:, batch["input_ids"].shape[1]:]
+                out = out[:, batch["input_ids"].shape[1] :]
         for i, ids in zip(index, out.tolist()):
             text = tokenizer.decode(ids, skip_special_tokens=True)
             texts[i] = (text.split(task.stop, 1)[0] if task.stop else text).strip()
@@ -141,5 +160,7 @@ def with_prompts(model: PeftModel, batch: dict, names: list[str]) -> dict:
     inputs["inputs_embeds"] = torch.cat([prompts, embeds], dim=1)
     inputs["attention_mask"] = torch.cat([mask.new_ones(rows, virtual), mask], dim=1)
     if "token_type_ids" in batch:
-        inputs["token_type_ids"] = torch.cat([batch["token_type_ids"].new_zeros(rows, virtual), batch["token_type_ids"]], dim=1)
+        inputs["token_type_ids"] = torch.cat(
+            [batch["token_type_ids"].new_zeros(rows, virtual), batch["token_type_ids"]], dim=1
+        )
     return inputs

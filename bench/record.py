@@ -171,8 +171,10 @@ class Record(BaseModel):
     @field_validator("config")
     @classmethod
     def _names(cls, config: dict) -> dict:
-        if not all(isinstance(config.get(g), dict) and isinstance(config[g].get("name"), str)
-                   for g in ("model", "task", "method")):
+        if not all(
+            isinstance(config.get(g), dict) and isinstance(config[g].get("name"), str)
+            for g in ("model", "task", "method")
+        ):
             raise ValueError("a config with model, task and method names")
         return config
 
@@ -186,33 +188,65 @@ def parse(data: Any) -> Record:
     if isinstance(data, dict) and data.get("schema_version") == 1:
         data = {**data, "schema_version": SCHEMA_VERSION}  # version 1 had the same fields, written twice per run
     return Record.model_validate(data)
+
+
 RETRYABLE = ("failed", "oom")  # rerun by retry_failed=true
 
 # config keys that change where or how a run is reported or measured, never what it computes
 NOT_IDENTITY = {
-    "results_dir", "sweep_name", "process", "force", "retry_failed", "keep_full_copies", "tracking",
-    "model.source", "model.package", "model.package_dir", "model.asset",
+    "results_dir",
+    "sweep_name",
+    "process",
+    "force",
+    "retry_failed",
+    "keep_full_copies",
+    "tracking",
+    "model.source",
+    "model.package",
+    "model.package_dir",
+    "model.asset",
     "model.config",  # the architecture as written for mode=count; the weights define it in a run
     "method.lr_grid",  # where the learning-rate search looks; each run's own lr is its identity
     "mode",  # count records live apart from run records
     "serve",  # settings of mode=serve (bench/serve.py), whose records have their own ids
-    "task.data_dir", "task.hub_id",  # where the same data is read from
-    "train.log_every", "train.profile_memory", "train.latency_samples", "train.timing_warmup", "train.eval_batch_size",
+    "task.data_dir",
+    "task.hub_id",  # where the same data is read from
+    "train.log_every",
+    "train.profile_memory",
+    "train.latency_samples",
+    "train.timing_warmup",
+    "train.eval_batch_size",
     "train.memory_limit_gib",  # what the fit check compares with before loading
 }
 
 
 # keys added after records existed: at these values (their defaults) they leave a run id as it was,
 # so earlier results keep being found (and skipped) by the same command
-ADDED_LATER = {"task.max_new_tokens": 16, "train.lr_schedule": "linear", "train.early_stopping_patience": 0,
-               "train.optimizer": "adamw", "train.optimizer_args": {},
-               "train.precision": "fp32", "train.gradient_checkpointing": False, "train.group_by_length": False}
+ADDED_LATER = {
+    "task.max_new_tokens": 16,
+    "train.lr_schedule": "linear",
+    "train.early_stopping_patience": 0,
+    "train.optimizer": "adamw",
+    "train.optimizer_args": {},
+    "train.precision": "fp32",
+    "train.gradient_checkpointing": False,
+    "train.group_by_length": False,
+}
 # each task's prompt-template digest (task.template_sha256) when it joined the run id: runs of a task
 # whose template is still this one keep their ids; an edited template gives new ones
 TEMPLATES_ADDED = {
-    "arithmetic": "dd11c882d2aadb7c", "imdb": "a106df2895114657", "sst2": "1e09ad32b7df0612", "boolq": "add16ca76fe91f6a",
-    "cb": "c486d15b7475f7d3", "rte": "0f84b7319a202ca0", "wic": "6668f4a99a8ec8c3", "wsc": "0804b9bb115a9e88",
-    "copa": "d8d9ae7a37231f0a", "multirc": "7330297d1ec629a7", "record": "85fa8a5cdddc25e0", "tweets": "f1d48b2931fd6cf4",
+    "arithmetic": "dd11c882d2aadb7c",
+    "imdb": "a106df2895114657",
+    "sst2": "1e09ad32b7df0612",
+    "boolq": "add16ca76fe91f6a",
+    "cb": "c486d15b7475f7d3",
+    "rte": "0f84b7319a202ca0",
+    "wic": "6668f4a99a8ec8c3",
+    "wsc": "0804b9bb115a9e88",
+    "copa": "d8d9ae7a37231f0a",
+    "multirc": "7330297d1ec629a7",
+    "record": "85fa8a5cdddc25e0",
+    "tweets": "f1d48b2931fd6cf4",
 }
 
 
@@ -304,7 +338,13 @@ def mismatch(e: ValidationError, data: Any) -> str:
     error = e.errors()[0]
     path, value = [], data
     for key in error["loc"]:  # down the data as far as it goes: the rest of loc names union members
-        if isinstance(value, dict) and key in value or isinstance(value, list) and isinstance(key, int) and key < len(value):
+        if (
+            isinstance(value, dict)
+            and key in value
+            or isinstance(value, list)
+            and isinstance(key, int)
+            and key < len(value)
+        ):
             path.append(str(key))
             value = value[key]
         else:
@@ -374,9 +414,19 @@ def now() -> str:
 def new(config: dict, status: str, **fields) -> Record:
     """The record of `config` ending with `status`, its sections given as JSON-like data (numpy numbers and
     tuples as JSON has them); a section or key the declaration does not have is an error here."""
-    fields = json.loads(json.dumps({"run_id": run_id(config), "schema_version": SCHEMA_VERSION, "status": status,
-                                    "error": None, **fields, "config": config},
-                                   default=_plain))
+    fields = json.loads(
+        json.dumps(
+            {
+                "run_id": run_id(config),
+                "schema_version": SCHEMA_VERSION,
+                "status": status,
+                "error": None,
+                **fields,
+                "config": config,
+            },
+            default=_plain,
+        )
+    )
     return Record.model_validate(fields)
 
 

@@ -11,10 +11,9 @@ import warnings
 from pathlib import Path
 
 import pandas as pd
-
-from bench.methods import METHODS
 from pydantic import ValidationError
 
+from bench.methods import METHODS
 from bench.record import mismatch, parse, search_id, setting_id
 
 # each method's own keys (its schema beyond name, lr and lr_grid): a column each, so a new method's
@@ -67,7 +66,8 @@ COLUMNS = {
 }
 
 
-# beside COLUMNS: the sweep (the record's folder), which runs are repeats of one setting (all but the seed), which form one learning-rate
+# beside COLUMNS: the sweep (the record's folder), which runs are repeats of one setting (all but the seed),
+# which form one learning-rate
 # search (all but seed and lr), the primary metric and its test and validation scores, every validation
 # evaluation, every headline test metric, and the per-example test results that intervals are computed from
 EXTRA = ["sweep", "setting", "search", "metric", "score", "val_score", "scores", "validation", "per_example"]
@@ -86,7 +86,9 @@ def _get(record: dict, path: tuple):
 def headline_metrics(record: dict) -> dict:
     """The task's metrics on test, in the task's order (records list them after split, size and loss),
     without the per-category ones."""
-    return {k: v for k, v in (record.get("metrics") or {}).items() if k not in ("split", "size", "loss") and "/" not in k}
+    return {
+        k: v for k, v in (record.get("metrics") or {}).items() if k not in ("split", "size", "loss") and "/" not in k
+    }
 
 
 def primary_metric(record: dict) -> str | None:
@@ -114,13 +116,20 @@ def load(results: Path) -> pd.DataFrame:
         setting = setting_id(record["config"])
         metric = primary_metric(record)
         validation = record.get("validation") or []
-        rows.append({**{column: _get(record, keys) for column, keys in COLUMNS.items()}, "sweep": path.parent.name,
-                     "setting": setting,
-                     "search": search_id(record["config"]), "metric": metric,
-                     "score": record["metrics"][metric] if metric else None,
-                     # the validation score of the weights that were tested: what a search selects by
-                     "val_score": validation[-1].get(metric) if validation and metric else None,
-                     "scores": headline_metrics(record), "validation": validation,
-                     "per_example": record.get("per_example")})
+        rows.append(
+            {
+                **{column: _get(record, keys) for column, keys in COLUMNS.items()},
+                "sweep": path.parent.name,
+                "setting": setting,
+                "search": search_id(record["config"]),
+                "metric": metric,
+                "score": record["metrics"][metric] if metric else None,
+                # the validation score of the weights that were tested: what a search selects by
+                "val_score": validation[-1].get(metric) if validation and metric else None,
+                "scores": headline_metrics(record),
+                "validation": validation,
+                "per_example": record.get("per_example"),
+            }
+        )
     frame = pd.DataFrame(rows, columns=[*COLUMNS, *EXTRA])
     return frame.sort_values(["sweep", "run_id"], kind="stable").reset_index(drop=True)

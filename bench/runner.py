@@ -19,9 +19,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from bench import batching, fit, forgetting, measure, models, precision, record, tasks, utilisation
+from bench.compose import typed
 from bench.families import FAMILIES, Family
 from bench.machine import device_of
 from bench.measure import Stages
@@ -66,7 +67,9 @@ def build(cfg, kept: Path | None = None, before_apply=None, stages: Stages | Non
     with stages("data"):
         task = method.prepare(tasks.load(cfg.task, form), cfg.method, cfg.seed)
     with stages("model_load"):
-        model, tokenizer, source = models.load(cfg.model, family, len(task.labels), precision.load_dtype(cfg.train.precision))
+        model, tokenizer, source = models.load(
+            cfg.model, family, len(task.labels), precision.load_dtype(cfg.train.precision)
+        )
         if cfg.train.gradient_checkpointing:
             # on the base model, so that its layers recompute under peft's wrapper and the project's own
             # methods alike (transformers 5 renamed gradient_checkpointing_enable); non-reentrant, which
@@ -101,7 +104,7 @@ class Run:
     sections: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        self.cfg = OmegaConf.create(self.config)
+        self.cfg = typed(self.config)
         self.path = record.path_for(self.config)
         self.device = device_of(self.cfg)
 
@@ -166,8 +169,16 @@ def build_model(run: Run) -> tuple[Built, dict]:
 def _evaluate(run: Run, built: Built, examples) -> tuple[list, dict]:
     t = run.cfg
     with run.in_precision():
-        outputs, loss = predict(built.model, built.tokenizer, built.task, examples, built.architecture, t.task,
-                                t.train.eval_batch_size, run.device)
+        outputs, loss = predict(
+            built.model,
+            built.tokenizer,
+            built.task,
+            examples,
+            built.architecture,
+            t.task,
+            t.train.eval_batch_size,
+            run.device,
+        )
     return outputs, {"loss": loss, **compute(built.task.metrics, examples, outputs)}
 
 
@@ -175,18 +186,39 @@ def train_model(run: Run, built: Built, tracker: Tracker):
     """The method's training (or a baseline's fitting), validating on the way; its time split into stages."""
     cfg, task = run.cfg, built.task
     with run.stages("data"):
-        run.sections["data"] = {"task_version": cfg.task.version, "split_seed": cfg.task.split_seed, "kind": task.kind,
-                                "majority_label": _majority(task), **task.describe()}
-        loader = batching.train_loader(task, built.tokenizer, built.architecture, cfg.task, cfg.train.batch_size,
-                                       cfg.seed, cfg.train.group_by_length)
+        run.sections["data"] = {
+            "task_version": cfg.task.version,
+            "split_seed": cfg.task.split_seed,
+            "kind": task.kind,
+            "majority_label": _majority(task),
+            **task.describe(),
+        }
+        loader = batching.train_loader(
+            task,
+            built.tokenizer,
+            built.architecture,
+            cfg.task,
+            cfg.train.batch_size,
+            cfg.seed,
+            cfg.train.group_by_length,
+        )
     fit_start = time.perf_counter()
-    result = built.method.fit(built.model, loader, cfg.method, cfg.train, run.device,
-                              lambda: _evaluate(run, built, task.validation)[1], tracker.log, monitor=task.metrics[0])
+    result = built.method.fit(
+        built.model,
+        loader,
+        cfg.method,
+        cfg.train,
+        run.device,
+        lambda: _evaluate(run, built, task.validation)[1],
+        tracker.log,
+        monitor=task.metrics[0],
+    )
     run.stages.add("evaluation", result.eval_seconds)
     run.stages.add("measurement", result.profile_seconds)
     run.stages.add("data", result.data_seconds)
-    run.stages.add("training", time.perf_counter() - fit_start - result.eval_seconds - result.profile_seconds
-                   - result.data_seconds)
+    run.stages.add(
+        "training", time.perf_counter() - fit_start - result.eval_seconds - result.profile_seconds - result.data_seconds
+    )
     run.sections["losses"] = result.losses
     return loader, result
 
@@ -204,8 +236,11 @@ def evaluate_model(run: Run, built: Built, result, tracker: Tracker, base_loss: 
     with run.stages("measurement"), run.in_precision():
         s["forgetting"] = forgetting.score(
             base_loss or None,
-            forgetting.mean_token_loss(built.model, built.tokenizer, built.architecture, run.device) if base_loss else None,
-            reason="a run in the encoder form (a classification head) has no language-model head to score text with")
+            forgetting.mean_token_loss(built.model, built.tokenizer, built.architecture, run.device)
+            if base_loss
+            else None,
+            reason="a run in the encoder form (a classification head) has no language-model head to score text with",
+        )
     with run.stages("tracking"):
         tracker.log({f"validation/{k}": v for k, v in final.items()}, result.steps)
     # the weights scored on test: the last step's, or early stopping's best
@@ -229,17 +264,31 @@ def measure_run(run: Run, built: Built, loader, result) -> None:
             # the rows read (grouped by length, also the rest of the last group: a random sample of the same rows)
             lengths = utilisation.lengths_of(loader.dataset.read(), built.architecture)
             s["utilisation"] = utilisation.utilisation(
-                utilisation.flops_per_token(built.model, built.family, built.architecture, *lengths, tc.batch_size,
-                                            method.virtual_tokens(cfg.method), method.prefix_tokens(cfg.method)),
-                timing["tokens_per_second"], utilisation.peak_flops(run.device, tc.precision))
-        s["memory"] = {**result.memory, "analytic_bytes": measure.analytic_bytes(
-            built.model, method.optimizer or tc.optimizer, tc.optimizer_args)}
+                utilisation.flops_per_token(
+                    built.model,
+                    built.family,
+                    built.architecture,
+                    *lengths,
+                    tc.batch_size,
+                    method.virtual_tokens(cfg.method),
+                    method.prefix_tokens(cfg.method),
+                ),
+                timing["tokens_per_second"],
+                utilisation.peak_flops(run.device, tc.precision),
+            )
+        s["memory"] = {
+            **result.memory,
+            "analytic_bytes": measure.analytic_bytes(built.model, method.optimizer or tc.optimizer, tc.optimizer_args),
+        }
         kept = run.path.with_suffix("") if cfg.keep_full_copies or not method.full_copy else None  # beside the record
         s["size"] = measure.stored_bytes(method.save, built.model, kept)
-        one = batching.training_rows(task, task.test[:1], built.tokenizer, built.architecture, cfg.task.max_length,
-                                     cfg.task.max_new_tokens)
+        one = batching.training_rows(
+            task, task.test[:1], built.tokenizer, built.architecture, cfg.task.max_length, cfg.task.max_new_tokens
+        )
         one = {k: v.to(run.device) for k, v in batching.pad(one, built.tokenizer.pad_token_id).items()}
-        if built.architecture == "encoder":  # a served classifier is not handed the answer; T5 needs it as decoder input
+        if (
+            built.architecture == "encoder"
+        ):  # a served classifier is not handed the answer; T5 needs it as decoder input
             del one["labels"]
         with run.in_precision():
             s["latency"] = measure.serving_latency(built.model, one, tc.latency_samples)
@@ -255,8 +304,16 @@ def finish(run: Run, status: str, error: dict | None, tracker: Tracker) -> recor
     with run.stages("tracking"):
         info = tracker.info
     run.sections.setdefault("time", {})["stages"] = run.stages.record()
-    rec = record.new(run.config, status, error=error, attempt=run.attempt, started=run.started, ended=record.now(),
-                     tracking=info, **run.sections)
+    rec = record.new(
+        run.config,
+        status,
+        error=error,
+        attempt=run.attempt,
+        started=run.started,
+        ended=record.now(),
+        tracking=info,
+        **run.sections,
+    )
     record.keep(run.path, rec)  # a record that could not be written is printed in full
     tracker.finish(rec)
     return rec
@@ -264,9 +321,16 @@ def finish(run: Run, status: str, error: dict | None, tracker: Tracker) -> recor
 
 def refuse(run: Run, estimate: dict) -> record.Record:
     """The record of a run estimated not to fit, stopped before it loaded anything."""
-    rec = record.new(run.config, "refused", error={"type": "WontFit", "message": fit.refusal(estimate, run.config["train"])},
-                     estimate=estimate, attempt=run.attempt, started=run.started, ended=record.now(),
-                     time={"stages": run.stages.record()})
+    rec = record.new(
+        run.config,
+        "refused",
+        error={"type": "WontFit", "message": fit.refusal(estimate, run.config["train"])},
+        estimate=estimate,
+        attempt=run.attempt,
+        started=run.started,
+        ended=record.now(),
+        time={"stages": run.stages.record()},
+    )
     record.keep(run.path, rec)
     return rec
 

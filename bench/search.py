@@ -37,9 +37,16 @@ def _compose(overrides: list[str]) -> dict:
 
 
 def _multirun(method: str, overrides: list[str], lrs: list[float] | None, seeds: list[int]) -> int:
-    command = [sys.executable, "-m", "bench", "-m", f"method={method}",
-               *([f"method.lr={','.join(map(repr, lrs))}"] if lrs else []),
-               f"seed={','.join(map(str, seeds))}", *overrides]
+    command = [
+        sys.executable,
+        "-m",
+        "bench",
+        "-m",
+        f"method={method}",
+        *([f"method.lr={','.join(map(repr, lrs))}"] if lrs else []),
+        f"seed={','.join(map(str, seeds))}",
+        *overrides,
+    ]
     print("$ " + " ".join(command[1:]), flush=True)
     return subprocess.call(command)
 
@@ -56,8 +63,12 @@ def selected_lr(runs) -> tuple[float, dict] | None:
     if chosen.empty:
         return None
     chosen = chosen.iloc[0]
-    return float(chosen.lr), {"grid": list(chosen.lr_grid), "edge": bool(chosen.lr_edge),
-                              "validation": chosen.selection_score, "metric": chosen.metric}
+    return float(chosen.lr), {
+        "grid": list(chosen.lr_grid),
+        "edge": bool(chosen.lr_edge),
+        "validation": chosen.selection_score,
+        "metric": chosen.metric,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,9 +109,11 @@ def main(argv: list[str] | None = None) -> int:
             continue
         chosen[m], why = found
         if REGISTRY[m].trains:
-            print(f"{m}: lr {chosen[m]:g} of {', '.join(f'{lr:g}' for lr in why['grid'])} "
-                  f"(mean validation {why['metric']} {why['validation']:.4f})"
-                  + ("; AT THE EDGE of the grid: widen method.lr_grid" if why["edge"] else ""))
+            print(
+                f"{m}: lr {chosen[m]:g} of {', '.join(f'{lr:g}' for lr in why['grid'])} "
+                f"(mean validation {why['metric']} {why['validation']:.4f})"
+                + ("; AT THE EDGE of the grid: widen method.lr_grid" if why["edge"] else "")
+            )
     print(f"== 3. the selected settings on seeds 0..{args.seeds - 1}", flush=True)
     for m, lr in chosen.items():
         failures += _multirun(m, overrides, [lr] if REGISTRY[m].trains else None, list(range(args.seeds))) != 0

@@ -28,11 +28,13 @@ def select(frame: pd.DataFrame) -> pd.DataFrame:
         by_lr = runs[runs.seed.isin(common)].groupby("lr").val_score.mean()
         # the first of equal scores: the smaller rate
         best = by_lr.idxmax() if by_lr.notna().any() else grid[0]
-        chosen.append(runs[runs.lr == best].assign(
-            lr_grid=[tuple(grid)] * int((runs.lr == best).sum()),
-            lr_edge=len(grid) > 1 and best in (grid[0], grid[-1]),
-            selection_score=by_lr.get(best),
-        ))
+        chosen.append(
+            runs[runs.lr == best].assign(
+                lr_grid=[tuple(grid)] * int((runs.lr == best).sum()),
+                lr_edge=len(grid) > 1 and best in (grid[0], grid[-1]),
+                selection_score=by_lr.get(best),
+            )
+        )
     if not chosen:
         return frame.iloc[:0].assign(lr_grid=None, lr_edge=False, selection_score=None)
     return pd.concat(chosen).sort_index()

@@ -17,7 +17,8 @@ Timing: forward passes in eval mode without gradients (a classifier's logits; a 
 the pass before the first generated token, with logits for the last position only), at every batch
 size and sequence length of `serve`, after `serve.warmup` untimed rounds, interleaved: each round
 times every variant once, in a seeded random order, so that a slower moment of the machine falls
-on all of them and no variant always follows the same one. Latency is the median and 90th percentile per batch, throughput rows and tokens per
+on all of them and no variant always follows the same one. Latency is the median and 90th percentile per
+batch, throughput rows and tokens per
 second at the median, and each variant's latency is also given relative to the base model's at the
 same shape. The many-task variants run at batch sizes of at least two rows.
 
@@ -49,12 +50,12 @@ from peft.utils.other import ModulesToSaveWrapper
 from bench import assets, measure, meta, models, record
 from bench.compose import CONF, to_container
 from bench.errors import ConfigError
-from bench.machine import device_of
-from bench.validate import validate
 from bench.families import FAMILIES, Family
+from bench.machine import device_of
 from bench.methods import METHODS
 from bench.predict import with_prompts
 from bench.runner import seed_everything
+from bench.validate import validate
 
 # variant -> the method it serves and how (each method's `serving`, bench/methods)
 SERVED = {v: (name, s) for name, m in METHODS.items() for v, s in m.serving.items()}
@@ -85,12 +86,16 @@ def check(cfg: DictConfig) -> None:
         if v not in VARIANTS:
             raise ConfigError("serve.variants", list(s.variants), "names from: " + ", ".join(VARIANTS))
     if "base" not in s.variants:
-        raise ConfigError("serve.variants", list(s.variants), "a list that includes 'base': every latency is relative to it")
+        raise ConfigError(
+            "serve.variants", list(s.variants), "a list that includes 'base': every latency is relative to it"
+        )
     for key in ("batch_sizes", "lengths"):
         if not s[key] or any(n < 1 for n in s[key]):
             raise ConfigError(f"serve.{key}", list(s[key]), "a non-empty list of numbers >= 1")
     if s.tasks < 2:
-        raise ConfigError("serve.tasks", s.tasks, "a number of task adapters >= 2 (rows of different tasks in one batch)")
+        raise ConfigError(
+            "serve.tasks", s.tasks, "a number of task adapters >= 2 (rows of different tasks in one batch)"
+        )
     if s.repeats < 1:
         raise ConfigError("serve.repeats", s.repeats, "a number of timed rounds >= 1")
     if s.warmup < 0:
@@ -187,9 +192,11 @@ def mixed_forward(model: PeftModel, batch: dict, names: list[str]):
         with _heads_per_row(model, names):
             return model(**batch, adapter_names=names)
     if kind != PeftType.PROMPT_TUNING:
-        raise ValueError(f"a mixed batch of {kind.value} adapters: peft ignores adapter_names for this type "
-                         "(every row would get the active adapter); mixed batches serve: "
-                         + ", ".join(sorted(t.value for t in MIXED_BY_PEFT | {PeftType.PROMPT_TUNING})))
+        raise ValueError(
+            f"a mixed batch of {kind.value} adapters: peft ignores adapter_names for this type "
+            "(every row would get the active adapter); mixed batches serve: "
+            + ", ".join(sorted(t.value for t in MIXED_BY_PEFT | {PeftType.PROMPT_TUNING}))
+        )
     with _heads_per_row(model, names):
         return model.get_base_model()(**with_prompts(model, batch, names))
 
@@ -214,7 +221,7 @@ def check_mixed(model: PeftModel, batch: dict, names: list[str]) -> float:
     for i, name in enumerate(names):
         model.set_adapter(name)
         alone = model(**_rows(batch, slice(i, i + 1))).logits
-        worst = max(worst, (mixed[i:i + 1] - alone).abs().max().item())
+        worst = max(worst, (mixed[i : i + 1] - alone).abs().max().item())
     model.set_adapter(names[0])
     return worst
 
@@ -274,7 +281,9 @@ def calls(made: dict, batch: dict, names: list[str], wanted) -> dict[str, Callab
 
 
 @torch.no_grad()
-def interleaved(timed: dict[str, Callable], repeats: int, warmup: int, sync: Callable, seed: int = 0) -> dict[str, list[float]]:
+def interleaved(
+    timed: dict[str, Callable], repeats: int, warmup: int, sync: Callable, seed: int = 0
+) -> dict[str, list[float]]:
     """Seconds per call of each, over `repeats` rounds after `warmup`; each round calls every one once,
     in a seeded random order, so that no variant always follows the same one (what ran before can
     leave the allocator and caches warm or cold for what runs next)."""
@@ -302,9 +311,14 @@ def memory(made: dict, n: int) -> dict:
     base = tensor_bytes(made["base"].parameters())
     adapter = tensor_bytes(get_peft_model_state_dict(made["lora_tasks"], adapter_name="default").values())
     merged = tensor_bytes(made["lora_merged"].parameters()) if "lora_merged" in made else base
-    return {"tasks": n, "base_bytes": base, "lora_adapter_bytes": adapter,
-            "merged_copies_bytes": n * merged, "base_and_adapters_bytes": base + n * adapter,
-            "ratio": (n * merged) / (base + n * adapter)}
+    return {
+        "tasks": n,
+        "base_bytes": base,
+        "lora_adapter_bytes": adapter,
+        "merged_copies_bytes": n * merged,
+        "base_and_adapters_bytes": base + n * adapter,
+        "ratio": (n * merged) / (base + n * adapter),
+    }
 
 
 def measure_serving(cfg: DictConfig) -> dict:
@@ -327,8 +341,13 @@ def measure_serving(cfg: DictConfig) -> dict:
     for rows in cfg.serve.batch_sizes:
         for length in cfg.serve.lengths:
             batch = inputs(token_ids, rows, length, architecture, start_id, device)
-            seconds = interleaved(calls(made, batch, names[:rows], cfg.serve.variants),
-                                  cfg.serve.repeats, cfg.serve.warmup, sync, cfg.seed)
+            seconds = interleaved(
+                calls(made, batch, names[:rows], cfg.serve.variants),
+                cfg.serve.repeats,
+                cfg.serve.warmup,
+                sync,
+                cfg.seed,
+            )
             shapes.append({"batch_size": rows, "length": length, "variants": _stats(seconds, rows, length)})
     check_batch = inputs(token_ids, cfg.serve.tasks, min(cfg.serve.lengths), architecture, start_id, device)
     for variant, model in (("lora_mixed", made.get("lora_tasks")), ("prompt_mixed", made.get("prompt_tuning_tasks"))):
@@ -336,10 +355,15 @@ def measure_serving(cfg: DictConfig) -> dict:
             mixed_check[variant] = check_mixed(model, check_batch, task_names(cfg.serve.tasks))
     return {
         "model_source": source,
-        "serve": {"shapes": shapes, "stored_bytes": size, "memory": memory(made, cfg.serve.tasks),
-                  "mixed_max_abs_difference": mixed_check, "not_applicable": skipped,
-                  "methods": {n: to_container(method_config(cfg, n)) for n in dict.fromkeys(m for m, _ in SERVED.values())},
-                  "shared_process": False},
+        "serve": {
+            "shapes": shapes,
+            "stored_bytes": size,
+            "memory": memory(made, cfg.serve.tasks),
+            "mixed_max_abs_difference": mixed_check,
+            "not_applicable": skipped,
+            "methods": {n: to_container(method_config(cfg, n)) for n in dict.fromkeys(m for m, _ in SERVED.values())},
+            "shared_process": False,
+        },
         "environment": measure.environment(device),
     }
 
@@ -348,7 +372,11 @@ def _stats(seconds: dict[str, list[float]], rows: int, length: int) -> dict:
     out = {}
     for name, times in seconds.items():
         s = measure.latency_stats(times)
-        out[name] = {**s, "rows_per_second": 1000 * rows / s["median_ms"], "tokens_per_second": 1000 * rows * length / s["median_ms"]}
+        out[name] = {
+            **s,
+            "rows_per_second": 1000 * rows / s["median_ms"],
+            "tokens_per_second": 1000 * rows * length / s["median_ms"],
+        }
     base = out["base"]["median_ms"]
     for s in out.values():
         s["relative_to_base"] = s["median_ms"] / base
@@ -384,18 +412,29 @@ def summary(rec: record.Record) -> str:
     s = rec.serve
     lines = [f"{what}: median latency per batch (relative to the base model)"]
     for shape in s["shapes"]:
-        cells = [f"{name} {v['median_ms']:.1f} ms ({v['relative_to_base']:.2f}x)" for name, v in shape["variants"].items()]
+        cells = [
+            f"{name} {v['median_ms']:.1f} ms ({v['relative_to_base']:.2f}x)" for name, v in shape["variants"].items()
+        ]
         v = shape["variants"]
         if "lora_mixed" in v and "lora_swapped" in v:
-            cells.append(f"LoRA mixed batch / swapped sub-batches {v['lora_mixed']['median_ms'] / v['lora_swapped']['median_ms']:.2f}")
+            cells.append(
+                "LoRA mixed batch / swapped sub-batches "
+                f"{v['lora_mixed']['median_ms'] / v['lora_swapped']['median_ms']:.2f}"
+            )
         lines.append(f"  batch {shape['batch_size']} x {shape['length']} tokens: " + "; ".join(cells))
     full = s["stored_bytes"]["full_copy"]
-    lines.append("  stored per task: " + "; ".join(f"{k} {v:,} B ({v / full:.2%} of a full copy)"
-                                                  for k, v in s["stored_bytes"].items() if k != "full_copy"))
+    lines.append(
+        "  stored per task: "
+        + "; ".join(
+            f"{k} {v:,} B ({v / full:.2%} of a full copy)" for k, v in s["stored_bytes"].items() if k != "full_copy"
+        )
+    )
     if s["memory"]:
         m = s["memory"]
-        lines.append(f"  {m['tasks']} tasks: merged copies {m['merged_copies_bytes'] / 2**20:.1f} MiB, one base and "
-                     f"{m['tasks']} LoRA adapters {m['base_and_adapters_bytes'] / 2**20:.1f} MiB ({m['ratio']:.2f}x)")
+        lines.append(
+            f"  {m['tasks']} tasks: merged copies {m['merged_copies_bytes'] / 2**20:.1f} MiB, one base and "
+            f"{m['tasks']} LoRA adapters {m['base_and_adapters_bytes'] / 2**20:.1f} MiB ({m['ratio']:.2f}x)"
+        )
     for variant, diff in s["mixed_max_abs_difference"].items():
         lines.append(f"  {variant}: each row as served alone, largest difference {diff:.2e}")
     for variant, why in s["not_applicable"].items():

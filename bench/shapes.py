@@ -66,9 +66,11 @@ class Shape:
         if kind == "deberta-v2" and getattr(config, "relative_attention", False):
             buckets, most = getattr(config, "position_buckets", -1), getattr(config, "max_relative_positions", -1)
             span = buckets if buckets > 0 else (most if most >= 1 else config.max_position_embeddings)
-            positions = {"position_columns": 2 * span,
-                         "position_scores": tuple(t for t in ("c2p", "p2c") if t in (config.pos_att_type or [])),
-                         "position_shared": bool(getattr(config, "share_att_key", False))}
+            positions = {
+                "position_columns": 2 * span,
+                "position_scores": tuple(t for t in ("c2p", "p2c") if t in (config.pos_att_type or [])),
+                "position_shared": bool(getattr(config, "share_att_key", False)),
+            }
         return cls(
             width=d,
             layers=config.num_hidden_layers,

@@ -46,13 +46,21 @@ class Tracker:
                 group=t["group"] or config["sweep_name"],
                 job_type=config["method"]["name"],
                 name=run_id,
-                tags=[config["sweep_name"], config["model"]["name"], config["task"]["name"], config["method"]["name"], *t["tags"]],
+                tags=[
+                    config["sweep_name"],
+                    config["model"]["name"],
+                    config["task"]["name"],
+                    config["method"]["name"],
+                    *t["tags"],
+                ],
                 config=config,
                 dir=folder,
                 settings=wandb.Settings(silent=True, console="off"),
             )
             # run.dir is the run's files/ folder; `wandb sync` takes the run folder above it
-            self._info.update(mode=t["mode"], dir=str(Path(self.run.dir).parent), url=self.run.url if t["mode"] == "online" else None)
+            self._info.update(
+                mode=t["mode"], dir=str(Path(self.run.dir).parent), url=self.run.url if t["mode"] == "online" else None
+            )
         except Exception as e:  # noqa: BLE001 - any tracking failure is reported, never raised
             self._failed = e  # warned of in the run's own thread, where a user (and pytest) sees it
 

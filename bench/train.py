@@ -109,8 +109,10 @@ class Diverged(RuntimeError):
     """The training loss stopped being a finite number: the run is recorded as diverged."""
 
     def __init__(self, step: int, loss: float):
-        super().__init__(f"training loss {loss} at step {step}: the run diverged (a lower method.lr, or "
-                         "clipping with train.max_grad_norm, may train)")
+        super().__init__(
+            f"training loss {loss} at step {step}: the run diverged (a lower method.lr, or "
+            "clipping with train.max_grad_norm, may train)"
+        )
         self.step = step
 
 
@@ -142,7 +144,9 @@ def train(
     update = optimizers.build(optimizer or cfg.optimizer, model, lr, cfg, precision.scaler(cfg.precision, device))
     scheduler = LambdaLR(update.optimizer, warmup_then(cfg.lr_schedule, total, round(cfg.warmup_ratio * total)))
     result = TrainResult()
-    stopping = EarlyStopping(model, monitor, cfg.early_stopping_patience) if cfg.early_stopping_patience and evaluate else None
+    stopping = (
+        EarlyStopping(model, monitor, cfg.early_stopping_patience) if cfg.early_stopping_patience and evaluate else None
+    )
     # CPU: profile the second step, when the optimizer's state exists (the only step of a 1-step run, then
     # untimed); CUDA: the allocator's peak over the loop
     profiled = min(1, total - 1) if measure_memory and device == "cpu" else None
@@ -190,13 +194,23 @@ def train(
                 if log:
                     log({"train/loss": loss_value, "train/lr": scheduler.get_last_lr()[0]}, result.steps)
             # without early stopping the runner evaluates the final weights itself
-            if evaluate and cfg.eval_every and (result.steps % cfg.eval_every == 0 or stopping and last) and (stopping or not last):
+            if (
+                evaluate
+                and cfg.eval_every
+                and (result.steps % cfg.eval_every == 0 or stopping and last)
+                and (stopping or not last)
+            ):
                 start = time.perf_counter()
-                with whole.paused() if isinstance(whole, CudaPeak) else nullcontext(), precision.autocast(cfg.precision, device):
+                with (
+                    whole.paused() if isinstance(whole, CudaPeak) else nullcontext(),
+                    precision.autocast(cfg.precision, device),
+                ):
                     scores = {"step": result.steps, **evaluate()}
                 result.eval_seconds += time.perf_counter() - start
                 result.evaluations.append(scores)
-                bar.write(f"step {result.steps}: " + ", ".join(f"{k}={v:.4f}" for k, v in scores.items() if k != "step"))
+                bar.write(
+                    f"step {result.steps}: " + ", ".join(f"{k}={v:.4f}" for k, v in scores.items() if k != "step")
+                )
                 if log:
                     log({f"validation/{k}": v for k, v in scores.items() if k != "step"}, result.steps)
                 model.train()

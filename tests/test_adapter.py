@@ -7,9 +7,8 @@ from test_families import PRESETS, run_config
 from tiny import changed_by_training
 
 from bench.errors import ConfigError
-
-from bench.validate import validate
 from bench.runner import build
+from bench.validate import validate
 
 
 @pytest.mark.parametrize("family", ["bert", "gpt2", "t5"])  # nn.Linear, GPT-2's Conv1D, an encoder-decoder
@@ -38,19 +37,26 @@ def test_two_steps_change_the_adapters_and_the_head_and_nothing_else(make_config
     changed, trainable = changed_by_training(cfg)
     assert changed == trainable  # the zero-initialised up projection moves first, then down
     adapted = {n.split(".adapter.")[0] for n in changed if ".adapter." in n}
-    assert changed - {n for n in changed if ".adapter." in n} == {n for n in changed if n.startswith(("classifier", "bert.pooler"))}
+    assert changed - {n for n in changed if ".adapter." in n} == {
+        n for n in changed if n.startswith(("classifier", "bert.pooler"))
+    }
     if family == "llama":
-        assert {m.rsplit(".", 1)[-1] for m in adapted} == ({"o_proj", "down_proj"} if kind == "houlsby" else {"down_proj"})
+        assert {m.rsplit(".", 1)[-1] for m in adapted} == (
+            {"o_proj", "down_proj"} if kind == "houlsby" else {"down_proj"}
+        )
     assert len(adapted) == 2 * (2 if kind == "houlsby" else 1)  # two layers
 
 
-@pytest.mark.parametrize("overrides, key", [
-    (["method.kind=serial"], "method.kind"),
-    (["method.size=0"], "method.size"),
-    (["method.size=1000"], "method.size"),
-    (["method.reduction_factor=0"], "method.reduction_factor"),
-    (["method.activation=sigmoidish"], "method.activation"),
-])
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        (["method.kind=serial"], "method.kind"),
+        (["method.size=0"], "method.size"),
+        (["method.size=1000"], "method.size"),
+        (["method.reduction_factor=0"], "method.reduction_factor"),
+        (["method.activation=sigmoidish"], "method.activation"),
+    ],
+)
 def test_bad_adapter_settings_name_the_key(make_config, overrides, key):
     with pytest.raises(ConfigError, match=f"^{key}="):
         validate(make_config("method=adapter", *overrides))

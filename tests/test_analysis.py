@@ -5,29 +5,51 @@ import json
 import pytest
 
 from analysis import tables
-from bench import results as records
 from analysis.__main__ import main as analysis_main
 from analysis.figures import pareto_front
+from bench import results as records
 from bench.selection import select
 
 
-def _record(folder, run_id, method="lora", accuracy=0.5, status="ok", seed=0, lr=1e-3, val=None, per_example=None,
-            majority=None, **method_keys):
+def _record(
+    folder,
+    run_id,
+    method="lora",
+    accuracy=0.5,
+    status="ok",
+    seed=0,
+    lr=1e-3,
+    val=None,
+    per_example=None,
+    majority=None,
+    **method_keys,
+):
     config = {
-        "sweep_name": folder.name, "seed": seed,
-        "model": {"name": "minilm-l6", "params": 22.7e6}, "task": {"name": "tweets"},
-        "method": {"name": method, "lr": lr, **method_keys}, "train": {"batch_size": 32},
+        "sweep_name": folder.name,
+        "seed": seed,
+        "model": {"name": "minilm-l6", "params": 22.7e6},
+        "task": {"name": "tweets"},
+        "method": {"name": method, "lr": lr, **method_keys},
+        "train": {"batch_size": 32},
     }
-    rec = {"run_id": run_id, "schema_version": 1, "status": status, "config": config,
-           "error": None if status == "ok" else {"type": "OSError", "message": "no such model"}}
+    rec = {
+        "run_id": run_id,
+        "schema_version": 1,
+        "status": status,
+        "config": config,
+        "error": None if status == "ok" else {"type": "OSError", "message": "no such model"},
+    }
     if status == "ok":
         trainable = 1000 * method_keys.get("r", 1)
         rec.update(
             metrics={"split": "test", "size": 100, "accuracy": accuracy, "macro_f1": accuracy - 0.1},
             params={"total": 10**7, "trainable": trainable + 10, "method": trainable, "head": 10, "trainable_pct": 1.0},
-            data={"train": {"size": 640}}, time={"steps": 100, "median_step_seconds": 0.5, "train_seconds": 50},
+            data={"train": {"size": 640}},
+            time={"steps": 100, "median_step_seconds": 0.5, "train_seconds": 50},
             memory={"peak_bytes": 2**20 * (100 + method_keys.get("r", 0)), "measure": "profiler"},
-            size={"bytes": 4 * trainable}, latency={"median_ms": 10.0}, environment={"device": "cpu"},
+            size={"bytes": 4 * trainable},
+            latency={"median_ms": 10.0},
+            environment={"device": "cpu"},
         )
         rec["data"]["majority_label"] = majority
         if val is not None:
@@ -90,7 +112,9 @@ def test_methods_table_orders_by_parameters(results):
 
 def test_a_new_methods_own_keys_are_columns_and_its_label_without_naming_it_in_analysis(results):
     methods = results / "methods"
-    _record(methods, "h", method="adapter", accuracy=0.6, kind="houlsby", size=64, reduction_factor=16, activation="relu")
+    _record(
+        methods, "h", method="adapter", accuracy=0.6, kind="houlsby", size=64, reduction_factor=16, activation="relu"
+    )
     _record(methods, "i", method="peft", accuracy=0.58, type="LOHA", args={"r": 4, "alpha": 8}, targets=["q", "v"])
     frame = records.load(results)
     adapter = frame[frame.run_id == "h"].iloc[0]
@@ -104,8 +128,17 @@ def test_a_new_methods_own_keys_are_columns_and_its_label_without_naming_it_in_a
 def _search(folder, method="lora", **runs):
     """Runs of one method at several learning rates: lr -> (validation, test accuracy[, seed])."""
     for i, (lr, (val, test, *seed)) in enumerate(runs.items()):
-        _record(folder, f"{method}-{i}", method=method, lr=float(lr.replace("_", "-")), val=val, accuracy=test,
-                seed=seed[0] if seed else 0, r=8, targets=["q", "v"])
+        _record(
+            folder,
+            f"{method}-{i}",
+            method=method,
+            lr=float(lr.replace("_", "-")),
+            val=val,
+            accuracy=test,
+            seed=seed[0] if seed else 0,
+            r=8,
+            targets=["q", "v"],
+        )
 
 
 def test_selection_reads_validation_never_test(tmp_path):
@@ -141,8 +174,16 @@ def test_a_rate_that_diverged_counts_in_the_grid_not_in_the_choice(tmp_path):
 def test_seeds_run_after_the_choice_cannot_change_it(tmp_path):
     sweep = tmp_path / "results" / "lr_search"
     # 3e-4 won on seed 0; its seeds 1 and 2 validate badly, which must not hand the choice to 1e-3
-    _search(sweep, **{"1e_4": (0.60, 0.5), "3e_4": (0.70, 0.6), "1e_3": (0.65, 0.7),
-                      "3e_4 ": (0.30, 0.6, 1), "3e_4  ": (0.30, 0.6, 2)})
+    _search(
+        sweep,
+        **{
+            "1e_4": (0.60, 0.5),
+            "3e_4": (0.70, 0.6),
+            "1e_3": (0.65, 0.7),
+            "3e_4 ": (0.30, 0.6, 1),
+            "3e_4  ": (0.30, 0.6, 2),
+        },
+    )
     chosen = select(records.load(tmp_path / "results"))
     assert list(chosen.lr) == [3e-4] * 3 and sorted(chosen.seed) == [0, 1, 2]
     table = tables.methods_table(records.load(tmp_path / "results").assign(method="lora"), "tweets")
@@ -156,8 +197,9 @@ def _per_example(predicted, fingerprint="test-a", gold=(0, 1, 2, 2) * 50):
 def test_intervals_significance_and_the_majority_baseline(tmp_path):
     sweep = tmp_path / "results" / "methods"
     gold = [0, 1, 2, 2] * 50
-    _record(sweep, "lora", method="lora", r=8, targets=["q", "v"], accuracy=1.0, per_example=_per_example(gold),
-            majority=2)
+    _record(
+        sweep, "lora", method="lora", r=8, targets=["q", "v"], accuracy=1.0, per_example=_per_example(gold), majority=2
+    )
     almost = gold[:-2] + [0, 0]  # two mistakes of 200: not significantly worse
     _record(sweep, "bitfit", method="bitfit", accuracy=0.99, per_example=_per_example(almost), majority=2)
     table = tables.methods_table(records.load(tmp_path / "results"), "tweets").frame
@@ -203,9 +245,16 @@ def test_report_regenerates_byte_identical(results, tmp_path, capsys):
     second = {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
     assert first == second
     names = {str(p) for p in first}
-    assert {"index.html", "lora_rank/index.html", "lora_rank/tables/rank_grid.md", "lora_rank/tables/rank_grid.tex",
-            "lora_rank/tables/rank_grid.csv", "lora_rank/figures/accuracy_vs_rank.png",
-            "methods/figures/accuracy_vs_parameters.png", "methods/tables/methods.md"} <= names
+    assert {
+        "index.html",
+        "lora_rank/index.html",
+        "lora_rank/tables/rank_grid.md",
+        "lora_rank/tables/rank_grid.tex",
+        "lora_rank/tables/rank_grid.csv",
+        "lora_rank/figures/accuracy_vs_rank.png",
+        "methods/figures/accuracy_vs_parameters.png",
+        "methods/tables/methods.md",
+    } <= names
     page = (out / "lora_rank" / "index.html").read_text()
     assert "65.0 ± 7.1 (n=2)" in page and "no such model" in page
 
@@ -219,7 +268,13 @@ def test_tables_show_each_tasks_primary_metric(tmp_path):
         path = sweep / f"{run_id}.json"
         rec = json.loads(path.read_text())
         rec["config"]["task"]["name"] = "arithmetic"
-        rec["metrics"] = {"split": "test", "size": 200, "loss": 1.0, "answer_exact_match": em, "answer_exact_match/add": em}
+        rec["metrics"] = {
+            "split": "test",
+            "size": 200,
+            "loss": 1.0,
+            "answer_exact_match": em,
+            "answer_exact_match/add": em,
+        }
         path.write_text(json.dumps(rec))
     frame = records.load(tmp_path / "results")
     assert list(frame.metric) == ["answer_exact_match"] * 2 and list(frame.score) == [0.25, 0.75]
@@ -259,15 +314,24 @@ def test_trainable_means_one_thing_in_every_table_and_failed_rows_say_why(result
         assert "trainable" not in table.columns and (name == "rank_grid" or "trainable (+head)" in table.columns), name
 
 
-@pytest.mark.parametrize("change, why", [
-    (lambda r: r.update(metrics=["not", "a", "dict"]), "metrics=['not', 'a', 'dict'] is not valid: input should be a valid dictionary"),
-    (lambda r: r["metrics"].update(accuracy="high"), "metrics.accuracy='high' is not valid: a number"),
-    (lambda r: r.update(status="<script>alert(1)</script>"), "status='<script>alert(1)</script>' is not valid: input should be 'ok'"),
-    (lambda r: r["config"].pop("method"), "a config with model, task and method names"),
-    (lambda r: r.update(per_example=[1, 2]), "per_example=[1, 2] is not valid: input should be a valid dictionary"),
-    (lambda r: r.update(schema_version="2"), "schema_version='2' is not valid: a number"),
-    (lambda r: r.update(unknown_section={}), "unknown_section={} is not valid: extra inputs are not permitted"),
-])
+@pytest.mark.parametrize(
+    "change, why",
+    [
+        (
+            lambda r: r.update(metrics=["not", "a", "dict"]),
+            "metrics=['not', 'a', 'dict'] is not valid: input should be a valid dictionary",
+        ),
+        (lambda r: r["metrics"].update(accuracy="high"), "metrics.accuracy='high' is not valid: a number"),
+        (
+            lambda r: r.update(status="<script>alert(1)</script>"),
+            "status='<script>alert(1)</script>' is not valid: input should be 'ok'",
+        ),
+        (lambda r: r["config"].pop("method"), "a config with model, task and method names"),
+        (lambda r: r.update(per_example=[1, 2]), "per_example=[1, 2] is not valid: input should be a valid dictionary"),
+        (lambda r: r.update(schema_version="2"), "schema_version='2' is not valid: a number"),
+        (lambda r: r.update(unknown_section={}), "unknown_section={} is not valid: extra inputs are not permitted"),
+    ],
+)
 def test_records_that_do_not_fit_the_schema_are_skipped_by_name(results, change, why, tmp_path):
     path = results / "methods" / "f.json"
     rec = json.loads(path.read_text())
@@ -299,6 +363,8 @@ def test_a_line_never_joins_runs_that_differ_in_more_than_its_axis(tmp_path):
         rec["config"]["model"]["name"], rec["data"]["train"]["size"] = model, size
         (sweep / f"{run_id}.json").write_text(json.dumps(rec))
     frame = records.load(tmp_path / "results")
-    with pytest.warns(UserWarning, match=r"table data_size: the runs of \('tweets', 'lora'\) differ in model besides train_size"):
+    with pytest.warns(
+        UserWarning, match=r"table data_size: the runs of \('tweets', 'lora'\) differ in model besides train_size"
+    ):
         names = [t.name for t in tables.tables(frame)]
     assert "data_size" not in names

@@ -5,11 +5,10 @@ import pytest
 from omegaconf import OmegaConf
 
 from bench.errors import ConfigError
-
-from bench.validate import validate
 from bench.metrics import compute, final_answer
 from bench.tasks import Example, load
 from bench.tasks.arithmetic import OPS, TEMPLATES, WORDS, expression, solve
+from bench.validate import validate
 
 T5 = "model=smollm2-135m"  # a text-to-text model: arithmetic has no encoder form
 
@@ -67,7 +66,9 @@ def recompute(target: str) -> None:
         assert last == f"Therefore, {a} / {b} = {answer}" and b >= 10
         left, multipliers = a, []
         for step in steps:
-            x, b_, m, x2, p, n = map(int, re.fullmatch(r"(\d+) - (\d+) \* (\d+) = (\d+) - (\d+) = (\d+)", step).groups())
+            x, b_, m, x2, p, n = map(
+                int, re.fullmatch(r"(\d+) - (\d+) \* (\d+) = (\d+) - (\d+) = (\d+)", step).groups()
+            )
             assert x == x2 == left and b_ == b and p == b * m and n == x - p and is_place_value(m)
             left, multipliers = n, multipliers + [m]
         assert sum(multipliers) == q and left == r and multipliers == sorted(multipliers, reverse=True)
@@ -76,27 +77,46 @@ def recompute(target: str) -> None:
 def test_goat_formats():
     assert solve("add", 123, 456) == "123 + 456 = 579"
     assert solve("sub", 5, 12) == "5 - 12 = -7"
-    assert solve("mul", 397, 4429) == ("397 * 4429 = 4429 * (300 + 90 + 7) = 4429 * 300 + 4429 * 90 + 4429 * 7"
-                                       " = 1328700 + 398610 + 31003 = 1727310 + 31003 = 1758313")
+    assert solve("mul", 397, 4429) == (
+        "397 * 4429 = 4429 * (300 + 90 + 7) = 4429 * 300 + 4429 * 90 + 4429 * 7"
+        " = 1328700 + 398610 + 31003 = 1727310 + 31003 = 1758313"
+    )
     assert solve("mul", 4429, 7) == "4429 * 7 = 31003"
     assert solve("mul", 4000, 397) == "4000 * 397 = 1588000"  # a round number: direct, as in Goat
-    assert solve("div", 8914, 64) == ("8914 - 64 * 100 = 8914 - 6400 = 2514\n2514 - 64 * 30 = 2514 - 1920 = 594\n"
-                                      "594 - 64 * 9 = 594 - 576 = 18\nTherefore, 8914 / 64 = 139 R 18")
+    assert solve("div", 8914, 64) == (
+        "8914 - 64 * 100 = 8914 - 6400 = 2514\n2514 - 64 * 30 = 2514 - 1920 = 594\n"
+        "594 - 64 * 9 = 594 - 576 = 18\nTherefore, 8914 / 64 = 139 R 18"
+    )
     assert solve("div", 100, 7) == "100 / 7 = 14 R 2"
-    assert solve("div", 120360, 12) == ("120360 - 12 * 10000 = 120360 - 120000 = 360\n360 - 12 * 30 = 360 - 360 = 0\n"
-                                        "Therefore, 120360 / 12 = 10030")
+    assert solve("div", 120360, 12) == (
+        "120360 - 12 * 10000 = 120360 - 120000 = 360\n360 - 12 * 30 = 360 - 360 = 0\nTherefore, 120360 / 12 = 10030"
+    )
     assert solve("div", 5, 64) == "5 / 64 = 0 R 5"
 
 
-@pytest.mark.parametrize("op,a,b", [("mul", 0, 1234), ("mul", 10, 12), ("mul", 9999, 9999), ("mul", 1010, 2202),
-                                    ("div", 64, 64), ("div", 999999, 10), ("div", 949574, 19), ("div", 0, 7),
-                                    ("sub", 0, 9999999999999999), ("add", 9999999999999999, 1)])
+@pytest.mark.parametrize(
+    "op,a,b",
+    [
+        ("mul", 0, 1234),
+        ("mul", 10, 12),
+        ("mul", 9999, 9999),
+        ("mul", 1010, 2202),
+        ("div", 64, 64),
+        ("div", 999999, 10),
+        ("div", 949574, 19),
+        ("div", 0, 7),
+        ("sub", 0, 9999999999999999),
+        ("add", 9999999999999999, 1),
+    ],
+)
 def test_edge_case_targets_are_correct(op, a, b):
     recompute(solve(op, a, b))
 
 
 def test_every_generated_target_is_correct(make_config):
-    data = load(arithmetic(make_config, "task.train_size=2000", "task.val_size=200", "task.test_size=400"), "text_to_text")
+    data = load(
+        arithmetic(make_config, "task.train_size=2000", "task.val_size=200", "task.test_size=400"), "text_to_text"
+    )
     assert data.kind == "generate" and data.labels == [] and data.metrics == ("answer_exact_match",)
     for e in data.train + data.validation + data.test:
         recompute(e.target)
@@ -133,8 +153,17 @@ def test_splits_never_share_a_problem_and_sizes_never_move_one(make_config):
 
 
 def test_operations_phrasing_and_digits_are_honoured(make_config):
-    data = load(arithmetic(make_config, "task.operations=[mul]", "task.phrasing=natural", "task.digits.mul_nxm.a=[3,3]",
-                           "task.digits.mul_nxm.b=[3,3]", "~task.digits.mul_nx1"), "text_to_text")
+    data = load(
+        arithmetic(
+            make_config,
+            "task.operations=[mul]",
+            "task.phrasing=natural",
+            "task.digits.mul_nxm.a=[3,3]",
+            "task.digits.mul_nxm.b=[3,3]",
+            "~task.digits.mul_nx1",
+        ),
+        "text_to_text",
+    )
     examples = data.train + data.validation + data.test
     assert {e.category for e in examples} == {"mul"}
     assert all(" times " in e.text and " * " not in e.text for e in examples)
@@ -143,7 +172,9 @@ def test_operations_phrasing_and_digits_are_honoured(make_config):
     assert all(re.search(r"\d [+/] \d", e.text) for e in symbolic.test)
     assert {e.category for e in symbolic.train} == {"add", "div"}
     # a shape added from the command line joins the operation's turns
-    added = load(arithmetic(make_config, "task.operations=[mul]", "+task.digits.mul_big={a:[6,6],b:[6,6]}"), "text_to_text")
+    added = load(
+        arithmetic(make_config, "task.operations=[mul]", "+task.digits.mul_big={a:[6,6],b:[6,6]}"), "text_to_text"
+    )
     assert any(len(str(a)) == len(str(b)) == 6 for _, a, b in map(operands, (e.target for e in added.train)))
 
 
@@ -156,28 +187,41 @@ def test_lengths_fit_max_length_and_max_new_tokens(make_config):
     for name, d in cfg.digits.items():
         op, a, b = name.split("_")[0], 10 ** d.a[1] - 1, max(10 ** d.b[1] - 1, 1)
         targets.append(solve(op, a, b))
-        longest_prompt = max(longest_prompt, *(len(t.format(expression(op, a, b, p))) + 1 for t in TEMPLATES for p in ("symbolic", "natural")))
+        longest_prompt = max(
+            longest_prompt,
+            *(len(t.format(expression(op, a, b, p))) + 1 for t in TEMPLATES for p in ("symbolic", "natural")),
+        )
     assert max(map(len, targets)) + 1 <= cfg.max_new_tokens  # + end-of-sequence
     assert longest_prompt <= cfg.max_length
 
 
 def test_answer_exact_match_by_hand():
-    examples = [Example("q", target=solve("add", 2, 3), category="add"),
-                Example("q", target=solve("mul", 397, 4429), category="mul"),
-                Example("q", target=solve("mul", 12, 34), category="mul"),
-                Example("q", target=solve("div", 8914, 64), category="div"),
-                Example("q", target=solve("div", 100, 7), category="div")]
-    outputs = ["2 + 3 =  5 ",  # right, spacing aside
-               "397 * 4429 = 1758313",  # right answer without the steps
-               "12 * 34 = 34 * (10 + 2) = 340 + 68 = 418",  # wrong
-               "8914 / 64 = 139 R 18",  # right
-               "100 / 7 = 14"]  # remainder missing: wrong
+    examples = [
+        Example("q", target=solve("add", 2, 3), category="add"),
+        Example("q", target=solve("mul", 397, 4429), category="mul"),
+        Example("q", target=solve("mul", 12, 34), category="mul"),
+        Example("q", target=solve("div", 8914, 64), category="div"),
+        Example("q", target=solve("div", 100, 7), category="div"),
+    ]
+    outputs = [
+        "2 + 3 =  5 ",  # right, spacing aside
+        "397 * 4429 = 1758313",  # right answer without the steps
+        "12 * 34 = 34 * (10 + 2) = 340 + 68 = 418",  # wrong
+        "8914 / 64 = 139 R 18",  # right
+        "100 / 7 = 14",
+    ]  # remainder missing: wrong
     assert final_answer("Therefore, 8914 / 64 = 139  R\n18") == "139 R 18"
     # a model not yet taught the format is read for its last number (Goat's remainder included)
     assert final_answer("no equals sign 7") == "7" and final_answer("The answer is 15.") == "15"
     assert final_answer("it is 12 R 3, I think") == "12 R 3" and final_answer("no number") == "no number"
     assert compute(["answer_exact_match"], examples, outputs) == pytest.approx(
-        {"answer_exact_match": 3 / 5, "answer_exact_match/add": 1.0, "answer_exact_match/mul": 1 / 2, "answer_exact_match/div": 1 / 2})
+        {
+            "answer_exact_match": 3 / 5,
+            "answer_exact_match/add": 1.0,
+            "answer_exact_match/mul": 1 / 2,
+            "answer_exact_match/div": 1 / 2,
+        }
+    )
 
 
 def test_is_text_to_text_only_and_versioned(make_config):
@@ -187,21 +231,24 @@ def test_is_text_to_text_only_and_versioned(make_config):
     assert validate(cfg) is None and cfg.task.version == "1"
 
 
-@pytest.mark.parametrize("override,key", [
-    ("task.operations=[add,pow]", "task.operations"),
-    ("task.operations=[]", "task.operations"),
-    ("task.phrasing=wordy", "task.phrasing"),
-    ("task.digits.add.a=[5,2]", "task.digits.add.a"),
-    ("task.digits.sub.b=[0,3]", "task.digits.sub.b"),
-    ("task.digits.div_nxm.a=[1,2,3]", "task.digits.div_nxm.a"),
-    ("+task.digits.pow={a:[1,2],b:[1,2]}", "task.digits.pow"),
-    ("+task.digits.add.c=[1,2]", "task.digits.add"),
-    ("task.digits.add.a=16", "task.digits.add.a"),
-    ("task.digits.add.a=[1,x]", "task.digits.add.a"),
-    ("~task.digits.add", "task.digits"),
-    ("task.train_size=null", "task.train_size"),
-    ("task.max_new_tokens=0", "task.max_new_tokens"),
-])
+@pytest.mark.parametrize(
+    "override,key",
+    [
+        ("task.operations=[add,pow]", "task.operations"),
+        ("task.operations=[]", "task.operations"),
+        ("task.phrasing=wordy", "task.phrasing"),
+        ("task.digits.add.a=[5,2]", "task.digits.add.a"),
+        ("task.digits.sub.b=[0,3]", "task.digits.sub.b"),
+        ("task.digits.div_nxm.a=[1,2,3]", "task.digits.div_nxm.a"),
+        ("+task.digits.pow={a:[1,2],b:[1,2]}", "task.digits.pow"),
+        ("+task.digits.add.c=[1,2]", "task.digits.add"),
+        ("task.digits.add.a=16", "task.digits.add.a"),
+        ("task.digits.add.a=[1,x]", "task.digits.add.a"),
+        ("~task.digits.add", "task.digits"),
+        ("task.train_size=null", "task.train_size"),
+        ("task.max_new_tokens=0", "task.max_new_tokens"),
+    ],
+)
 def test_bad_values_name_their_key(make_config, override, key):
     with pytest.raises(ConfigError) as error:
         validate(make_config("task=arithmetic", T5, override))

@@ -4,8 +4,8 @@ from collections import Counter
 
 import pytest
 
-from bench.methods import METHODS
 from bench.launch import launch
+from bench.methods import METHODS
 from bench.tasks import load
 
 
@@ -59,8 +59,15 @@ def test_probe_on_real_features_beats_the_majority_class(make_config):
     assert rec.size.files == {"classifier.pkl": rec.size.bytes}
 
 
-@pytest.mark.parametrize("override, key", [("method.classifier=svm", "method.classifier"), ("method.pooling=max", "method.pooling"),
-                                           ("method.C=0", "method.C"), ("method.trees=0", "method.trees")])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("method.classifier=svm", "method.classifier"),
+        ("method.pooling=max", "method.pooling"),
+        ("method.C=0", "method.C"),
+        ("method.trees=0", "method.trees"),
+    ],
+)
 def test_probe_bad_values_name_their_key(make_config, override, key):
     from bench.errors import ConfigError
     from bench.validate import validate

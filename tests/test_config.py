@@ -10,9 +10,8 @@ from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ValidationError
 
 from bench.errors import ConfigError
-
-from bench.validate import validate
 from bench.launch import launch
+from bench.validate import validate
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -21,7 +20,12 @@ def test_default_config_is_valid(make_config):
     cfg = make_config(fast=False)
     assert validate(cfg) is None
     assert (cfg.model.name, cfg.task.name, cfg.method.name, cfg.method.r, list(cfg.method.targets)) == (
-        "minilm-l6", "tweets", "lora", 8, ["q", "v"])
+        "minilm-l6",
+        "tweets",
+        "lora",
+        8,
+        ["q", "v"],
+    )
     assert cfg.tracking.backend == "wandb" and cfg.tracking.mode == "offline" and cfg.process == "fresh"
 
 
@@ -107,11 +111,14 @@ def test_sweep_name_is_a_plain_folder_name(make_config, name, tmp_path):
     validate(make_config("sweep_name=my_sweep-2.1"))
 
 
-@pytest.mark.parametrize("override, key, accepted", [
-    ("method.r=5000", "method.r", "a rank <= 384, the model's width"),
-    ("train.batch_size=1000000", "train.batch_size", "a number <= 65,536"),
-    ("train.max_steps=1000000000000", "train.max_steps", "a number <= 100,000,000"),
-])
+@pytest.mark.parametrize(
+    "override, key, accepted",
+    [
+        ("method.r=5000", "method.r", "a rank <= 384, the model's width"),
+        ("train.batch_size=1000000", "train.batch_size", "a number <= 65,536"),
+        ("train.max_steps=1000000000000", "train.max_steps", "a number <= 100,000,000"),
+    ],
+)
 def test_absurd_sizes_stop_before_loading(make_config, override, key, accepted):
     with pytest.raises(ConfigError) as e:
         validate(make_config(override))
@@ -121,7 +128,9 @@ def test_absurd_sizes_stop_before_loading(make_config, override, key, accepted):
 def test_prompt_must_fit_the_models_positions(make_config):
     # MiniLM has 512 positions; the 64 input tokens of tweets leave room for 448 virtual tokens
     validate(make_config("method=prompt_tuning", "method.num_virtual_tokens=448"))
-    with pytest.raises(ConfigError, match=r"method.num_virtual_tokens=100000 is not valid: expected at most 448: the prompt"):
+    with pytest.raises(
+        ConfigError, match=r"method.num_virtual_tokens=100000 is not valid: expected at most 448: the prompt"
+    ):
         validate(make_config("method=prompt_tuning", "method.num_virtual_tokens=100000"))
 
 
@@ -150,7 +159,9 @@ def test_bitfit_without_biases_is_recorded_not_applicable(make_config, tmp_path)
 
 
 def _bench(*args, cwd=REPO):
-    return subprocess.run([sys.executable, "-m", "bench", *args], cwd=cwd, capture_output=True, text=True, timeout=300, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *args], cwd=cwd, capture_output=True, text=True, timeout=300, check=False
+    )
 
 
 @pytest.mark.slow  # starts python -m bench
@@ -163,8 +174,13 @@ def test_cli_rejects_bad_value_before_loading(tmp_path):
 
 @pytest.mark.slow
 def test_cli_exits_non_zero_when_the_run_fails(tmp_path):
-    args = ("model.source=hub", "model.hub_id=peft-bench/no-such-model", f"results_dir={tmp_path}", "tracking=none",
-            "process=inline")
+    args = (
+        "model.source=hub",
+        "model.hub_id=peft-bench/no-such-model",
+        f"results_dir={tmp_path}",
+        "tracking=none",
+        "process=inline",
+    )
     out = _bench(*args)
     assert out.returncode == 1 and ": failed" in out.stdout
     again = _bench(*args)  # the failed record is skipped, and still not a success
@@ -178,14 +194,19 @@ def test_cli_checks_the_results_folder_before_hydra_writes_in_it(tmp_path, sweep
     blocker.write_text("not a folder")
     out = _bench(*(["-m"] if sweep else []), f"results_dir={blocker}", "tracking=none")
     assert out.returncode == 1
-    assert f"error: results_dir='{blocker}/default' is not valid: expected a folder this user can create and write" in out.stderr
+    assert (
+        f"error: results_dir='{blocker}/default' is not valid: expected a folder this user can create and write"
+        in out.stderr
+    )
     assert "Traceback" not in out.stderr
 
 
 @pytest.mark.slow  # starts python -m bench
 def test_sweep_runs_every_job_then_exits_non_zero_when_one_failed(tmp_path):
     # job 0 is invalid (recorded failed), job 1 is recorded not_applicable without loading a model
-    out = _bench("-m", "model=smollm2-135m", "method=bitfit", "method.lr=0,1e-3", f"results_dir={tmp_path}", "tracking=none")
+    out = _bench(
+        "-m", "model=smollm2-135m", "method=bitfit", "method.lr=0,1e-3", f"results_dir={tmp_path}", "tracking=none"
+    )
     assert out.returncode == 1
     assert "JobFailed: invalid configuration: method.lr=0.0 is not valid" in out.stderr
     statuses = sorted(json.loads(p.read_text())["status"] for p in (tmp_path / "default").glob("*.json"))
@@ -208,7 +229,9 @@ def test_cli_help_shows_groups_and_options():
     for option in ("lora", "prefix_tuning", "prompt_tuning", "ia3", "bitfit", "full_ft", "minilm-l6", "tweets"):
         assert option in out.stdout
     # the options a user can choose, not the schemas that type them
-    assert "method: adapter, bitfit, diff_pruning," in out.stdout and "schema" not in out.stdout.split("== Config ==")[0]
+    assert (
+        "method: adapter, bitfit, diff_pruning," in out.stdout and "schema" not in out.stdout.split("== Config ==")[0]
+    )
     chosen = _bench("method=ia3", "--help")
     assert "\nmethod:\n  name: ia3\n" in chosen.stdout and "Examples:" in chosen.stdout
     assert _bench("method=nosuch", "--help").returncode == 1

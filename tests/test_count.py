@@ -15,8 +15,8 @@ from omegaconf import OmegaConf
 from bench import count, meta
 from bench.compose import CONF
 from bench.errors import ConfigError
-from bench.validate import validate
 from bench.families import FAMILIES
+from bench.validate import validate
 
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
@@ -78,23 +78,26 @@ GPT3_D, GPT3_LAYERS = 12288, 96
 GPT3_TOTAL = gpt2_total(50257, 2048, GPT3_D, GPT3_LAYERS) + 2 * GPT3_D
 
 
-@pytest.mark.parametrize("preset, formula, published", [
-    ("gpt2", gpt2_total(50257, 1024, 768, 12), 124_439_808),
-    ("gpt2-xl", gpt2_total(50257, 1024, 1600, 48), 1_557_611_200),
-    ("pythia-70m", neox_total(50304, 512, 6), 70_426_624),
-    ("pythia-12b", neox_total(50688, 5120, 36), 11_846_072_320),
-    ("flan-t5-small", t5_total(32128, 512, 6 * 64, 1024, 6, 8), 76_961_152),
-    ("t5-v1_1-lm-adapt-xxl", t5_total(32128, 4096, 64 * 64, 10240, 64, 24), 11_135_332_352),
-    ("llama2-7b", llama_total(32000, 4096, 11008, 32, 32, 32, tied=False), 6_738_415_616),
-    ("llama2-70b", llama_total(32000, 8192, 28672, 80, 64, 8, tied=False), 68_976_648_192),
-    ("smollm2-135m", llama_total(49152, 576, 1536, 30, 9, 3, tied=True), 134_515_008),
-    ("gpt3-175b", GPT3_TOTAL, 174_604_283_904),
-    ("opt-125m", opt_total(50272, 768, 3072, 12), 125_239_296),
-    ("bloom-560m", bloom_total(250880, 1024, 24), 559_214_592),
-    ("bloom-176b", bloom_total(250880, 14336, 70), 176_247_271_424),
-    ("gpt-neox-20b", neox_total(50432, 6144, 44), 20_554_567_680),
-    ("mpt-7b", mpt_total(50432, 4096, 32), 6_649_286_656),
-])
+@pytest.mark.parametrize(
+    "preset, formula, published",
+    [
+        ("gpt2", gpt2_total(50257, 1024, 768, 12), 124_439_808),
+        ("gpt2-xl", gpt2_total(50257, 1024, 1600, 48), 1_557_611_200),
+        ("pythia-70m", neox_total(50304, 512, 6), 70_426_624),
+        ("pythia-12b", neox_total(50688, 5120, 36), 11_846_072_320),
+        ("flan-t5-small", t5_total(32128, 512, 6 * 64, 1024, 6, 8), 76_961_152),
+        ("t5-v1_1-lm-adapt-xxl", t5_total(32128, 4096, 64 * 64, 10240, 64, 24), 11_135_332_352),
+        ("llama2-7b", llama_total(32000, 4096, 11008, 32, 32, 32, tied=False), 6_738_415_616),
+        ("llama2-70b", llama_total(32000, 8192, 28672, 80, 64, 8, tied=False), 68_976_648_192),
+        ("smollm2-135m", llama_total(49152, 576, 1536, 30, 9, 3, tied=True), 134_515_008),
+        ("gpt3-175b", GPT3_TOTAL, 174_604_283_904),
+        ("opt-125m", opt_total(50272, 768, 3072, 12), 125_239_296),
+        ("bloom-560m", bloom_total(250880, 1024, 24), 559_214_592),
+        ("bloom-176b", bloom_total(250880, 14336, 70), 176_247_271_424),
+        ("gpt-neox-20b", neox_total(50432, 6144, 44), 20_554_567_680),
+        ("mpt-7b", mpt_total(50432, 4096, 32), 6_649_286_656),
+    ],
+)
 def test_total_matches_hand_formula_and_published_count(make_config, preset, formula, published):
     assert formula == published
     p = counted(make_config, f"model={preset}", "method=full_ft")["params"]
@@ -102,8 +105,10 @@ def test_total_matches_hand_formula_and_published_count(make_config, preset, for
     assert p["head"] == 0  # text-to-text families train no new head
 
 
-@pytest.mark.parametrize("preset, d, layers, published", [("bert-base-uncased", 768, 12, 109_482_240),
-                                                     ("bert-large-uncased", 1024, 24, 335_141_888)])
+@pytest.mark.parametrize(
+    "preset, d, layers, published",
+    [("bert-base-uncased", 768, 12, 109_482_240), ("bert-large-uncased", 1024, 24, 335_141_888)],
+)
 def test_bert_matches_hand_formula_and_published_count(make_config, preset, d, layers, published):
     p = counted(make_config, f"model={preset}", "method=full_ft")
     labels = p["count"]["num_labels"]
@@ -196,7 +201,9 @@ def test_gpt3_full_ft_bitfit_and_prompt_tuning(make_config):
 
 
 def test_t5_xxl_prompt_tuning_prompts_the_encoder_only(make_config):
-    p = counted(make_config, "model=t5-v1_1-lm-adapt-xxl", "method=prompt_tuning", "method.num_virtual_tokens=100")["params"]
+    p = counted(make_config, "model=t5-v1_1-lm-adapt-xxl", "method=prompt_tuning", "method.num_virtual_tokens=100")[
+        "params"
+    ]
     assert p["trainable"] == 100 * 4096  # Lester et al.: one prompt, before the encoder's input
 
 
@@ -279,7 +286,13 @@ def test_entry_point_dispatches_count_mode(make_config, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_cli_count_mode_prints_and_records_without_weights(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "bench", *GPT3_LORA_R1, f"results_dir={tmp_path}"],
-                         cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    out = subprocess.run(
+        [sys.executable, "-m", "bench", *GPT3_LORA_R1, f"results_dir={tmp_path}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert out.returncode == 0, out.stderr
     _check_cli_count(out.stdout, tmp_path)

@@ -7,9 +7,6 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from bench.errors import ConfigError
-
-from bench.validate import validate
 from bench.data import (
     SEPARATOR,
     SYNONYMS,
@@ -24,10 +21,14 @@ from bench.data import (
     main,
     near_duplicates,
 )
+from bench.errors import ConfigError
 from bench.tasks import load
+from bench.validate import validate
 
 FIXTURES = Path(__file__).parent / "fixtures" / "jsonl"
-CLEAN, DEFECTS, CAPITALS, CLEAN_TEST = (str(FIXTURES / f) for f in ("clean.jsonl", "defects.jsonl", "capitals.jsonl", "clean_test.jsonl"))
+CLEAN, DEFECTS, CAPITALS, CLEAN_TEST = (
+    str(FIXTURES / f) for f in ("clean.jsonl", "defects.jsonl", "capitals.jsonl", "clean_test.jsonl")
+)
 
 # every defect of defects.jsonl: (line, level, the start of the message)
 DEFECTS_REPORT = [
@@ -68,19 +69,28 @@ def test_clean_files_have_no_problems(path):
 
 
 def test_undecodable_lines_and_other_separators():
-    records, problems = check_lines([b'{"prompt": "caf\xe9 ->", "completion": " ok"}', b'{"prompt": "tea ->", "completion": " ok"}'], " ->")
+    records, problems = check_lines(
+        [b'{"prompt": "caf\xe9 ->", "completion": " ok"}', b'{"prompt": "tea ->", "completion": " ok"}'], " ->"
+    )
     assert [(p.line, p.level, p.message) for p in problems] == [(1, "error", "not valid UTF-8 (byte 16)")]
     assert records[0].body == "tea"
 
 
 def test_near_duplicates_by_word_jaccard():
-    records = [record(1, "the quick brown fox jumps"), record(2, "The quick brown fox jumps, again!"),  # 5/6 = 0.83
-               record(3, "the quick brown cat sleeps"),  # 3/7 with line 1
-               record(4, "THE QUICK BROWN FOX JUMPS"), record(5, "the quick brown fox jumps", " no")]
+    records = [
+        record(1, "the quick brown fox jumps"),
+        record(2, "The quick brown fox jumps, again!"),  # 5/6 = 0.83
+        record(3, "the quick brown cat sleeps"),  # 3/7 with line 1
+        record(4, "THE QUICK BROWN FOX JUMPS"),
+        record(5, "the quick brown fox jumps", " no"),
+    ]
     assert [(p.line, p.message) for p in near_duplicates(records)] == [
-        (2, "near duplicate of line 1 (word Jaccard 0.83)"), (4, "near duplicate of line 1 (word Jaccard 1.00)")]
+        (2, "near duplicate of line 1 (word Jaccard 0.83)"),
+        (4, "near duplicate of line 1 (word Jaccard 1.00)"),
+    ]
     assert [(p.line, p.level, p.message) for p in duplicates(records)] == [
-        (5, "error", "duplicate of line 1: the same prompt with a different completion")]
+        (5, "error", "duplicate of line 1: the same prompt with a different completion")
+    ]
 
 
 def test_length_outlier_fences():
@@ -98,7 +108,8 @@ def test_check_command_prints_every_problem_and_fails_on_errors(capsys):
     assert main(["check", DEFECTS]) == 1
     out = capsys.readouterr().out.splitlines()
     assert [tuple(re.match(r".*defects\.jsonl:(\d+): (\w+): ", line).groups()) for line in out[:-1]] == [
-        (str(line), level) for line, level, _ in DEFECTS_REPORT]
+        (str(line), level) for line, level, _ in DEFECTS_REPORT
+    ]
     assert out[-1].endswith("16 records, 11 error(s), 4 warning(s)")
     assert main(["check", CLEAN]) == 0
     assert capsys.readouterr().out.strip().endswith("30 records, 0 error(s), 0 warning(s)")
@@ -116,11 +127,16 @@ def test_augment_text_methods():
     assert len(deleted.split()) == 7 and Counter(deleted.split()) <= Counter(words)
     synonym = augment_text(body, "synonym", rng, rate=0.3)
     changed = [(a.strip("."), b.strip(".")) for a, b in zip(words, synonym.split()) if a != b]
-    assert len(changed) == 3 and all(b.lower() in SYNONYMS[a.lower()] and b[0].isupper() == a[0].isupper() for a, b in changed)
+    assert len(changed) == 3 and all(
+        b.lower() in SYNONYMS[a.lower()] and b[0].isupper() == a[0].isupper() for a, b in changed
+    )
     typo = augment_text(body, "typo", rng, rate=0.1)
-    (a, b), = [(a, b) for a, b in zip(words, typo.split()) if a != b]
-    edits = {a[:i] + a[i + 1] + a[i] + a[i + 2 :] for i in range(len(a) - 1)} | {a[:i] + a[i + 1 :] for i in range(len(a))} | {
-        a[:i] + a[i] + a[i:] for i in range(len(a))}
+    ((a, b),) = [(a, b) for a, b in zip(words, typo.split()) if a != b]
+    edits = (
+        {a[:i] + a[i + 1] + a[i] + a[i + 2 :] for i in range(len(a) - 1)}
+        | {a[:i] + a[i + 1 :] for i in range(len(a))}
+        | {a[:i] + a[i] + a[i:] for i in range(len(a))}
+    )
     assert b in edits
 
 
@@ -157,7 +173,9 @@ def jsonl(make_config, path, *overrides, model="model=smollm2-135m"):
 
 
 def test_labels_are_detected_and_both_forms_load(make_config):
-    cfg = jsonl(make_config, CLEAN, "task.val_size=3", "task.test_size=6", "task.train_size=null", model="model=minilm-l6")
+    cfg = jsonl(
+        make_config, CLEAN, "task.val_size=3", "task.test_size=6", "task.train_size=null", model="model=minilm-l6"
+    )
     assert validate(cfg) is None
     data = load(cfg.task, "encoder")
     assert data.kind == "classify" and data.labels == ["negative", "neutral", "positive"]
@@ -201,7 +219,9 @@ def test_escaped_separator_override(make_config):
 
 
 def test_defective_files_do_not_load(make_config, tmp_path):
-    with pytest.raises(DataError, match=r"11 error\(s\) \(line 3: error: not valid JSON.*python -m bench.data check .*defects.jsonl"):
+    with pytest.raises(
+        DataError, match=r"11 error\(s\) \(line 3: error: not valid JSON.*python -m bench.data check .*defects.jsonl"
+    ):
         load(jsonl(make_config, DEFECTS).task, "text_to_text")
     # the same prompt in the training and the test file
     with pytest.raises(DataError, match="clean.jsonl: line 1: the same prompt as line 1 of .*clean.jsonl"):
@@ -212,14 +232,17 @@ def test_defective_files_do_not_load(make_config, tmp_path):
         load(jsonl(make_config, CLEAN, f"task.test_path={unknown}").task, "text_to_text")
 
 
-@pytest.mark.parametrize("override,key", [
-    ("task.path=null", "task.path"),
-    ("task.path=no/such/file.jsonl", "task.path"),
-    ("task.test_path=no/such/file.jsonl", "task.test_path"),
-    ("task.kind=regression", "task.kind"),
-    ("task.separator=''", "task.separator"),
-    ("task.max_new_tokens=0", "task.max_new_tokens"),
-])
+@pytest.mark.parametrize(
+    "override,key",
+    [
+        ("task.path=null", "task.path"),
+        ("task.path=no/such/file.jsonl", "task.path"),
+        ("task.test_path=no/such/file.jsonl", "task.test_path"),
+        ("task.kind=regression", "task.kind"),
+        ("task.separator=''", "task.separator"),
+        ("task.max_new_tokens=0", "task.max_new_tokens"),
+    ],
+)
 def test_bad_values_name_their_key(make_config, override, key):
     with pytest.raises(ConfigError) as error:
         validate(jsonl(make_config, CLEAN, override))
@@ -254,16 +277,20 @@ def test_an_empty_file_fails_the_check(tmp_path, capsys):
 @pytest.mark.slow  # full runs of the default model
 def test_a_changed_data_file_is_a_new_run_and_a_fixed_one_runs_again(make_config, tmp_path):
     from bench.compose import to_container
-    from bench.record import run_id
     from bench.launch import launch
+    from bench.record import run_id
 
     data = tmp_path / "mine.jsonl"
     data.write_text(Path(CLEAN).read_text().splitlines()[0] + "\n")  # one record: too few to split
-    cfg = jsonl(make_config, data, "task.val_size=3", "task.test_size=6", "task.train_size=null", model="model=minilm-l6")
+    cfg = jsonl(
+        make_config, data, "task.val_size=3", "task.test_size=6", "task.train_size=null", model="model=minilm-l6"
+    )
     broken = launch(cfg)
     assert broken.status == "failed"
     assert broken.config["task"]["content_sha256"]["path"]
     data.write_text(Path(CLEAN).read_text())  # the user fixes the file: the same command runs, it is not skipped
-    fixed = jsonl(make_config, data, "task.val_size=3", "task.test_size=6", "task.train_size=null", model="model=minilm-l6")
+    fixed = jsonl(
+        make_config, data, "task.val_size=3", "task.test_size=6", "task.train_size=null", model="model=minilm-l6"
+    )
     assert run_id(to_container(fixed)) != broken.run_id
     assert launch(fixed).status == "ok"

@@ -9,16 +9,22 @@ from tiny import changed_by_training
 
 from bench import batching
 from bench.errors import ConfigError
-from bench.validate import validate
 from bench.methods.nn.difference import differences
 from bench.runner import build
+from bench.validate import validate
 
 
 def _trained(make_config, tiny_models, *overrides):
     cfg = run_config(make_config, tiny_models, "bert", "method=diff_pruning", "method.target_sparsity=0.01", *overrides)
     torch.manual_seed(0)
     built = build(cfg)
-    task, method, model, tokenizer, architecture = built.task, built.method, built.model, built.tokenizer, built.architecture
+    task, method, model, tokenizer, architecture = (
+        built.task,
+        built.method,
+        built.model,
+        built.tokenizer,
+        built.architecture,
+    )
     loader = batching.train_loader(task, tokenizer, architecture, cfg.task, cfg.train.batch_size, cfg.seed)
     method.fit(model, loader, cfg.method, cfg.train, "cpu")
     return cfg, task, method, model, tokenizer
@@ -66,12 +72,15 @@ def test_the_l0_penalty_closes_gates(make_config, tiny_models):
     assert mean_log_alpha(1.0) < mean_log_alpha(0.0) - 0.05
 
 
-@pytest.mark.parametrize("overrides, key", [
-    (["method.target_sparsity=0"], "method.target_sparsity"),
-    (["method.target_sparsity=1.5"], "method.target_sparsity"),
-    (["method.l0_weight=-1"], "method.l0_weight"),
-    (["method.retrain_steps=-2"], "method.retrain_steps"),
-])
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        (["method.target_sparsity=0"], "method.target_sparsity"),
+        (["method.target_sparsity=1.5"], "method.target_sparsity"),
+        (["method.l0_weight=-1"], "method.l0_weight"),
+        (["method.retrain_steps=-2"], "method.retrain_steps"),
+    ],
+)
 def test_bad_diff_pruning_settings_name_the_key(make_config, overrides, key):
     with pytest.raises(ConfigError, match=f"^{key}="):
         validate(make_config("method=diff_pruning", *overrides))

@@ -8,13 +8,20 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
-from bench.predict import predict
 from bench.launch import launch
+from bench.predict import predict
 from bench.runner import build
 from bench.tasks import Example, TaskData, continuation
 
 # preset per family, with its weights swapped for the tiny model of that family
-PRESETS = {"bert": "minilm-l6", "deberta_v2": "deberta-v2-xxlarge", "llama": "smollm2-135m", "gpt2": "gpt2", "gpt_neox": "pythia-70m", "t5": "flan-t5-small"}
+PRESETS = {
+    "bert": "minilm-l6",
+    "deberta_v2": "deberta-v2-xxlarge",
+    "llama": "smollm2-135m",
+    "gpt2": "gpt2",
+    "gpt_neox": "pythia-70m",
+    "t5": "flan-t5-small",
+}
 FUSED = {"gpt2", "gpt_neox"}  # one q,k,v matrix: LoRA targets 'qkv' there
 
 # tiny sizes (tests/tiny.py): hidden 32, 2 layers, 4 heads of 8; Llama 2 key/value heads; feed-forward 64
@@ -58,17 +65,33 @@ BITFIT = {
 # feed-forward output, 2·32·2 + 2 + 32 weights each; T5 has 2 encoder and 2 decoder feed-forward blocks
 ADAPTER = {f: (4 if f == "t5" else L) * (2 * H * 2 + 2 + H) for f in PRESETS}
 # LoHa (method=peft's default type), r 8 on q and v: two Hadamard factors of rank-8 pairs, 2·8·(in + out)
-LOHA = {f: {"llama": L * 2 * 8 * ((H + H) + (H + 16)), "gpt_neox": L * 2 * 8 * (H + 3 * H), "t5": 12 * 2 * 8 * (H + H)}.get(
-    f, L * 2 * 2 * 8 * (H + H)) for f in PRESETS}
-HEAD = {"bert": (H * H + H) + (H * 3 + 3), "deberta_v2": (H * H + H) + (H * 3 + 3)}  # pooler, 3-way classifier; text-to-text families have none
+LOHA = {
+    f: {"llama": L * 2 * 8 * ((H + H) + (H + 16)), "gpt_neox": L * 2 * 8 * (H + 3 * H), "t5": 12 * 2 * 8 * (H + H)}.get(
+        f, L * 2 * 2 * 8 * (H + H)
+    )
+    for f in PRESETS
+}
+HEAD = {
+    "bert": (H * H + H) + (H * 3 + 3),
+    "deberta_v2": (H * H + H) + (H * 3 + 3),
+}  # pooler, 3-way classifier; text-to-text families have none
 
 
 def expected(family, method):
     """(status, method parameters) for a method on a family."""
     table = {
-        "lora": LORA_QV.get(family), "ia3": IA3.get(family), "prefix_tuning": PREFIX.get(family),
+        "lora": LORA_QV.get(family),
+        "ia3": IA3.get(family),
+        "prefix_tuning": PREFIX.get(family),
         "prompt_tuning": 20 * H,  # T5: the encoder's prompt only
-        "bitfit": BITFIT.get(family), "full_ft": None, "lomo": None, "adapter": ADAPTER[family], "peft": LOHA[family], "diff_pruning": "0.5%", "icl": 0, "probe": 0,
+        "bitfit": BITFIT.get(family),
+        "full_ft": None,
+        "lomo": None,
+        "adapter": ADAPTER[family],
+        "peft": LOHA[family],
+        "diff_pruning": "0.5%",
+        "icl": 0,
+        "probe": 0,
     }
     if method == "bitfit" and family in ("llama", "t5"):
         return "not_applicable", None
@@ -84,12 +107,35 @@ def run_config(make_config, tiny_models, family, *overrides):
     extra += ["method.targets=[qkv,ff_out]"] if family in FUSED and "method=ia3" in overrides else []
     extra += ["method.targets=[qkv]"] if family in FUSED and "method=peft" in overrides else []
     # the test's own overrides come last and win
-    return make_config(f"model={PRESETS[family]}", "model.source=hub", f"model.hub_id={tiny_models[family]}",
-                       "task.max_length=48", *[o for o in overrides if o.startswith("method=")], *extra, *overrides)
+    return make_config(
+        f"model={PRESETS[family]}",
+        "model.source=hub",
+        f"model.hub_id={tiny_models[family]}",
+        "task.max_length=48",
+        *[o for o in overrides if o.startswith("method=")],
+        *extra,
+        *overrides,
+    )
 
 
 @pytest.mark.slow  # every method on every family's tiny model
-@pytest.mark.parametrize("method", ["full_ft", "lomo", "adapter", "peft", "diff_pruning", "bitfit", "lora", "ia3", "prompt_tuning", "prefix_tuning", "icl", "probe"])
+@pytest.mark.parametrize(
+    "method",
+    [
+        "full_ft",
+        "lomo",
+        "adapter",
+        "peft",
+        "diff_pruning",
+        "bitfit",
+        "lora",
+        "ia3",
+        "prompt_tuning",
+        "prefix_tuning",
+        "icl",
+        "probe",
+    ],
+)
 @pytest.mark.parametrize("family", list(PRESETS))
 def test_every_method_runs_on_every_family(make_config, tiny_models, family, method):
     overrides = [f"method={method}"] + (["method.shots=2"] if method == "icl" else [])
@@ -119,15 +165,33 @@ NEWER_COUNTS = {
 
 
 @pytest.mark.slow  # the methods whose code depends on the family, on five more families' tiny models
-@pytest.mark.parametrize("method", ["adapter", "peft", "diff_pruning", "bitfit", "lora", "ia3", "prompt_tuning", "prefix_tuning"])
+@pytest.mark.parametrize(
+    "method", ["adapter", "peft", "diff_pruning", "bitfit", "lora", "ia3", "prompt_tuning", "prefix_tuning"]
+)
 @pytest.mark.parametrize("family", list(NEWER))
 def test_every_method_runs_on_the_newer_families(make_config, tiny_models, family, method):
     fused = family in ("bloom", "mpt")
     extra = {"lora": ["method.targets=[qkv]"], "peft": ["method.targets=[qkv]"], "ia3": ["method.targets=[qkv,ff_out]"]}
-    overrides = [f"method={method}", *(extra.get(method, []) if fused else []), *(["method.shots=2"] if method == "icl" else [])]
-    rec = launch(make_config(f"model={NEWER[family]}", "model.source=hub", f"model.hub_id={tiny_models[family]}",
-                             "task.max_length=48", *overrides))
-    if (method, family) in {("bitfit", "mpt"), ("prefix_tuning", "gpt_neo"), ("prefix_tuning", "bloom"), ("prefix_tuning", "mpt")}:
+    overrides = [
+        f"method={method}",
+        *(extra.get(method, []) if fused else []),
+        *(["method.shots=2"] if method == "icl" else []),
+    ]
+    rec = launch(
+        make_config(
+            f"model={NEWER[family]}",
+            "model.source=hub",
+            f"model.hub_id={tiny_models[family]}",
+            "task.max_length=48",
+            *overrides,
+        )
+    )
+    if (method, family) in {
+        ("bitfit", "mpt"),
+        ("prefix_tuning", "gpt_neo"),
+        ("prefix_tuning", "bloom"),
+        ("prefix_tuning", "mpt"),
+    }:
         assert rec.status == "not_applicable" and rec.error.message
         return
     assert rec.status == "ok", rec.error
@@ -165,11 +229,19 @@ def test_rank_classification_matches_one_sequence_at_a_time(make_config, tiny_mo
     auto = AutoModelForSeq2SeqLM if family == "t5" else AutoModelForCausalLM
     architecture = "encoder_decoder" if family == "t5" else "decoder"
     torch.manual_seed(0)
-    model, tokenizer = auto.from_pretrained(tiny_models[family]).eval(), AutoTokenizer.from_pretrained(tiny_models[family])
+    model, tokenizer = (
+        auto.from_pretrained(tiny_models[family]).eval(),
+        AutoTokenizer.from_pretrained(tiny_models[family]),
+    )
     # prompts of different lengths and choices of different token counts, so padding and masking matter
-    examples = [Example("a", 0, prompt="the quick brown fox"), Example("b", 2, prompt="what is 12 + 34 ?"),
-                Example("c", 1, prompt="lazy dog", choices=("yes", "no entailment"))]
-    task = TaskData(labels=["negative", "neutral", "positive tweet"], metrics=("accuracy",), train=[], validation=[], test=examples)
+    examples = [
+        Example("a", 0, prompt="the quick brown fox"),
+        Example("b", 2, prompt="what is 12 + 34 ?"),
+        Example("c", 1, prompt="lazy dog", choices=("yes", "no entailment")),
+    ]
+    task = TaskData(
+        labels=["negative", "neutral", "positive tweet"], metrics=("accuracy",), train=[], validation=[], test=examples
+    )
     cfg = make_config().task
     scores, loss = predict(model, tokenizer, task, examples, architecture, cfg, batch_size=4, device="cpu")
     with torch.no_grad():
@@ -183,7 +255,10 @@ def test_rank_classification_matches_one_sequence_at_a_time(make_config, tiny_mo
 def test_batched_greedy_generation_matches_token_by_token_argmax(make_config, tiny_models, family):
     auto = AutoModelForSeq2SeqLM if family == "t5" else AutoModelForCausalLM
     architecture = "encoder_decoder" if family == "t5" else "decoder"
-    model, tokenizer = auto.from_pretrained(tiny_models[family]).eval(), AutoTokenizer.from_pretrained(tiny_models[family])
+    model, tokenizer = (
+        auto.from_pretrained(tiny_models[family]).eval(),
+        AutoTokenizer.from_pretrained(tiny_models[family]),
+    )
     examples = [Example("a", prompt="what is 12 + 34 ?", target="46"), Example("b", prompt="the lazy dog", target="x")]
     task = TaskData(labels=[], metrics=("exact_match",), train=[], validation=[], test=examples, kind="generate")
     cfg = make_config("task.max_new_tokens=5").task
@@ -197,7 +272,12 @@ def test_batched_greedy_generation_matches_token_by_token_argmax(make_config, ti
                     decoder = torch.tensor([[model.config.decoder_start_token_id] + out])
                     nxt = model(input_ids=ids, decoder_input_ids=decoder).logits[0, -1].argmax().item()
                 else:
-                    nxt = model(input_ids=torch.cat([ids, torch.tensor([out], dtype=torch.long)], 1)).logits[0, -1].argmax().item()
+                    nxt = (
+                        model(input_ids=torch.cat([ids, torch.tensor([out], dtype=torch.long)], 1))
+                        .logits[0, -1]
+                        .argmax()
+                        .item()
+                    )
                 if nxt == tokenizer.eos_token_id:
                     break
                 out.append(nxt)
@@ -208,7 +288,9 @@ def test_batched_greedy_generation_matches_token_by_token_argmax(make_config, ti
     longest = max(texts, key=len)
     assert len(longest) >= 2, texts  # the tiny models are seeded: their greedy outputs are fixed
     stop = longest[len(longest) // 2 :][:2]
-    stopped, _ = predict(model, tokenizer, replace(task, stop=stop), examples, architecture, cfg, batch_size=2, device="cpu")
+    stopped, _ = predict(
+        model, tokenizer, replace(task, stop=stop), examples, architecture, cfg, batch_size=2, device="cpu"
+    )
     assert stopped == [t.split(stop, 1)[0].strip() for t in texts] and longest not in stopped
 
 
@@ -244,8 +326,13 @@ def test_prompt_learning_generates_what_token_by_token_argmax_gives(make_config,
     base, tokenizer, path = models.load(cfg.model, FAMILIES[cfg.model.family], 0)
     torch.manual_seed(0)
     if method == "prompt_tuning":
-        config = PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=8, prompt_tuning_init=PromptTuningInit.TEXT,
-                                    prompt_tuning_init_text="Answer the sum. Answer the sum.", tokenizer_name_or_path=path)
+        config = PromptTuningConfig(
+            task_type=TaskType.CAUSAL_LM,
+            num_virtual_tokens=8,
+            prompt_tuning_init=PromptTuningInit.TEXT,
+            prompt_tuning_init_text="Answer the sum. Answer the sum.",
+            tokenizer_name_or_path=path,
+        )
     else:
         config = PrefixTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=4)
     model = get_peft_model(base, config).eval()
@@ -253,7 +340,10 @@ def test_prompt_learning_generates_what_token_by_token_argmax_gives(make_config,
         with torch.no_grad():  # a small random prefix: the model still answers, and the prefix matters
             for p in model.prompt_encoder.parameters():
                 p.mul_(0.05)
-    examples = [Example("a", prompt="What is 12 + 34?\n", target="46"), Example("b", prompt="Compute 372 plus 594.\n", target="966")]
+    examples = [
+        Example("a", prompt="What is 12 + 34?\n", target="46"),
+        Example("b", prompt="Compute 372 plus 594.\n", target="966"),
+    ]
     task = TaskData(labels=[], metrics=("exact_match",), train=[], validation=[], test=examples, kind="generate")
     texts, _ = predict(model, tokenizer, task, examples, "decoder", cfg.task, batch_size=2, device="cpu")
     assert texts == [_greedy(model, tokenizer, e.prompt, 8) for e in examples]
@@ -269,4 +359,4 @@ def test_decoder_batches_score_only_the_completion(make_config, tiny_models):
     completion = [t for t in row["labels"] if t != IGNORE]
     # the label word after a space, then end-of-sequence; nothing of the prompt is a target
     assert tokenizer.decode(completion) == continuation("x", task.completion(task.train[0])) + tokenizer.eos_token
-    assert row["input_ids"][-len(completion):] == completion
+    assert row["input_ids"][-len(completion) :] == completion

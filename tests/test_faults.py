@@ -16,4 +16,7 @@ def test_case_names_are_unique_and_an_unknown_one_is_refused(capsys):
 @pytest.mark.slow
 def test_the_script_runs_an_input_and_a_fault_end_to_end(capsys):
     assert faults.main(["--cases", "sweep name ../..,sweep with a failed job"]) == 0
-    assert "bad inputs answered before loading: 1 of 1; faults survived with nothing lost: 1 of 1" in capsys.readouterr().out
+    assert (
+        "bad inputs answered before loading: 1 of 1; faults survived with nothing lost: 1 of 1"
+        in capsys.readouterr().out
+    )

@@ -36,11 +36,23 @@ PROFILED = ["train.profile_memory=true", "train.batch_size=8", "task.max_length=
 
 @pytest.mark.parametrize("checkpointing", [False, True])
 @pytest.mark.parametrize("method", ["full_ft", "lora"])
-@pytest.mark.parametrize("family", ["bert", pytest.param("llama", marks=pytest.mark.slow), pytest.param("t5", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "family", ["bert", pytest.param("llama", marks=pytest.mark.slow), pytest.param("t5", marks=pytest.mark.slow)]
+)
 def test_estimate_is_near_the_profiled_peak_on_tiny_models(make_config, tiny_models, family, method, checkpointing):
-    rec = launch(run_config(make_config, tiny_models, family, f"method={method}", *PROFILED,
-                            f"train.gradient_checkpointing={checkpointing}"))
-    assert (rec.estimate["tokens"], rec.estimate["decoder_tokens"]) == {"llama": (33, 0), "t5": (32, 1)}.get(family, (32, 0))
+    rec = launch(
+        run_config(
+            make_config,
+            tiny_models,
+            family,
+            f"method={method}",
+            *PROFILED,
+            f"train.gradient_checkpointing={checkpointing}",
+        )
+    )
+    assert (rec.estimate["tokens"], rec.estimate["decoder_tokens"]) == {"llama": (33, 0), "t5": (32, 1)}.get(
+        family, (32, 0)
+    )
     assert TINY[0] < _ratio(rec) < TINY[1]
 
 
@@ -58,9 +70,15 @@ def test_a_huge_job_is_refused_before_loading_with_what_would_fit(make_config, m
     rec = launch(make_config("model=llama2-70b", "method=full_ft", "train.memory_limit_gib=16"))
     assert rec.status == "refused" and rec.error.type == "WontFit"
     message, parts = rec.error.message, rec.estimate["parts"]
-    assert parts["weights"] == parts["gradients"] == 4 * 68_976_648_192 and parts["optimizer_state"] == 2 * parts["weights"]
+    assert (
+        parts["weights"] == parts["gradients"] == 4 * 68_976_648_192
+        and parts["optimizer_state"] == 2 * parts["weights"]
+    )
     assert "more than the 16.0 GiB of train.memory_limit_gib" in message
-    assert f"needs an estimated {rec.estimate['bytes'] / 2**30:,.1f} GiB at the training step (weights 257.0, gradients 257.0" in message
+    assert (
+        f"needs an estimated {rec.estimate['bytes'] / 2**30:,.1f} GiB at the training step "
+        "(weights 257.0, gradients 257.0" in message
+    )
     assert "What would fit: no train.batch_size (weights, gradients, optimizer state and step alone" in message
     assert "train.gradient_checkpointing=true: no" in message and "train.precision=bf16: no" in message
     assert "refused" in capsys.readouterr().out
@@ -69,8 +87,13 @@ def test_a_huge_job_is_refused_before_loading_with_what_would_fit(make_config, m
 
 def test_what_would_fit_is_the_largest_batch_that_fits(make_config):
     def estimate(batch: int) -> dict:
-        cfg = make_config("model=llama2-7b", "task=arithmetic", f"train.batch_size={batch}", "train.eval_batch_size=8",
-                          "train.memory_limit_gib=40")
+        cfg = make_config(
+            "model=llama2-7b",
+            "task=arithmetic",
+            f"train.batch_size={batch}",
+            "train.eval_batch_size=8",
+            "train.memory_limit_gib=40",
+        )
         return fit.estimate(cfg), cfg
 
     est, cfg = estimate(64)
@@ -78,8 +101,14 @@ def test_what_would_fit_is_the_largest_batch_that_fits(make_config):
     assert not est["fits"] and 1 < largest < 64
     assert estimate(largest)[0]["fits"] and not estimate(largest + 1)[0]["fits"]
     message = fit.refusal(est, cfg.train)
-    assert f"train.batch_size={largest} (with train.grad_accum={-(-64 // largest)} for about the same 64 examples" in message
-    assert est["would_fit"]["bf16_bytes"] < est["bytes"] and est["would_fit"]["gradient_checkpointing_bytes"] < est["bytes"]
+    assert (
+        f"train.batch_size={largest} (with train.grad_accum={-(-64 // largest)} for about the same 64 examples"
+        in message
+    )
+    assert (
+        est["would_fit"]["bf16_bytes"] < est["bytes"]
+        and est["would_fit"]["gradient_checkpointing_bytes"] < est["bytes"]
+    )
 
 
 def test_a_refused_job_is_estimated_again_when_rerun(make_config, tiny_models):
@@ -101,7 +130,9 @@ def test_count_mode_estimates_any_preset(make_config, capsys):
 @pytest.mark.parametrize("sweep", [s for s in SWEEPS if s.endswith("_paper")])
 def test_every_paper_sweep_job_fits_one_h200(make_config, sweep):
     for job in jobs_of(make_config(f"+sweep={sweep}", fast=False, hydra=True)):
-        cfg = make_config(f"+sweep={sweep}", *job, "train.device=cuda", f"train.memory_limit_gib={H200 / 2**30}", fast=False)
+        cfg = make_config(
+            f"+sweep={sweep}", *job, "train.device=cuda", f"train.memory_limit_gib={H200 / 2**30}", fast=False
+        )
         est = fit.estimate(cfg)
         assert est["fits"], (sweep, job, fit.describe(est))
 
@@ -111,17 +142,34 @@ def test_a_refused_run_exits_non_zero_and_a_sweep_goes_on(tmp_path, tiny_models)
     from tests.conftest import FAST, tiny_bert
 
     def bench(*args):
-        return subprocess.run([sys.executable, "-m", "bench", *[a for a in args if a.startswith("-")], *FAST, *tiny_bert(tiny_models),
-                               f"results_dir={tmp_path}", "train.memory_limit_gib=4", *[a for a in args if not a.startswith("-")]],
-                              cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "bench",
+                *[a for a in args if a.startswith("-")],
+                *FAST,
+                *tiny_bert(tiny_models),
+                f"results_dir={tmp_path}",
+                "train.memory_limit_gib=4",
+                *[a for a in args if not a.startswith("-")],
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
 
     # the tiny BERT (estimated from its folder's config.json): 60,000 tweets of 64 tokens take tens of GiB
     single = bench("train.batch_size=60000")
     assert single.returncode == 1 and "WontFit: the job needs an estimated" in single.stdout
     sweep = bench("-m", "sweep_name=mixed", "train.batch_size=8,60000")
     assert sweep.returncode == 1, sweep.stderr[-2000:]
-    records = {json.loads(p.read_text())["config"]["train"]["batch_size"]: json.loads(p.read_text())
-               for p in (tmp_path / "mixed").glob("*.json")}
+    records = {
+        json.loads(p.read_text())["config"]["train"]["batch_size"]: json.loads(p.read_text())
+        for p in (tmp_path / "mixed").glob("*.json")
+    }
     assert records[8]["status"] == "ok" and records[60000]["status"] == "refused"
     assert "What would fit: train.batch_size=" in records[60000]["error"]["message"]
 
@@ -134,7 +182,13 @@ def _step(cfg, *, seed: int = 1) -> tuple[float, dict[str, torch.Tensor], int]:
     gradients (LOMO: the weights it updated), and how often the first layer's first matrix ran."""
     seed_everything(cfg.seed)
     built = build(cfg)
-    task, method, model, tokenizer, architecture = built.task, built.method, built.model, built.tokenizer, built.architecture
+    task, method, model, tokenizer, architecture = (
+        built.task,
+        built.method,
+        built.model,
+        built.tokenizer,
+        built.architecture,
+    )
     batch = next(iter(batching.train_loader(task, tokenizer, architecture, cfg.task, 4, cfg.seed)))
     batch.pop("index")
     layer = next(m for n, m in model.named_modules() if n.endswith((".layer.0", ".layers.0", ".block.0")))
@@ -145,20 +199,41 @@ def _step(cfg, *, seed: int = 1) -> tuple[float, dict[str, torch.Tensor], int]:
     torch.manual_seed(seed)  # the same dropout masks in both runs
     loss = model(**batch).loss
     update.backward(loss)
-    trained = {n: (p.grad if p.grad is not None else p).detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    trained = {
+        n: (p.grad if p.grad is not None else p).detach().clone()
+        for n, p in model.named_parameters()
+        if p.requires_grad
+    }
     return loss.item(), trained, len(calls)
 
 
-FAST_METHODS = ["full_ft", "lora", "adapter", "prefix_tuning", "prompt_tuning", "ia3", "bitfit", "diff_pruning", "peft", "lomo"]
+FAST_METHODS = [
+    "full_ft",
+    "lora",
+    "adapter",
+    "prefix_tuning",
+    "prompt_tuning",
+    "ia3",
+    "bitfit",
+    "diff_pruning",
+    "peft",
+    "lomo",
+]
 
 
-@pytest.mark.parametrize("method", [*FAST_METHODS[:6], *(pytest.param(m, marks=pytest.mark.slow) for m in FAST_METHODS[6:])])
-@pytest.mark.parametrize("family", ["bert", pytest.param("llama", marks=pytest.mark.slow), pytest.param("t5", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "method", [*FAST_METHODS[:6], *(pytest.param(m, marks=pytest.mark.slow) for m in FAST_METHODS[6:])]
+)
+@pytest.mark.parametrize(
+    "family", ["bert", pytest.param("llama", marks=pytest.mark.slow), pytest.param("t5", marks=pytest.mark.slow)]
+)
 def test_checkpointing_recomputes_and_changes_no_loss_or_gradient(make_config, tiny_models, family, method):
     if method == "bitfit" and family != "bert":
         pytest.skip("BitFit does not apply: no biases")
     plain = _step(run_config(make_config, tiny_models, family, f"method={method}"))
-    checkpointed = _step(run_config(make_config, tiny_models, family, f"method={method}", "train.gradient_checkpointing=true"))
+    checkpointed = _step(
+        run_config(make_config, tiny_models, family, f"method={method}", "train.gradient_checkpointing=true")
+    )
     # the layer's forward runs again in each backward pass (LOMO's clipping makes one more)
     assert (plain[2], checkpointed[2]) == (1, 3 if method == "lomo" else 2)
     assert checkpointed[0] == pytest.approx(plain[0], abs=1e-5)
@@ -169,8 +244,20 @@ def test_checkpointing_recomputes_and_changes_no_loss_or_gradient(make_config, t
 
 @pytest.mark.slow  # two profiled runs
 def test_checkpointing_lowers_the_profiled_peak(make_config, tiny_models):
-    peaks = [launch(run_config(make_config, tiny_models, "bert", "method=lora", *PROFILED, "task.max_length=64",
-                               f"train.gradient_checkpointing={c}"))["memory"]["peak_bytes"] for c in (False, True)]
+    peaks = [
+        launch(
+            run_config(
+                make_config,
+                tiny_models,
+                "bert",
+                "method=lora",
+                *PROFILED,
+                "task.max_length=64",
+                f"train.gradient_checkpointing={c}",
+            )
+        )["memory"]["peak_bytes"]
+        for c in (False, True)
+    ]
     assert peaks[1] < 0.8 * peaks[0]
 
 

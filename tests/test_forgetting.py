@@ -5,15 +5,20 @@ import warnings
 import pytest
 
 from analysis import tables
-from bench import results as records
 from bench import forgetting
+from bench import results as records
 from bench.launch import launch
 from tests.test_families import PRESETS
 
 
 def _run(make_config, tiny_models, family, *overrides):
-    cfg = make_config(f"model={PRESETS[family]}", "model.source=hub", f"model.hub_id={tiny_models[family]}",
-                      "task.max_length=48", *overrides)
+    cfg = make_config(
+        f"model={PRESETS[family]}",
+        "model.source=hub",
+        f"model.hub_id={tiny_models[family]}",
+        "task.max_length=48",
+        *overrides,
+    )
     rec = launch(cfg)
     assert rec.status == "ok", rec.error
     return rec

@@ -7,9 +7,9 @@ import pytest
 from omegaconf import OmegaConf
 from peft import PeftModel
 
+from bench.launch import launch
 from bench.metrics import chosen
 from bench.predict import predict
-from bench.launch import launch
 from bench.runner import build, seed_everything
 from tests.conftest import tiny_bert
 
@@ -23,7 +23,9 @@ def _outputs(rec: dict, kept: Path | None):
     seed_everything(cfg.seed)  # the untrained model: the run's own initialisation
     built = build(cfg, kept)
     task, model, tokenizer, architecture = built.task, built.model, built.tokenizer, built.architecture
-    outputs, _ = predict(model.eval(), tokenizer, task, task.test, architecture, cfg.task, cfg.train.eval_batch_size, "cpu")
+    outputs, _ = predict(
+        model.eval(), tokenizer, task, task.test, architecture, cfg.task, cfg.train.eval_batch_size, "cpu"
+    )
     return model, outputs
 
 
@@ -56,8 +58,9 @@ def test_a_lora_run_reloads_with_peft_to_the_same_predictions(make_config, tiny_
 
 
 @pytest.mark.slow  # a run per method
-@pytest.mark.parametrize("method", ["ia3", "prompt_tuning", "prefix_tuning", "bitfit", "adapter", "diff_pruning",
-                                    "peft", "probe"])
+@pytest.mark.parametrize(
+    "method", ["ia3", "prompt_tuning", "prefix_tuning", "bitfit", "adapter", "diff_pruning", "peft", "probe"]
+)
 def test_every_method_reloads_to_the_same_predictions(make_config, tiny_models, method):
     rec = _kept_run(make_config, tiny_models, f"method={method}")
     assert rec.size.folder and rec.size.bytes > 0

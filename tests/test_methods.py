@@ -21,10 +21,18 @@ CASES = {
         L * 4 * 64 * (D + D),
         lambda n: "lora_" in n and any(m in n for m in (".query.", ".key.", ".value.", ".attention.output.dense.")),
     ),
-    "lora_ffn": (["method=lora", "method.r=2", "method.targets=[ff_in,ff_out]"], L * 2 * 2 * (D + FF), lambda n: "lora_" in n and ".attention." not in n),
+    "lora_ffn": (
+        ["method=lora", "method.r=2", "method.targets=[ff_in,ff_out]"],
+        L * 2 * 2 * (D + FF),
+        lambda n: "lora_" in n and ".attention." not in n,
+    ),
     "ia3": (["method=ia3"], L * (D + D + FF), lambda n: "ia3_l" in n),
     "prompt_tuning": (["method=prompt_tuning"], 20 * D, lambda n: "prompt_encoder" in n),
-    "prompt_tuning_text": (["method=prompt_tuning", "method.init=text", "method.num_virtual_tokens=5"], 5 * D, lambda n: "prompt_encoder" in n),
+    "prompt_tuning_text": (
+        ["method=prompt_tuning", "method.init=text", "method.num_virtual_tokens=5"],
+        5 * D,
+        lambda n: "prompt_encoder" in n,
+    ),
     "prefix_tuning": (["method=prefix_tuning"], L * 2 * 10 * D, lambda n: ".prefix." in n),
     "bitfit": (["method=bitfit"], BIASES, lambda n: n.endswith(".bias")),
     "full_ft": (["method=full_ft"], None, lambda n: True),
@@ -42,7 +50,13 @@ def test_method_trains_exactly_its_parameters(make_config, case):
     cfg = make_config(*overrides)
     seed_everything(cfg.seed)
     built = build(cfg)
-    task, family, model, tokenizer, architecture = built.task, built.family, built.model, built.tokenizer, built.architecture
+    task, family, model, tokenizer, architecture = (
+        built.task,
+        built.family,
+        built.model,
+        built.tokenizer,
+        built.architecture,
+    )
     params = count_params(model, family)
     assert params["head"] == HEAD
     if expected_method is not None:
@@ -59,4 +73,6 @@ def test_method_trains_exactly_its_parameters(make_config, case):
     # two steps: LoRA's B starts at zero, so A first gets a gradient in the second step
     train(model, loader, cfg.train, cfg.method.lr, "cpu", show_progress=False)
     changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
-    assert changed == trainable, f"changed but frozen: {changed - trainable}; trainable but unchanged: {trainable - changed}"
+    assert changed == trainable, (
+        f"changed but frozen: {changed - trainable}; trainable but unchanged: {trainable - changed}"
+    )

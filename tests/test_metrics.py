@@ -43,6 +43,9 @@ def test_compute_reports_each_category_apart():
     examples = examples_for([0, 1, 1, 0], categories=["add", "add", "mul", "mul"])
     scores = compute(["accuracy"], examples, scores_for([0, 0, 1, 1], 2))
     assert scores == {"accuracy": 0.5, "accuracy/add": 0.5, "accuracy/mul": 0.5}
-    assert compute(["accuracy", "macro_f1"], examples_for([1, 1]), scores_for([1, 1], 2)) == {"accuracy": 1.0, "macro_f1": 1.0}
+    assert compute(["accuracy", "macro_f1"], examples_for([1, 1]), scores_for([1, 1], 2)) == {
+        "accuracy": 1.0,
+        "macro_f1": 1.0,
+    }
     with pytest.raises(ValueError, match="equal"):
         accuracy(examples_for([1]), scores_for([1, 2]))

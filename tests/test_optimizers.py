@@ -28,27 +28,36 @@ def _train_cfg(max_grad_norm=0.0, **args):
     return OmegaConf.create({"max_grad_norm": max_grad_norm, "weight_decay": 0.0, "optimizer_args": args})
 
 
-@pytest.mark.parametrize("overrides, key", [
-    (["train.optimizer=adam"], "train.optimizer"),
-    (["train.optimizer=sgd", "+train.optimizer_args.betas=[0.9,0.99]"], "train.optimizer_args.betas"),
-    (["+train.optimizer_args.lr=0.1"], "train.optimizer_args.lr"),
-    (["train.optimizer=lomo", "train.grad_accum=4"], "train.grad_accum"),
-    (["method=lomo", "train.optimizer=adafactor"], "train.optimizer"),
-])
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        (["train.optimizer=adam"], "train.optimizer"),
+        (["train.optimizer=sgd", "+train.optimizer_args.betas=[0.9,0.99]"], "train.optimizer_args.betas"),
+        (["+train.optimizer_args.lr=0.1"], "train.optimizer_args.lr"),
+        (["train.optimizer=lomo", "train.grad_accum=4"], "train.grad_accum"),
+        (["method=lomo", "train.optimizer=adafactor"], "train.optimizer"),
+    ],
+)
 def test_bad_optimizer_settings_name_the_key(make_config, overrides, key):
     with pytest.raises(ConfigError, match=f"^{key}="):
         validate(make_config(*overrides))
 
 
-@pytest.mark.parametrize("name, args", [("adamw", {}), ("adamw", {"amsgrad": True}), ("sgd", {}),
-                                        ("sgd", {"momentum": 0.9}), ("adafactor", {})])
+@pytest.mark.parametrize(
+    "name, args",
+    [("adamw", {}), ("adamw", {"amsgrad": True}), ("sgd", {}), ("sgd", {"momentum": 0.9}), ("adafactor", {})],
+)
 def test_analytic_state_is_what_the_optimizer_allocates(tiny_models, name, args):
     model = _model(tiny_models)
     update = optimizers.build(name, model, 1e-3, OmegaConf.merge(_train_cfg(**args), {"optimizer": name}))
     update.backward(model(**_batch()).loss)
     update.step()
-    allocated = sum(v.numel() for state in update.optimizer.state.values() for k, v in state.items()
-                    if k != "step" and isinstance(v, torch.Tensor))
+    allocated = sum(
+        v.numel()
+        for state in update.optimizer.state.values()
+        for k, v in state.items()
+        if k != "step" and isinstance(v, torch.Tensor)
+    )
     assert allocated == optimizers.state_elements(name, args, update.params)
     assert allocated > 0 or name == "sgd" and not args
 
@@ -70,8 +79,14 @@ def test_lomo_step_is_a_plain_sgd_step(tiny_models, max_grad_norm):
 
 
 @pytest.mark.slow  # whole runs through the runner
-@pytest.mark.parametrize("overrides, state", [(["method=lomo"], 0), (["method=full_ft", "train.optimizer=sgd"], 0),
-                                               (["method=full_ft", "train.optimizer=sgd", "+train.optimizer_args.momentum=0.9"], 1)])
+@pytest.mark.parametrize(
+    "overrides, state",
+    [
+        (["method=lomo"], 0),
+        (["method=full_ft", "train.optimizer=sgd"], 0),
+        (["method=full_ft", "train.optimizer=sgd", "+train.optimizer_args.momentum=0.9"], 1),
+    ],
+)
 def test_the_record_states_the_optimizers_memory(make_config, tiny_models, overrides, state):
     from test_families import run_config
 
@@ -82,7 +97,11 @@ def test_the_record_states_the_optimizers_memory(make_config, tiny_models, overr
     analytic, trainable = rec.memory.analytic_bytes, rec.params.trainable
     assert analytic["optimizer_state"] == state * 4 * trainable
     # LOMO holds one weight's gradient at a time: the largest, the tiny model's word embeddings (vocabulary x 32)
-    assert analytic["gradients"] < 4 * trainable if overrides == ["method=lomo"] else analytic["gradients"] == 4 * trainable
+    assert (
+        analytic["gradients"] < 4 * trainable
+        if overrides == ["method=lomo"]
+        else analytic["gradients"] == 4 * trainable
+    )
 
 
 @pytest.mark.slow  # profiles three full fine-tuning steps of the default model under each optimizer
@@ -91,8 +110,11 @@ def test_the_memory_benchmark_finds_lomo_under_half_of_adamw(monkeypatch, capsys
 
     from bench.tools import optimizer_memory
 
-    monkeypatch.setattr(sys, "argv", ["optimizer_memory", "--rounds", "1", "train.batch_size=2", "task.train_size=16",
-                                      "task.max_length=32"])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        ["optimizer_memory", "--rounds", "1", "train.batch_size=2", "task.train_size=16", "task.max_length=32"],
+    )
     optimizer_memory.main()
     out = capsys.readouterr().out
     adamw, lomo = (line for line in out.splitlines() if line.strip().startswith(("adamw:", "lomo:")))

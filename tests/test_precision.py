@@ -50,10 +50,25 @@ def test_each_precision_trains_in_the_dtypes_it_names(make_config, tiny_models, 
 @pytest.mark.parametrize("family, task", [("bert", "tweets"), ("llama", "arithmetic"), ("t5", "arithmetic")])
 @pytest.mark.parametrize("precision", ["bf16", "fp16-mixed"])
 def test_a_lower_precision_run_is_scored_measured_and_recorded(make_config, tiny_models, family, task, precision):
-    model = tiny_bert(tiny_models) if family == "bert" else (
-        f"model={'smollm2-135m' if family == 'llama' else 'flan-t5-small'}", "model.source=hub", f"model.hub_id={tiny_models[family]}")
-    rec = launch(make_config(*model, f"task={task}", "method=lora", f"train.precision={precision}",
-                             "train.latency_samples=1", "train.profile_memory=true"))
+    model = (
+        tiny_bert(tiny_models)
+        if family == "bert"
+        else (
+            f"model={'smollm2-135m' if family == 'llama' else 'flan-t5-small'}",
+            "model.source=hub",
+            f"model.hub_id={tiny_models[family]}",
+        )
+    )
+    rec = launch(
+        make_config(
+            *model,
+            f"task={task}",
+            "method=lora",
+            f"train.precision={precision}",
+            "train.latency_samples=1",
+            "train.profile_memory=true",
+        )
+    )
     assert rec.status == "ok", rec.error
     assert rec.config["train"]["precision"] == precision and "precision" not in rec.run_id
     assert all(math.isfinite(loss) for _, loss in rec.losses) and rec.memory.peak_bytes > 0
@@ -65,5 +80,7 @@ def test_lomo_refuses_a_gradient_scaler(make_config):
     from bench.errors import ConfigError
     from bench.validate import validate
 
-    with pytest.raises(ConfigError, match="train.precision='fp16-mixed' is not valid: expected fp32, bf16-mixed or bf16"):
+    with pytest.raises(
+        ConfigError, match="train.precision='fp16-mixed' is not valid: expected fp32, bf16-mixed or bf16"
+    ):
         validate(make_config("method=lomo", "train.precision=fp16-mixed"))

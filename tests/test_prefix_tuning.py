@@ -37,18 +37,25 @@ def test_prefix_changes_the_output_and_ignores_padding(make_config):
     assert not torch.allclose(plain, alone, atol=1e-3)
 
 
-
 def test_deberta_prefix_changes_the_output_and_ignores_padding(make_config, tiny_models):
     """DeBERTa computes attention itself: its prefix goes through the module's own forward."""
-    cfg = make_config("model=deberta-v2-xxlarge", "model.source=hub", f"model.hub_id={tiny_models['deberta_v2']}",
-                      "method=prefix_tuning", "method.init_std=1.0")
+    cfg = make_config(
+        "model=deberta-v2-xxlarge",
+        "model.source=hub",
+        f"model.hub_id={tiny_models['deberta_v2']}",
+        "method=prefix_tuning",
+        "method.init_std=1.0",
+    )
     built = build(cfg)
     model, tokenizer = built.model, built.tokenizer
     model.eval()
     short, long = "good morning", "what a terrible , terrible day it has been for the lazy dog"
     with torch.no_grad():
+
         def last_hidden(texts):  # the tiny head's logits are too small to tell apart
-            return model(**tokenizer(texts, padding=True, return_tensors="pt"), output_hidden_states=True).hidden_states[-1]
+            return model(
+                **tokenizer(texts, padding=True, return_tensors="pt"), output_hidden_states=True
+            ).hidden_states[-1]
 
         alone, batched = last_hidden([short]), last_hidden([short, long])
         for m in model.modules():

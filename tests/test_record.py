@@ -12,12 +12,24 @@ from bench import record, results
 CONFIG = {"model": {"name": "m"}, "task": {"name": "t"}, "method": {"name": "lora", "r": 8}, "seed": 0}
 
 
-@pytest.mark.parametrize("content", [b'{"run_id": "x", "status": "o', b"", b"   \n", b"[1, 2]", b'{"no": "status"}',
-                                     b'{"status": "weird"}', b"\xff\xfe binary"])
+@pytest.mark.parametrize(
+    "content",
+    [
+        b'{"run_id": "x", "status": "o',
+        b"",
+        b"   \n",
+        b"[1, 2]",
+        b'{"no": "status"}',
+        b'{"status": "weird"}',
+        b"\xff\xfe binary",
+    ],
+)
 def test_a_file_that_is_not_a_record_is_moved_aside_and_counts_as_none(tmp_path, content):
     path = tmp_path / "run.json"
     path.write_bytes(content)
-    with pytest.warns(UserWarning, match=rf"{path} is .*: moved aside to run\.json\.corrupt-\d+T\d+ and treated as no record"):
+    with pytest.warns(
+        UserWarning, match=rf"{path} is .*: moved aside to run\.json\.corrupt-\d+T\d+ and treated as no record"
+    ):
         assert record.read(path) is None
     assert not path.exists()
     [aside] = tmp_path.glob("run.json.corrupt-*")
@@ -28,7 +40,9 @@ def test_records_are_readable_by_the_group_and_strict_json(tmp_path):
     path = tmp_path / "sweep" / "run.json"
     old = os.umask(0o022)
     try:
-        record.write(path, record.new(CONFIG, "ok", metrics={"loss": float("nan")}, losses=[[1, 1.0], [2, float("inf")]]))
+        record.write(
+            path, record.new(CONFIG, "ok", metrics={"loss": float("nan")}, losses=[[1, 1.0], [2, float("inf")]])
+        )
     finally:
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
@@ -42,11 +56,20 @@ def test_a_version_1_record_in_the_store_still_loads(tmp_path):
     # the fields of a version-1 record as the runner wrote them (written twice per run, same fields)
     path = tmp_path / "sweep" / "v1.json"
     path.parent.mkdir()
-    v1 = {"run_id": "m-t-lora-0123456789", "schema_version": 1, "status": "ok", "error": None, "config": CONFIG,
-          "params": {"total": 100, "trainable": 10, "trainable_pct": 10.0, "method": 4, "head": 6},
-          "metrics": {"split": "test", "size": 2, "loss": 0.5, "accuracy": 0.5, "macro_f1": 0.25},
-          "time": {"train_seconds": 1.5, "steps": 2, "stages": {"wall_seconds": 3.0, "seconds": {"training": 1.5},
-                                                               "untimed_seconds": 0.1}}}
+    v1 = {
+        "run_id": "m-t-lora-0123456789",
+        "schema_version": 1,
+        "status": "ok",
+        "error": None,
+        "config": CONFIG,
+        "params": {"total": 100, "trainable": 10, "trainable_pct": 10.0, "method": 4, "head": 6},
+        "metrics": {"split": "test", "size": 2, "loss": 0.5, "accuracy": 0.5, "macro_f1": 0.25},
+        "time": {
+            "train_seconds": 1.5,
+            "steps": 2,
+            "stages": {"wall_seconds": 3.0, "seconds": {"training": 1.5}, "untimed_seconds": 0.1},
+        },
+    }
     path.write_text(json.dumps(v1))
     rec = record.read(path)
     assert rec.schema_version == record.SCHEMA_VERSION == 2
@@ -59,4 +82,6 @@ def test_a_section_the_declaration_lacks_is_an_error_where_the_record_is_made():
     with pytest.raises(ValidationError, match="metricz"):
         record.new(CONFIG, "ok", metricz={"accuracy": 1.0})
     with pytest.raises(ValidationError, match="trainable"):
-        record.new(CONFIG, "ok", params={"total": 1, "trainable": "all", "trainable_pct": 100.0, "method": 1, "head": 0})
+        record.new(
+            CONFIG, "ok", params={"total": 1, "trainable": "all", "trainable_pct": 100.0, "method": 1, "head": 0}
+        )

@@ -12,8 +12,11 @@ def test_a_second_method_of_a_name_is_refused_naming_both(monkeypatch):
     class Lora(Method):
         name = "lora"
 
-    with pytest.raises(ValueError, match=r"method name 'lora' is taken: bench\.methods\.lora\.Lora and "
-                                         r"(tests\.)?test_registries\..*Lora both register it"):
+    with pytest.raises(
+        ValueError,
+        match=r"method name 'lora' is taken: bench\.methods\.lora\.Lora and "
+        r"(tests\.)?test_registries\..*Lora both register it",
+    ):
         register(Lora)
 
 
@@ -23,8 +26,11 @@ def test_a_second_task_of_a_name_is_refused_naming_both(monkeypatch):
     def load(cfg, form):
         raise AssertionError("never loaded")
 
-    with pytest.raises(ValueError, match=r"task name 'tweets' is taken: bench\.tasks\.tweets\.\w+ and "
-                                         r"(tests\.)?test_registries\..*load both register it"):
+    with pytest.raises(
+        ValueError,
+        match=r"task name 'tweets' is taken: bench\.tasks\.tweets\.\w+ and "
+        r"(tests\.)?test_registries\..*load both register it",
+    ):
         tasks.register("tweets")(load)
 
 

@@ -9,8 +9,24 @@ from bench.compose import to_container
 from bench.launch import launch
 from tests.conftest import tiny_bert
 
-RECORD_FIELDS = {"run_id", "schema_version", "status", "error", "started", "ended", "config", "params", "metrics",
-                 "memory", "time", "size", "latency", "environment", "data", "validation"}
+RECORD_FIELDS = {
+    "run_id",
+    "schema_version",
+    "status",
+    "error",
+    "started",
+    "ended",
+    "config",
+    "params",
+    "metrics",
+    "memory",
+    "time",
+    "size",
+    "latency",
+    "environment",
+    "data",
+    "validation",
+}
 
 
 def _records(tmp_path):
@@ -83,13 +99,22 @@ def test_keys_added_later_keep_earlier_run_ids_at_their_default(make_config):
     # and method.lr_grid existed, at its learning rate of then (experiments/methods cites it)
     default = to_container(make_config("method.lr=1e-3", fast=False))
     assert record.run_id(default) == "minilm-l6-tweets-lora-01f8496c42"
-    for changed in ("task.max_new_tokens=32", "train.lr_schedule=constant", "train.early_stopping_patience=2",
-                    "train.precision=bf16-mixed", "train.gradient_checkpointing=true"):
+    for changed in (
+        "task.max_new_tokens=32",
+        "train.lr_schedule=constant",
+        "train.early_stopping_patience=2",
+        "train.precision=bf16-mixed",
+        "train.gradient_checkpointing=true",
+    ):
         assert record.run_id(to_container(make_config("method.lr=1e-3", changed, fast=False))) != record.run_id(default)
     # the search's grid is where a search looks, not what a run computes
-    assert record.run_id(to_container(make_config("method.lr=1e-3", "method.lr_grid=[1e-2]", fast=False))) == record.run_id(default)
+    assert record.run_id(
+        to_container(make_config("method.lr=1e-3", "method.lr_grid=[1e-2]", fast=False))
+    ) == record.run_id(default)
     # nor is the memory a job is checked against
-    assert record.run_id(to_container(make_config("method.lr=1e-3", "train.memory_limit_gib=8", fast=False))) == record.run_id(default)
+    assert record.run_id(
+        to_container(make_config("method.lr=1e-3", "train.memory_limit_gib=8", fast=False))
+    ) == record.run_id(default)
 
 
 def test_unchanged_task_templates_keep_the_ids_records_have():
@@ -107,8 +132,13 @@ def test_an_edited_prompt_template_is_a_new_run_id(make_config, monkeypatch):
 
     before = record.run_id(to_container(make_config("method.lr=1e-3", fast=False)))
     assert before == "minilm-l6-tweets-lora-01f8496c42"  # as before templates were part of the id
-    monkeypatch.setattr(tweets, "example", lambda text, sentiment: Example(
-        text=text, label=tweets.LABELS.index(sentiment), prompt=f"Tweet: {text}\nThe sentiment is"))
+    monkeypatch.setattr(
+        tweets,
+        "example",
+        lambda text, sentiment: Example(
+            text=text, label=tweets.LABELS.index(sentiment), prompt=f"Tweet: {text}\nThe sentiment is"
+        ),
+    )
     after = to_container(make_config("method.lr=1e-3", fast=False))
     assert record.run_id(after) != before and after["task"]["version"] == "1"  # the version was not bumped
     monkeypatch.setattr(tweets, "INSTRUCTION", "Label the tweet.")
@@ -152,7 +182,15 @@ def test_fresh_process_run_and_real_wandb_offline_run(make_config, tmp_path):
     assert rec.run_id.encode() in log.read_bytes()  # the run is named after the record
     # where the run's time went: every stage timed, and together they are the wall time within a few percent
     stages = rec.time.stages
-    assert set(stages["seconds"]) == {"start", "data", "model_load", "training", "evaluation", "measurement", "tracking"}
+    assert set(stages["seconds"]) == {
+        "start",
+        "data",
+        "model_load",
+        "training",
+        "evaluation",
+        "measurement",
+        "tracking",
+    }
     assert all(s > 0 for s in stages["seconds"].values())
     assert abs(stages["untimed_seconds"]) < 0.03 * stages["wall_seconds"], stages
 
@@ -205,8 +243,19 @@ def test_two_launchers_of_one_run_leave_one_good_record(tmp_path):
     import subprocess
     import sys
 
-    args = [sys.executable, "-m", "bench", "train.max_steps=3", "train.batch_size=8", "task.train_size=64",
-            "task.val_size=32", "task.test_size=32", "tracking=none", f"results_dir={tmp_path}", "sweep_name=c"]
+    args = [
+        sys.executable,
+        "-m",
+        "bench",
+        "train.max_steps=3",
+        "train.batch_size=8",
+        "task.train_size=64",
+        "task.val_size=32",
+        "task.test_size=32",
+        "tracking=none",
+        f"results_dir={tmp_path}",
+        "sweep_name=c",
+    ]
     both = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
     outputs = [p.communicate(timeout=600)[0] for p in both]
     assert sum("running elsewhere:" in out for out in outputs) == 1

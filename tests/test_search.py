@@ -7,15 +7,34 @@ import pytest
 from bench.search import main
 from tests.conftest import tiny_bert
 
-TINY = ["tracking=none", "process=inline", "task.train_size=64", "task.val_size=32", "task.test_size=64",
-        "train.max_steps=3", "train.batch_size=8", "train.eval_every=0", "train.latency_samples=1",
-        "train.profile_memory=false"]
+TINY = [
+    "tracking=none",
+    "process=inline",
+    "task.train_size=64",
+    "task.val_size=32",
+    "task.test_size=64",
+    "train.max_steps=3",
+    "train.batch_size=8",
+    "train.eval_every=0",
+    "train.latency_samples=1",
+    "train.profile_memory=false",
+]
 
 
 @pytest.mark.slow
 def test_search_runs_the_grid_then_the_selected_rate_on_seeds(tmp_path, tiny_models, capsys):
-    code = main(["--methods", "lora,probe", "--seeds", "2", f"results_dir={tmp_path}", "method.lr_grid=[1e-4,3e-3]", *TINY,
-                 *tiny_bert(tiny_models)])
+    code = main(
+        [
+            "--methods",
+            "lora,probe",
+            "--seeds",
+            "2",
+            f"results_dir={tmp_path}",
+            "method.lr_grid=[1e-4,3e-3]",
+            *TINY,
+            *tiny_bert(tiny_models),
+        ]
+    )
     assert code == 0
     runs = [json.loads(p.read_text()) for p in (tmp_path / "lr_search").glob("*.json")]
     assert all(r["status"] == "ok" for r in runs)
@@ -24,7 +43,9 @@ def test_search_runs_the_grid_then_the_selected_rate_on_seeds(tmp_path, tiny_mod
     for r in lora:
         by_lr.setdefault(r["config"]["method"]["lr"], []).append(r["config"]["seed"])
     # both rates on seed 0, then the one with the better validation accuracy on seeds 0 and 1
-    seed0 = {lr: next(r for r in lora if r["config"]["method"]["lr"] == lr and r["config"]["seed"] == 0) for lr in by_lr}
+    seed0 = {
+        lr: next(r for r in lora if r["config"]["method"]["lr"] == lr and r["config"]["seed"] == 0) for lr in by_lr
+    }
     best = max(seed0, key=lambda lr: (seed0[lr]["validation"][-1]["accuracy"], -lr))
     assert set(by_lr) == {1e-4, 3e-3} and sorted(by_lr[best]) == [0, 1] and len(lora) == 3
     assert sorted(r["config"]["seed"] for r in runs if r["config"]["method"]["name"] == "probe") == [0, 1]
@@ -41,13 +62,16 @@ def test_a_method_that_does_not_apply_is_no_failure(tmp_path, tiny_models, capsy
     assert rec["status"] == "not_applicable"
 
 
-@pytest.mark.parametrize("args, message", [
-    (["seed=1"], "seed, method and method.lr are set by the search"),
-    (["method.lr=1e-3"], "seed, method and method.lr are set by the search"),
-    (["--methods", "lora,nope"], "--methods: unknown nope; expected names from:"),
-    (["--seeds", "0"], "--seeds=0: expected 1 or more"),
-    (["--methods", "lora", "method.lr_grid=[]"], "method.lr_grid of lora is empty"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["seed=1"], "seed, method and method.lr are set by the search"),
+        (["method.lr=1e-3"], "seed, method and method.lr are set by the search"),
+        (["--methods", "lora,nope"], "--methods: unknown nope; expected names from:"),
+        (["--seeds", "0"], "--seeds=0: expected 1 or more"),
+        (["--methods", "lora", "method.lr_grid=[]"], "method.lr_grid of lora is empty"),
+    ],
+)
 def test_bad_arguments_stop_before_any_run(args, message, capsys, tmp_path):
     with pytest.raises(SystemExit):
         main([*args, f"results_dir={tmp_path}"])

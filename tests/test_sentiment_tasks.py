@@ -6,9 +6,8 @@ from pathlib import Path
 import pytest
 
 from bench.errors import ConfigError
-
-from bench.validate import validate
 from bench.tasks import FORMS, load, sources
+from bench.validate import validate
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -36,7 +35,11 @@ def test_imdb_reads_the_aclimdb_layout(task_config, form):
     assert not any("<br />" in e.text for e in every)
     assert not any("1933" in e.text for e in every)  # the unsup review
     costner = next(e for e in data.test if "Costner" in e.text)
-    assert costner.label == 0 and costner.prompt.startswith("Review: Once again Mr. Costner") and costner.prompt.endswith("\nSentiment:")
+    assert (
+        costner.label == 0
+        and costner.prompt.startswith("Review: Once again Mr. Costner")
+        and costner.prompt.endswith("\nSentiment:")
+    )
 
 
 def test_sizes_subsample_train_and_test(task_config):
@@ -80,6 +83,14 @@ def test_missing_folder_names_the_key(make_config, tmp_path, monkeypatch, task, 
 def test_a_real_training_step_and_evaluation_on_the_encoder_path(make_config, task):
     from bench.launch import launch
 
-    rec = launch(make_config(f"task={task}", f"task.data_dir={FIXTURES / task}", "task.val_size=1", "task.test_size=null", "train.batch_size=4"))
+    rec = launch(
+        make_config(
+            f"task={task}",
+            f"task.data_dir={FIXTURES / task}",
+            "task.val_size=1",
+            "task.test_size=null",
+            "train.batch_size=4",
+        )
+    )
     assert rec.status == "ok", rec.error
     assert rec.metrics.size == 4 and 0 <= rec.metrics.accuracy <= 1 and rec.time.steps == 2

@@ -60,21 +60,39 @@ def test_ia3_mixed_batches_are_refused_not_served_wrongly(make_config, tiny_mode
         serve.check(make_config("mode=serve", "serve.variants=[base,ia3_mixed]"))
 
 
-@pytest.mark.parametrize("override, accepted", [
-    ("serve.variants=[lora]", "includes 'base'"), ("serve.variants=[base,lora_fast]", "names from: base, ia3, ia3_merged, lora, lora_merged"),
-    ("serve.batch_sizes=[0]", "numbers >= 1"), ("serve.tasks=1", "adapters >= 2"), ("serve.repeats=0", "rounds >= 1"),
-])
+@pytest.mark.parametrize(
+    "override, accepted",
+    [
+        ("serve.variants=[lora]", "includes 'base'"),
+        ("serve.variants=[base,lora_fast]", "names from: base, ia3, ia3_merged, lora, lora_merged"),
+        ("serve.batch_sizes=[0]", "numbers >= 1"),
+        ("serve.tasks=1", "adapters >= 2"),
+        ("serve.repeats=0", "rounds >= 1"),
+    ],
+)
 def test_bad_serve_settings_name_the_key_and_what_would_do(make_config, override, accepted):
     with pytest.raises(ConfigError, match=f"{override.split('=')[0]}.*{accepted}"):
         serve.check(make_config("mode=serve", override))
 
 
 def test_a_serve_record_end_to_end_and_its_table(make_config, tiny_models, tmp_path):
-    cfg, *_ = _base(make_config, tiny_models, "llama", "mode=serve", "serve.batch_sizes=[1,4]", "serve.lengths=[8,16]",
-                    "serve.repeats=2", "serve.warmup=1", "serve.tasks=2", "sweep_name=served")
+    cfg, *_ = _base(
+        make_config,
+        tiny_models,
+        "llama",
+        "mode=serve",
+        "serve.batch_sizes=[1,4]",
+        "serve.lengths=[8,16]",
+        "serve.repeats=2",
+        "serve.warmup=1",
+        "serve.tasks=2",
+        "sweep_name=served",
+    )
     rec = serve.launch(cfg)
     assert rec.status == "ok", rec.error
-    assert rec.run_id.startswith("smollm2-135m-serve-") and (tmp_path / f"results/served/serve/{rec.run_id}.json").exists()
+    assert (
+        rec.run_id.startswith("smollm2-135m-serve-") and (tmp_path / f"results/served/serve/{rec.run_id}.json").exists()
+    )
     s = rec.serve
     assert [(x["batch_size"], x["length"]) for x in s["shapes"]] == [(1, 8), (1, 16), (4, 8), (4, 16)]
     for shape in s["shapes"]:
@@ -85,13 +103,22 @@ def test_a_serve_record_end_to_end_and_its_table(make_config, tiny_models, tmp_p
     full = s["stored_bytes"]["full_copy"]
     assert 0 < s["stored_bytes"]["ia3"] < s["stored_bytes"]["lora"] < full
     assert s["memory"]["merged_copies_bytes"] == 2 * s["memory"]["base_bytes"] > s["memory"]["base_and_adapters_bytes"]
-    assert all(d < TOLERANCE for d in s["mixed_max_abs_difference"].values()) and len(s["mixed_max_abs_difference"]) == 2
+    assert (
+        all(d < TOLERANCE for d in s["mixed_max_abs_difference"].values()) and len(s["mixed_max_abs_difference"]) == 2
+    )
     found = serving.tables(serving.load(tmp_path / "results")["served"])
     latency, memory = (t.frame for t in found)
-    assert list(latency.columns[:4]) == ["batch 1, 8 tokens", "batch 1, 16 tokens", "batch 4, 8 tokens", "batch 4, 16 tokens"]
+    assert list(latency.columns[:4]) == [
+        "batch 1, 8 tokens",
+        "batch 1, 16 tokens",
+        "batch 4, 8 tokens",
+        "batch 4, 16 tokens",
+    ]
     assert latency.loc["base model", "batch 4, 8 tokens"].endswith("(1.00x)")
     assert latency.loc["LoRA, mixed-task batch", "batch 1, 8 tokens"] == "-"  # one row is one task
     # a merged copy is built from the adapter at load time: the task stores the adapter; the base model is a full copy
-    assert latency.loc["LoRA merged", "of a full copy"] == latency.loc["LoRA (unmerged)", "of a full copy"] != "100.000%"
+    assert (
+        latency.loc["LoRA merged", "of a full copy"] == latency.loc["LoRA (unmerged)", "of a full copy"] != "100.000%"
+    )
     assert latency.loc["base model", "of a full copy"] == "100.000%"
     assert memory.loc["smollm2-135m", "ratio"] == f"{s['memory']['ratio']:.2f}x"

@@ -17,19 +17,31 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _bench(*args: str) -> tuple[subprocess.CompletedProcess, set[str]]:
     """Run `python -m bench ARGS`; the heavy packages it imported (from -X importtime's report)."""
-    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "bench", *args], cwd=ROOT, capture_output=True,
-                          text=True, check=False, timeout=300)
-    imported = {line.rsplit("|", 1)[1].strip().split(".")[0] for line in done.stderr.splitlines()
-                if line.startswith("import time:")}
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "bench", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    imported = {
+        line.rsplit("|", 1)[1].strip().split(".")[0]
+        for line in done.stderr.splitlines()
+        if line.startswith("import time:")
+    }
     return done, imported & HEAVY
 
 
-@pytest.mark.parametrize(("args", "rc", "says"), [
-    (["--help"], 0, "peft-bench"),
-    (["train.batch_size=0"], 1, "train.batch_size=0 is not valid"),
-    (["method=prefix_tuning", "method.num_virtual_tokens=0"], 1, "method.num_virtual_tokens=0 is not valid"),
-    (["method=nosuch"], 1, "nosuch"),
-])
+@pytest.mark.parametrize(
+    ("args", "rc", "says"),
+    [
+        (["--help"], 0, "peft-bench"),
+        (["train.batch_size=0"], 1, "train.batch_size=0 is not valid"),
+        (["method=prefix_tuning", "method.num_virtual_tokens=0"], 1, "method.num_virtual_tokens=0 is not valid"),
+        (["method=nosuch"], 1, "nosuch"),
+    ],
+)
 def test_help_and_config_errors_import_nothing_heavy(tmp_path, args, rc, says):
     done, heavy = _bench(*args, f"results_dir={tmp_path}/results")
     assert done.returncode == rc and says in done.stdout + done.stderr, done.stderr[-2000:]

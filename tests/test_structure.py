@@ -1,4 +1,5 @@
-"""The import rules of pyproject.toml ([tool.importlinter]): layers, analysis above bench, no cycles."""
+"""The rules of pyproject.toml for the whole tree: imports in layers with no cycles (import-linter), lint and
+format (ruff)."""
 
 import shutil
 import subprocess
@@ -18,3 +19,9 @@ def test_import_contracts_are_kept():
     out = subprocess.run([_tool("lint-imports")], cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "0 broken" in out.stdout
+
+
+def test_the_tree_passes_ruff_and_is_formatted():
+    for args in (["check", "."], ["format", "--check", "."]):
+        out = subprocess.run([_tool("ruff"), *args], cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+        assert out.returncode == 0, out.stdout + out.stderr

@@ -8,15 +8,24 @@ from omegaconf import OmegaConf
 
 from bench import metrics
 from bench.errors import ConfigError
-from bench.validate import validate
 from bench.tasks import FORMS, Example, load, sources
+from bench.validate import validate
 
 FIXTURES = Path(__file__).parent / "fixtures" / "superglue"
 TASKS = ["boolq", "cb", "copa", "multirc", "record", "rte", "wic", "wsc"]
 GROUPED = ["copa", "multirc", "record"]
 
 # fixture sizes, in questions (sizes count questions): train.jsonl, val.jsonl
-QUESTIONS = {"boolq": (5, 3), "cb": (5, 3), "copa": (5, 3), "multirc": (4, 2), "record": (3, 2), "rte": (5, 3), "wic": (5, 3), "wsc": (5, 3)}
+QUESTIONS = {
+    "boolq": (5, 3),
+    "cb": (5, 3),
+    "copa": (5, 3),
+    "multirc": (4, 2),
+    "record": (3, 2),
+    "rte": (5, 3),
+    "wic": (5, 3),
+    "wsc": (5, 3),
+}
 
 
 def questions(split):
@@ -29,7 +38,11 @@ def test_loads_in_both_forms(task_config, task, form):
     data = load(task_config(task), form)
     train, test = QUESTIONS[task]
     # val.jsonl is the test split; one training question is carved off for validation
-    assert (len(questions(data.train)), len(questions(data.validation)), len(questions(data.test))) == (train - 1, 1, test)
+    assert (len(questions(data.train)), len(questions(data.validation)), len(questions(data.test))) == (
+        train - 1,
+        1,
+        test,
+    )
     for e in data.train + data.validation + data.test:
         assert 0 <= e.label < len(data.choices(e))
         if form == "encoder":
@@ -66,7 +79,10 @@ def test_official_rows_become_examples(task_config):
     assert faucet.prompt == "The man turned on the faucet so"
     assert faucet.choices == ("the toilet filled with water.", "water flowed from the spout.") and faucet.label == 1
     encoder = [e for e in load(task_config("copa", "task.val_size=4"), "encoder").test if e.group == faucet.group]
-    assert [(e.text_pair, e.label) for e in encoder] == [("so the toilet filled with water.", 0), ("so water flowed from the spout.", 1)]
+    assert [(e.text_pair, e.label) for e in encoder] == [
+        ("so the toilet filled with water.", 0),
+        ("so water flowed from the spout.", 1),
+    ]
 
     multirc = load(task_config("multirc"), "text_to_text").test
     assert [e.label for e in multirc] == [1, 0, 0, 1, 0]
@@ -77,10 +93,17 @@ def test_official_rows_become_examples(task_config):
     # entity offsets are inclusive at the end: "Cape Canaveral", not "Cape Canavera"
     assert record[0].choices == ("Cape Canaveral", "Jezero Crater", "NASA", "Perseverance")
     assert record[0].answers == ("Jezero Crater",) and record[0].label == 1
-    assert record[0].prompt.endswith("Fill in the blank: Scientists hope samples from ____ will return to Earth\nAnswer:")
+    assert record[0].prompt.endswith(
+        "Fill in the blank: Scientists hope samples from ____ will return to Earth\nAnswer:"
+    )
     assert "\n@highlight" not in record[0].prompt and "February. Perseverance will search" in record[0].prompt
     binarized = [e for e in load(task_config("record"), "encoder").test if e.group == record[0].group]
-    assert [(e.target, e.label) for e in binarized] == [("Cape Canaveral", 0), ("Jezero Crater", 1), ("NASA", 0), ("Perseverance", 0)]
+    assert [(e.target, e.label) for e in binarized] == [
+        ("Cape Canaveral", 0),
+        ("Jezero Crater", 1),
+        ("NASA", 0),
+        ("Perseverance", 0),
+    ]
     assert binarized[1].text == "Scientists hope samples from Jezero Crater will return to Earth"
 
     cb = load(task_config("cb"), "text_to_text")
@@ -94,9 +117,17 @@ def test_hub_rows_read_like_the_official_files(make_config, monkeypatch):
     from bench.tasks import superglue
 
     asked = []
-    multirc = [{"paragraph": "<b>Sent 1: </b>It rained.<br>", "question": "Did it rain?", "answer": answer, "label": label,
-                "idx": {"paragraph": 0, "question": q, "answer": a}}
-               for q in range(3) for a, (answer, label) in enumerate([("Yes", 1), ("No", 0)])]
+    multirc = [
+        {
+            "paragraph": "<b>Sent 1: </b>It rained.<br>",
+            "question": "Did it rain?",
+            "answer": answer,
+            "label": label,
+            "idx": {"paragraph": 0, "question": q, "answer": a},
+        }
+        for q in range(3)
+        for a, (answer, label) in enumerate([("Yes", 1), ("No", 0)])
+    ]
 
     def hub_rows(hub_id, config, split):
         asked.append((hub_id, config, split))
@@ -105,8 +136,10 @@ def test_hub_rows_read_like_the_official_files(make_config, monkeypatch):
     monkeypatch.setattr(superglue, "hub_rows", hub_rows)
     data = load(make_config("task=multirc", "task.val_size=1").task, "text_to_text")
     assert asked == [("aps/super_glue", "multirc", "train"), ("aps/super_glue", "multirc", "validation")]
-    assert [(e.text, e.text_pair, e.label) for e in data.test[:2]] == [("Did it rain? Yes", "Sent 1: It rained.", 1),
-                                                                       ("Did it rain? No", "Sent 1: It rained.", 0)]
+    assert [(e.text, e.text_pair, e.label) for e in data.test[:2]] == [
+        ("Did it rain? Yes", "Sent 1: It rained.", 1),
+        ("Did it rain? No", "Sent 1: It rained.", 0),
+    ]
     assert len(questions(data.train)) == 2 and len(questions(data.test)) == 3
 
 
@@ -123,7 +156,10 @@ def test_rows_without_the_official_fields_are_named_before_loading(make_config, 
     with pytest.raises(ConfigError) as err:
         validate(make_config("task=rte", f"task.data_dir={tmp_path}"))
     assert err.value.key == "task.data_dir"
-    assert f"{tmp_path / 'RTE' / 'val.jsonl'} starts with fields sentence1, sentence2, label; expected premise, hypothesis, label" in str(err.value)
+    assert (
+        f"{tmp_path / 'RTE' / 'val.jsonl'} starts with fields sentence1, sentence2, label; "
+        "expected premise, hypothesis, label" in str(err.value)
+    )
 
 
 def test_missing_folder_names_the_key(make_config, tmp_path, monkeypatch):
@@ -151,8 +187,13 @@ def test_missing_folder_names_the_key(make_config, tmp_path, monkeypatch):
 
 
 def test_f1a_and_multirc_em():
-    examples = [Example("q1 a", 1, group="q1"), Example("q1 b", 0, group="q1"), Example("q1 c", 1, group="q1"),
-                Example("q2 a", 0, group="q2"), Example("q2 b", 1, group="q2")]
+    examples = [
+        Example("q1 a", 1, group="q1"),
+        Example("q1 b", 0, group="q1"),
+        Example("q1 c", 1, group="q1"),
+        Example("q2 a", 0, group="q2"),
+        Example("q2 b", 1, group="q2"),
+    ]
     outputs = [[0.1, 0.9], [0.2, 0.8], [0.7, 0.3], [0.6, 0.4], [0.0, 1.0]]  # predicted 1, 1, 0, 0, 1
     # tp = 2 (q1 a, q2 b), fp = 1 (q1 b), fn = 1 (q1 c): F1a = 2*2 / (2*2 + 1 + 1) = 4/6
     assert metrics.f1a(examples, outputs) == pytest.approx(4 / 6)
@@ -162,8 +203,12 @@ def test_f1a_and_multirc_em():
 
 
 def test_choice_accuracy_picks_the_best_option_of_each_question():
-    binarized = [Example("p", 1, "c1", group="a"), Example("p", 0, "c2", group="a"),
-                 Example("r", 1, "c1", group="b"), Example("r", 0, "c2", group="b")]
+    binarized = [
+        Example("p", 1, "c1", group="a"),
+        Example("p", 0, "c2", group="a"),
+        Example("r", 1, "c1", group="b"),
+        Example("r", 0, "c2", group="b"),
+    ]
     outputs = [[0.0, 2.0], [1.0, 2.0], [0.5, 0.0], [0.0, 1.0]]
     # positive scores: a: 2, 1 -> picks c1 (label 1, right); b: -0.5, 1 -> picks c2 (label 0, wrong): 1/2
     assert metrics.choice_accuracy(binarized, outputs) == 0.5
@@ -175,16 +220,21 @@ def test_choice_accuracy_picks_the_best_option_of_each_question():
 
 
 def test_record_f1_and_em_in_both_forms():
-    queries = [(("Jezero Crater", "NASA"), ("Jezero crater",)),
-               (("Arsenal", "Olivier Giroud"), ("Giroud", "Arsenal")),
-               (("Chelsea", "The Emirates"), ("Emirates",))]
+    queries = [
+        (("Jezero Crater", "NASA"), ("Jezero crater",)),
+        (("Arsenal", "Olivier Giroud"), ("Giroud", "Arsenal")),
+        (("Chelsea", "The Emirates"), ("Emirates",)),
+    ]
     picked = ["Jezero Crater", "Olivier Giroud", "The Emirates"]
     # 1: "jezero crater" == "jezero crater": F1 1, EM 1
-    # 2: "olivier giroud" against "giroud": 1 shared token, P 1/2, R 1, F1 2*(1/2)/(3/2) = 2/3; against "arsenal": 0; EM 0
+    # 2: "olivier giroud" against "giroud": 1 shared token, P 1/2, R 1, F1 2*(1/2)/(3/2) = 2/3;
+    # against "arsenal": 0; EM 0
     # 3: "the emirates" loses its article: "emirates" == "emirates": F1 1, EM 1
     # F1 = (1 + 2/3 + 1) / 3 = 8/9, EM = 2/3
     # (the ReCoRD metrics read the chosen entity and the answers, not the label)
-    text_to_text = [Example("q", 0, choices=choices, answers=answers, group=str(i)) for i, (choices, answers) in enumerate(queries)]
+    text_to_text = [
+        Example("q", 0, choices=choices, answers=answers, group=str(i)) for i, (choices, answers) in enumerate(queries)
+    ]
     scores = [[1.0 if c == p else 0.0 for c in choices] for (choices, _), p in zip(queries, picked)]
     assert metrics.record_f1(text_to_text, scores) == pytest.approx(8 / 9)
     assert metrics.record_em(text_to_text, scores) == pytest.approx(2 / 3)
@@ -207,7 +257,11 @@ def test_squad_normalisation():
 def test_a_real_training_step_and_evaluation_on_the_encoder_path(make_config, task):
     from bench.launch import launch
 
-    rec = launch(make_config(f"task={task}", f"task.data_dir={FIXTURES}", "task.val_size=1", "task.test_size=null", "train.batch_size=4"))
+    rec = launch(
+        make_config(
+            f"task={task}", f"task.data_dir={FIXTURES}", "task.val_size=1", "task.test_size=null", "train.batch_size=4"
+        )
+    )
     assert rec.status == "ok", rec.error
     data = load(OmegaConf.create(rec.config["task"]), "encoder")
     assert rec.metrics.size == len(data.test) and rec.time.steps == 2

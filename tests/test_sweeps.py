@@ -82,9 +82,21 @@ def _bench(tmp_path, tiny_models, *args, expect: int = 0):
     """`python -m bench` on the tiny random BERT: these tests are of sweeps and launchers, not of accuracy."""
     out = subprocess.run(
         # flags first: Hydra's argument parser takes no flag after the overrides
-        [sys.executable, "-m", "bench", *[a for a in args if a.startswith("-")], *FAST, *tiny_bert(tiny_models),
-         f"results_dir={tmp_path}/results", *[a for a in args if not a.startswith("-")]],
-        cwd=REPO, capture_output=True, text=True, timeout=600, check=False,
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            *[a for a in args if a.startswith("-")],
+            *FAST,
+            *tiny_bert(tiny_models),
+            f"results_dir={tmp_path}/results",
+            *[a for a in args if not a.startswith("-")],
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     assert out.returncode == expect, out.stderr[-3000:]
     return out
@@ -129,8 +141,10 @@ def test_bad_value_in_a_sweep_is_recorded_and_the_sweep_goes_on(tmp_path, tiny_m
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("launcher, concurrent", [(["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], 2),
-                                                  (["hydra/launcher=submitit_local"], None)])
+@pytest.mark.parametrize(
+    "launcher, concurrent",
+    [(["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], 2), (["hydra/launcher=submitit_local"], None)],
+)
 def test_parallel_launchers_mark_shared_timings(tmp_path, tiny_models, launcher, concurrent):
     _bench(tmp_path, tiny_models, "-m", *launcher, "sweep_name=parallel", "method=bitfit,ia3")
     records = _records(tmp_path, "parallel")
@@ -154,7 +168,9 @@ def test_launchers_that_share_a_machine_are_marked():
         return OmegaConf.create({"launcher": {"_target_": target, **keys}})
 
     assert concurrent_jobs(launcher("hydra._internal.core_plugins.basic_launcher.BasicLauncher")) == 1
-    assert concurrent_jobs(launcher("hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher", n_jobs=2)) == 2
+    assert (
+        concurrent_jobs(launcher("hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher", n_jobs=2)) == 2
+    )
     assert concurrent_jobs(launcher("hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher")) is None
     assert concurrent_jobs(launcher("hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher")) is None
     assert concurrent_jobs(launcher("hydra_plugins.hydra_ray_launcher.ray_aws_launcher.RayAWSLauncher")) is None

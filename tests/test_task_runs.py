@@ -26,8 +26,15 @@ PRESETS = {"llama": "smollm2-135m", "t5": "flan-t5-small"}
 @pytest.mark.parametrize("family", list(PRESETS))
 @pytest.mark.parametrize("task", list(TASKS))
 def test_one_step_and_an_evaluation_text_to_text(make_config, tiny_models, task, family):
-    cfg = make_config(f"model={PRESETS[family]}", "model.source=hub", f"model.hub_id={tiny_models[family]}",
-                      f"task={task}", *TASKS[task], "train.batch_size=4", "train.max_steps=1")
+    cfg = make_config(
+        f"model={PRESETS[family]}",
+        "model.source=hub",
+        f"model.hub_id={tiny_models[family]}",
+        f"task={task}",
+        *TASKS[task],
+        "train.batch_size=4",
+        "train.max_steps=1",
+    )
     rec = launch(cfg)
     assert rec.status == "ok", rec.error
     data = load(cfg.task, "text_to_text")

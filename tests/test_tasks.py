@@ -6,7 +6,11 @@ from bench.tasks import Example, load, subsample
 
 
 def test_subsample_is_stratified_and_seeded():
-    examples = [Example(f"a{i}", 0) for i in range(60)] + [Example(f"b{i}", 1) for i in range(30)] + [Example(f"c{i}", 2) for i in range(10)]
+    examples = (
+        [Example(f"a{i}", 0) for i in range(60)]
+        + [Example(f"b{i}", 1) for i in range(30)]
+        + [Example(f"c{i}", 2) for i in range(10)]
+    )
     chosen = subsample(examples, 20, seed=3)
     assert Counter(e.label for e in chosen) == {0: 12, 1: 6, 2: 2}
     assert chosen == subsample(examples, 20, seed=3)
@@ -15,7 +19,11 @@ def test_subsample_is_stratified_and_seeded():
 
 
 def test_subsample_hands_rounding_losses_to_largest_remainders():
-    examples = [Example(f"a{i}", 0) for i in range(5)] + [Example(f"b{i}", 1) for i in range(5)] + [Example(f"c{i}", 2) for i in range(5)]
+    examples = (
+        [Example(f"a{i}", 0) for i in range(5)]
+        + [Example(f"b{i}", 1) for i in range(5)]
+        + [Example(f"c{i}", 2) for i in range(5)]
+    )
     assert sorted(Counter(e.label for e in subsample(examples, 7, seed=0)).values()) == [2, 2, 3]
 
 

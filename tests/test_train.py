@@ -14,8 +14,14 @@ from bench.runner import build
 from bench.train import warmup_then
 
 # a learning rate high enough that validation accuracy peaks early and then falls
-ES = ["method=full_ft", "method.lr=3e-4", "train.lr_schedule=constant", "train.warmup_ratio=0", "train.max_steps=16",
-      "train.eval_every=2"]
+ES = [
+    "method=full_ft",
+    "method.lr=3e-4",
+    "train.lr_schedule=constant",
+    "train.warmup_ratio=0",
+    "train.max_steps=16",
+    "train.eval_every=2",
+]
 
 
 @pytest.mark.slow
@@ -58,8 +64,19 @@ def test_schedules():
 @pytest.mark.slow
 def test_the_loop_overfits_a_handful_of_examples(make_config):
     # eight tweets seen thirty times: a loop that stalls or climbs cannot pass this
-    rec = launch(make_config("method=full_ft", "method.lr=1e-4", "task.train_size=8", "task.max_length=32", "train.batch_size=8",
-                             "train.max_steps=30", "train.log_every=1", "train.warmup_ratio=0", "train.lr_schedule=constant"))
+    rec = launch(
+        make_config(
+            "method=full_ft",
+            "method.lr=1e-4",
+            "task.train_size=8",
+            "task.max_length=32",
+            "train.batch_size=8",
+            "train.max_steps=30",
+            "train.log_every=1",
+            "train.warmup_ratio=0",
+            "train.lr_schedule=constant",
+        )
+    )
     losses = [loss for _, loss in rec.losses]
     assert len(losses) == 30 and losses[0] > 0.9  # about ln 3 = 1.10 at the start: three classes
     assert max(losses[-5:]) < 0.1 * losses[0]
@@ -93,7 +110,9 @@ def test_training_rows_are_tokenized_when_read_and_equal_the_whole_set_tokenized
     first = next(iter(loader))
     read = loader.dataset.read()
     assert len(read) == 4 < len(task.train)  # one batch read, one batch tokenized
-    eager = batching.training_rows(task, task.train, tokenizer, architecture, cfg.task.max_length, cfg.task.max_new_tokens)
+    eager = batching.training_rows(
+        task, task.train, tokenizer, architecture, cfg.task.max_length, cfg.task.max_new_tokens
+    )
     expected = batching.pad([{**eager[i], "index": i} for i in first["index"].tolist()], tokenizer.pad_token_id)
     assert first.keys() == expected.keys() and all(torch.equal(first[k], expected[k]) for k in first)
 
@@ -144,6 +163,7 @@ def test_grouping_by_length_pads_less(make_config, tiny_models, family):
     cfg = run_config(make_config, tiny_models, family, "task.train_size=256", "task.max_length=128")  # none cut short
     built = build(cfg)
     task, tokenizer, architecture = built.task, built.tokenizer, built.architecture
+
     def read(group: bool) -> list[dict]:
         batches = list(batching.train_loader(task, tokenizer, architecture, cfg.task, 8, cfg.seed, group))
         assert sorted(i for b in batches for i in b["index"].tolist()) == list(range(len(task.train)))
@@ -154,7 +174,8 @@ def test_grouping_by_length_pads_less(make_config, tiny_models, family):
 
     grouped, plain = read(True), read(False)
     assert padding(grouped) < 0.5 * padding(plain)
+
     def groups(batches) -> list[set[int]]:  # the examples of each 8 batches: one group here (256 examples of 8)
-        return [{i for b in batches[g:g + 8] for i in b["index"].tolist()} for g in range(0, len(batches), 8)]
+        return [{i for b in batches[g : g + 8] for i in b["index"].tolist()} for g in range(0, len(batches), 8)]
 
     assert groups(grouped) == groups(plain)  # the same seed shuffles alike: grouping regroups the same examples

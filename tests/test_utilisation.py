@@ -28,8 +28,10 @@ def _sdpa_backward(grad, q, k, v, *args, out_shape=None, **kwargs):
 
 
 # torch's counter has no formula for the CPU's fused attention kernel: without one it counts it as 0 FLOPs
-CPU_ATTENTION = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _sdpa,
-                 torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward: _sdpa_backward}
+CPU_ATTENTION = {
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _sdpa,
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward: _sdpa_backward,
+}
 
 
 def counted_step(model, architecture: str, rows: int, length: int, target: int) -> tuple[float, dict]:
@@ -37,8 +39,11 @@ def counted_step(model, architecture: str, rows: int, length: int, target: int) 
     torch.manual_seed(0)
     ids = torch.randint(3, 300, (rows, length))
     batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-    batch["labels"] = {"encoder": torch.randint(0, 3, (rows,)), "decoder": ids.clone(),
-                       "encoder_decoder": torch.randint(3, 300, (rows, target))}[architecture]
+    batch["labels"] = {
+        "encoder": torch.randint(0, 3, (rows,)),
+        "decoder": ids.clone(),
+        "encoder_decoder": torch.randint(3, 300, (rows, target)),
+    }[architecture]
     model.train()
     with FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION) as counter:
         model(**batch).loss.backward()
@@ -53,54 +58,92 @@ def test_formula_matches_counted_flops(make_config, tiny_models, family, method)
     kernel also computes the first layer's key gradient (1.1-1.3% above the formula): nothing needs it
     (the frozen key projection reads frozen embeddings), so model FLOPs leave it out."""
     targets = ["method.targets=[qkv]"] if family in FUSED and method == "lora" else []
-    cfg = make_config(f"model={PRESETS.get(family) or NEWER[family]}", "model.source=hub",
-                      f"model.hub_id={tiny_models[family]}", f"method={method}", *targets)
+    cfg = make_config(
+        f"model={PRESETS.get(family) or NEWER[family]}",
+        "model.source=hub",
+        f"model.hub_id={tiny_models[family]}",
+        f"method={method}",
+        *targets,
+    )
     built = build(cfg)
     fam, model, architecture = built.family, built.model, built.architecture
     shape = Shape.of(model.get_base_model().config if hasattr(model, "get_base_model") else model.config)
     # the config's sizes give exactly the weight matrices the model has
-    assert sum(m.weight.numel() for _, m, added in utilisation._matrices(model) if not added) == shape.matrix_weights(architecture)
+    assert sum(m.weight.numel() for _, m, added in utilisation._matrices(model) if not added) == shape.matrix_weights(
+        architecture
+    )
 
     rows, length, target = 4, 24, 6
     flops, batch = counted_step(model, architecture, rows, length, target)
     tokens = batching.count_tokens(batch)
     assert tokens == rows * length  # unpadded: every token is a real one
-    formula = utilisation.flops_per_token(model, fam, architecture, [length] * rows,
-                                          [target] * rows if architecture == "encoder_decoder" else None, batch_size=rows)
-    assert formula == pytest.approx(flops / tokens, rel=TOLERANCE), f"{family} {method}: {formula / (flops / tokens) - 1:+.2%}"
+    formula = utilisation.flops_per_token(
+        model,
+        fam,
+        architecture,
+        [length] * rows,
+        [target] * rows if architecture == "encoder_decoder" else None,
+        batch_size=rows,
+    )
+    assert formula == pytest.approx(flops / tokens, rel=TOLERANCE), (
+        f"{family} {method}: {formula / (flops / tokens) - 1:+.2%}"
+    )
     if method == "lora":  # the frozen model does no weight gradients: about 2/3 of full fine-tuning's work
-        full = utilisation.model_flops_per_token(shape, architecture, Training(), [length] * rows,
-                                                 [target] * rows if architecture == "encoder_decoder" else None, rows)
+        full = utilisation.model_flops_per_token(
+            shape,
+            architecture,
+            Training(),
+            [length] * rows,
+            [target] * rows if architecture == "encoder_decoder" else None,
+            rows,
+        )
         assert formula < full
 
 
 def test_full_fine_tuning_of_a_decoder_is_palms_6n_plus_attention():
     """PaLM appendix B: 6N + 12·L·H·Q·T per token for N matrix weights (the LM head's included), L layers,
     H heads of width Q and context T; LoRA on a frozen model: about 4N."""
-    config = LlamaConfig(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
-                         vocab_size=32000)  # Llama 2 7B
+    config = LlamaConfig(
+        hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32, vocab_size=32000
+    )  # Llama 2 7B
     shape, length = Shape.of(config), 2048
     n = 32 * (4 * 4096**2 + 3 * 4096 * 11008) + 32000 * 4096
     assert shape.matrix_weights("decoder") == n
-    assert utilisation.model_flops_per_token(shape, "decoder", Training(), length) == 6 * n + 12 * 32 * 32 * 128 * length
-    lora = Training(backbone=0.0, head=False, inputs=False, first_trains=frozenset({"q", "v"}), added=32 * 2 * 8 * 2 * 4096,
-                    added_first=2 * 8 * 4096)
+    assert (
+        utilisation.model_flops_per_token(shape, "decoder", Training(), length) == 6 * n + 12 * 32 * 32 * 128 * length
+    )
+    lora = Training(
+        backbone=0.0,
+        head=False,
+        inputs=False,
+        first_trains=frozenset({"q", "v"}),
+        added=32 * 2 * 8 * 2 * 4096,
+        added_first=2 * 8 * 4096,
+    )
     frozen = utilisation.model_flops_per_token(shape, "decoder", lora, length)
     assert frozen == pytest.approx(4 * n + 12 * 32 * 32 * 128 * length, rel=0.01)  # attention's work is the same
 
 
 def test_attention_is_counted_per_example_not_at_the_mean_length():
-    shape = Shape.of(LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                                 vocab_size=100))
+    shape = Shape.of(
+        LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, vocab_size=100)
+    )
     mixed = utilisation.model_flops_per_token(shape, "decoder", Training(), [10, 30])
     assert mixed > utilisation.model_flops_per_token(shape, "decoder", Training(), [20, 20])
-    assert mixed == pytest.approx((10 * utilisation.model_flops_per_token(shape, "decoder", Training(), 10)
-                                   + 30 * utilisation.model_flops_per_token(shape, "decoder", Training(), 30)) / 40)
+    assert mixed == pytest.approx(
+        (
+            10 * utilisation.model_flops_per_token(shape, "decoder", Training(), 10)
+            + 30 * utilisation.model_flops_per_token(shape, "decoder", Training(), 30)
+        )
+        / 40
+    )
 
 
 def test_lengths_of_training_rows():
-    rows = [{"input_ids": [5, 6, 7], "attention_mask": [1, 1, 1], "labels": [8, 2]},
-            {"input_ids": [5, 6], "attention_mask": [1, 1], "labels": [2]}]
+    rows = [
+        {"input_ids": [5, 6, 7], "attention_mask": [1, 1, 1], "labels": [8, 2]},
+        {"input_ids": [5, 6], "attention_mask": [1, 1], "labels": [2]},
+    ]
     assert utilisation.lengths_of(rows, "encoder_decoder") == ([3, 2], [2, 1])
     assert utilisation.lengths_of(rows, "decoder") == ([3, 2], None)
 
@@ -156,7 +199,9 @@ def test_probe_grows_the_matrices_until_a_product_takes_long_enough(tmp_path, mo
 
 
 def test_gpu_table_by_device_name(monkeypatch):
-    assert utilisation.gpu_peak("NVIDIA H100 80GB HBM3", "bf16") == Peak(989.5e12, "datasheet: NVIDIA H100 SXM bf16 dense")
+    assert utilisation.gpu_peak("NVIDIA H100 80GB HBM3", "bf16") == Peak(
+        989.5e12, "datasheet: NVIDIA H100 SXM bf16 dense"
+    )
     assert utilisation.gpu_peak("NVIDIA H100 PCIe", "bf16").flops_per_second == 756.5e12
     assert utilisation.gpu_peak("NVIDIA H200", "fp16").source == "datasheet: NVIDIA H200 SXM fp16 dense"
     assert utilisation.gpu_peak("NVIDIA A100-SXM4-40GB", "tf32").flops_per_second == 156e12
@@ -178,8 +223,12 @@ def test_gpu_table_by_device_name(monkeypatch):
 def test_utilisation_arithmetic():
     peak = Peak(1e12, "datasheet: NVIDIA H200 SXM bf16 dense")
     assert utilisation.utilisation(6e9, 50.0, peak) == {
-        "flops_per_token": 6e9, "achieved_flops_per_second": 3e11, "peak_flops_per_second": 1e12,
-        "peak_from": "datasheet: NVIDIA H200 SXM bf16 dense", "fraction": 0.3}
+        "flops_per_token": 6e9,
+        "achieved_flops_per_second": 3e11,
+        "peak_flops_per_second": 1e12,
+        "peak_from": "datasheet: NVIDIA H200 SXM bf16 dense",
+        "fraction": 0.3,
+    }
     unknown = utilisation.utilisation(6e9, 50.0, Peak(None, "no datasheet peak for GPU 'X'"))
     assert unknown["achieved_flops_per_second"] == 3e11 and unknown["fraction"] is None
     assert utilisation.utilisation(6e9, None, peak)["fraction"] is None
@@ -191,16 +240,29 @@ def test_the_positions_a_method_adds_come_from_the_method(make_config, tiny_mode
     """Prompt tuning's soft prompt goes through every layer, prefix tuning's keys and values into every
     attention: the method says how many (its virtual_tokens and prefix_tokens), and the formula with them
     matches torch's count of a real step within the tolerance, and is larger than without them."""
-    cfg = make_config(f"model={PRESETS.get(family) or NEWER[family]}", "model.source=hub",
-                      f"model.hub_id={tiny_models[family]}", f"method={method}", "method.num_virtual_tokens=8")
+    cfg = make_config(
+        f"model={PRESETS.get(family) or NEWER[family]}",
+        "model.source=hub",
+        f"model.hub_id={tiny_models[family]}",
+        f"method={method}",
+        "method.num_virtual_tokens=8",
+    )
     built = build(cfg)
     rows, length = 4, 24
     flops, batch = counted_step(built.model, built.architecture, rows, length, 6)
     added = built.method.virtual_tokens(cfg.method), built.method.prefix_tokens(cfg.method)
     assert added == ((8, 0) if method == "prompt_tuning" else (0, 8))
-    formula = utilisation.flops_per_token(built.model, built.family, built.architecture, [length] * rows,
-                                          batch_size=rows, virtual_tokens=added[0], prefix_tokens=added[1])
+    formula = utilisation.flops_per_token(
+        built.model,
+        built.family,
+        built.architecture,
+        [length] * rows,
+        batch_size=rows,
+        virtual_tokens=added[0],
+        prefix_tokens=added[1],
+    )
     tokens = batching.count_tokens(batch)
     assert formula == pytest.approx(flops / tokens, rel=TOLERANCE), f"{formula / (flops / tokens) - 1:+.2%}"
-    assert formula > utilisation.flops_per_token(built.model, built.family, built.architecture, [length] * rows,
-                                                 batch_size=rows)
+    assert formula > utilisation.flops_per_token(
+        built.model, built.family, built.architecture, [length] * rows, batch_size=rows
+    )

@@ -113,14 +113,33 @@ class Method:
     def apply(self, model: torch.nn.Module, cfg, family: Family, tokenizer) -> torch.nn.Module:
         raise NotImplementedError
 
-    def fit(self, model: torch.nn.Module, loader, cfg, train_cfg, device: str, evaluate=None, log=None,
-            monitor: str | None = None) -> TrainResult:
+    def fit(
+        self,
+        model: torch.nn.Module,
+        loader,
+        cfg,
+        train_cfg,
+        device: str,
+        evaluate=None,
+        log=None,
+        monitor: str | None = None,
+    ) -> TrainResult:
         """Train the model's trainable parameters (gradient methods share the one loop); `monitor`
         names the validation score early stopping watches."""
         from bench.train import train  # deferred: imports torch, which every python -m bench would pay for
 
-        return train(model, loader, train_cfg, cfg.lr, device, evaluate, log, train_cfg.profile_memory, monitor=monitor,
-                     optimizer=self.optimizer)
+        return train(
+            model,
+            loader,
+            train_cfg,
+            cfg.lr,
+            device,
+            evaluate,
+            log,
+            train_cfg.profile_memory,
+            monitor=monitor,
+            optimizer=self.optimizer,
+        )
 
     def count(self, model: torch.nn.Module, cfg, family: Family) -> dict:
         """The parameters of the model with the method applied (bench/measure.py); a method whose
@@ -168,8 +187,10 @@ def register(cls: type[Method]) -> type[Method]:
     """Add the method under its name; a second method of that name is refused, naming both definitions."""
     if cls.name in METHODS:
         first = type(METHODS[cls.name])
-        raise ValueError(f"method name {cls.name!r} is taken: {first.__module__}.{first.__qualname__} "
-                         f"and {cls.__module__}.{cls.__qualname__} both register it")
+        raise ValueError(
+            f"method name {cls.name!r} is taken: {first.__module__}.{first.__qualname__} "
+            f"and {cls.__module__}.{cls.__qualname__} both register it"
+        )
     METHODS[cls.name] = cls()
     return cls
 
@@ -182,8 +203,11 @@ def freeze_all_but_head(model: torch.nn.Module, family: Family) -> None:
 def wrap_peft(model: torch.nn.Module, config: PeftConfig, family: Family) -> PeftModel:
     from peft import TaskType, get_peft_model
 
-    config.task_type = {"encoder": TaskType.SEQ_CLS, "decoder": TaskType.CAUSAL_LM,
-                        "encoder_decoder": TaskType.SEQ_2_SEQ_LM}[family.architecture]
+    config.task_type = {
+        "encoder": TaskType.SEQ_CLS,
+        "decoder": TaskType.CAUSAL_LM,
+        "encoder_decoder": TaskType.SEQ_2_SEQ_LM,
+    }[family.architecture]
     # peft keeps a frozen copy of each of these and trains another; measure skips the frozen one
     config.modules_to_save = list(family.head) or None
     with warnings.catch_warnings():  # peft calls a transformers API deprecated in 5.x; not ours to fix
@@ -199,7 +223,9 @@ def check_targets(key: str, targets, family: Family) -> None:
             raise ConfigError(key, list(targets), f"targets without {t!r}: {family.fused[t]}")
         if t not in family.matrices:
             raise ConfigError(
-                key, list(targets), f"names from: {', '.join(accepted_matrices(family))} (family {family.name} has no {t!r})"
+                key,
+                list(targets),
+                f"names from: {', '.join(accepted_matrices(family))} (family {family.name} has no {t!r})",
             )
 
 

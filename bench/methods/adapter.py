@@ -40,14 +40,22 @@ class Adapter(Method):
         if cfg.kind not in PLACES:
             raise ConfigError("method.kind", cfg.kind, "one of " + ", ".join(PLACES))
         if cfg.size is not None and cfg.size < 1:
-            raise ConfigError("method.size", cfg.size, "a bottleneck width >= 1, or null to use method.reduction_factor")
+            raise ConfigError(
+                "method.size", cfg.size, "a bottleneck width >= 1, or null to use method.reduction_factor"
+            )
         if cfg.reduction_factor < 1:
-            raise ConfigError("method.reduction_factor", cfg.reduction_factor, "a factor >= 1 (hidden width / bottleneck width)")
+            raise ConfigError(
+                "method.reduction_factor", cfg.reduction_factor, "a factor >= 1 (hidden width / bottleneck width)"
+            )
         # transformers' registry of activations; importing it imports torch, but only with method=adapter
         from transformers.activations import ACT2FN
 
         if cfg.activation not in ACT2FN:
-            raise ConfigError("method.activation", cfg.activation, "an activation of transformers' ACT2FN: " + ", ".join(sorted(ACT2FN)))
+            raise ConfigError(
+                "method.activation",
+                cfg.activation,
+                "an activation of transformers' ACT2FN: " + ", ".join(sorted(ACT2FN)),
+            )
 
     def check_sizes(self, cfg, width, positions, max_length):
         if width and cfg.size is not None and cfg.size > width:

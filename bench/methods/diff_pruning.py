@@ -58,7 +58,9 @@ class DiffPruning(Method):
         result = super().fit(model, loader, cfg, train_cfg, device, evaluate, log, monitor)
         project(model, cfg.target_sparsity)
         if cfg.retrain_steps:
-            fixed = OmegaConf.merge(train_cfg, {"max_steps": cfg.retrain_steps, "epochs": None, "early_stopping_patience": 0})
+            fixed = OmegaConf.merge(
+                train_cfg, {"max_steps": cfg.retrain_steps, "epochs": None, "early_stopping_patience": 0}
+            )
             again = train(model, loader, fixed, cfg.lr, device, evaluate, log, monitor=monitor)
             result.steps += again.steps
             result.step_seconds += again.step_seconds
@@ -83,7 +85,13 @@ class DiffPruning(Method):
             method = max(1, round(cfg.target_sparsity * entries))
         total = counted["total"] - 2 * entries  # w and the gates shadow every frozen weight
         trainable = method + counted["head"]
-        return {**counted, "total": total, "trainable": trainable, "method": method, "trainable_pct": 100.0 * trainable / total}
+        return {
+            **counted,
+            "total": total,
+            "trainable": trainable,
+            "method": method,
+            "trainable_pct": 100.0 * trainable / total,
+        }
 
     def save(self, model, folder):
         """The sparse difference, indices and values per tensor, and the head."""
@@ -92,7 +100,11 @@ class DiffPruning(Method):
         from bench.methods.nn.difference import sparse  # deferred: torch
 
         folder.mkdir(parents=True, exist_ok=True)
-        head = {n: p.detach().contiguous().cpu() for n, p in model.named_parameters() if p.requires_grad and not n.endswith((".w", ".log_alpha"))}
+        head = {
+            n: p.detach().contiguous().cpu()
+            for n, p in model.named_parameters()
+            if p.requires_grad and not n.endswith((".w", ".log_alpha"))
+        }
         save_file({**sparse(model), **head}, str(folder / "diff.safetensors"))
 
     def load(self, model, cfg, family, tokenizer, folder):

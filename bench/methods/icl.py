@@ -35,7 +35,10 @@ class Icl(Method):
         if cfg.shots < 0:
             raise ConfigError("method.shots", cfg.shots, "a number of examples >= 0")
         if family.form != "text_to_text":
-            return f"few-shot prompting needs a model that reads prompts; the {family.name} family is an encoder with a new head"
+            return (
+                f"few-shot prompting needs a model that reads prompts; the {family.name} family is an encoder "
+                "with a new head"
+            )
         return None
 
     def prepare(self, task, cfg, seed):
@@ -43,13 +46,22 @@ class Icl(Method):
         instruction = task.instruction if cfg.instruction is None else cfg.instruction
 
         def with_shots(e):
-            demos = [(d.prompt or d.text) + continuation(d.prompt or d.text, task.completion(d))
-                     for d in rng.sample(task.train, cfg.shots)]
-            return replace(e, prompt=cfg.separator.join(([instruction] if instruction else []) + demos + [e.prompt or e.text]))
+            demos = [
+                (d.prompt or d.text) + continuation(d.prompt or d.text, task.completion(d))
+                for d in rng.sample(task.train, cfg.shots)
+            ]
+            return replace(
+                e, prompt=cfg.separator.join(([instruction] if instruction else []) + demos + [e.prompt or e.text])
+            )
 
         # a model that was shown examples goes on to write the next one: the separator ends its answer
-        return replace(task, validation=[with_shots(e) for e in task.validation], test=[with_shots(e) for e in task.test],
-                       stop=cfg.separator, given_test=task.test)
+        return replace(
+            task,
+            validation=[with_shots(e) for e in task.validation],
+            test=[with_shots(e) for e in task.test],
+            stop=cfg.separator,
+            given_test=task.test,
+        )
 
     def apply(self, model, cfg, family, tokenizer):
         model.requires_grad_(False)

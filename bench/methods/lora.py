@@ -19,9 +19,12 @@ class LoraSchema(MethodSchema):
 class Lora(Method):
     name = "lora"
     schema = LoraSchema
-    serving = {"lora": Serving("adapter", "LoRA (unmerged)"), "lora_merged": Serving("merged", "LoRA merged"),
-               "lora_mixed": Serving("mixed", "LoRA, mixed-task batch"),
-               "lora_swapped": Serving("swapped", "LoRA, swapped per task")}
+    serving = {
+        "lora": Serving("adapter", "LoRA (unmerged)"),
+        "lora_merged": Serving("merged", "LoRA merged"),
+        "lora_mixed": Serving("mixed", "LoRA, mixed-task batch"),
+        "lora_swapped": Serving("swapped", "LoRA, swapped per task"),
+    }
 
     def label(self, row):
         return f"LoRA (r={row.r:g}; {row.targets})"
@@ -37,7 +40,9 @@ class Lora(Method):
 
     def check_sizes(self, cfg, width, positions, max_length):
         if width and cfg.r > width:
-            raise ConfigError("method.r", cfg.r, f"a rank <= {width}, the model's width (beyond it B·A cannot grow in rank)")
+            raise ConfigError(
+                "method.r", cfg.r, f"a rank <= {width}, the model's width (beyond it B·A cannot grow in rank)"
+            )
 
     def apply(self, model, cfg, family, tokenizer):
         from peft import LoraConfig

@@ -17,8 +17,16 @@ from bench.errors import ConfigError
 from bench.methods import Method, MethodSchema, check_targets, register, wrap_peft
 
 # fields the harness sets itself
-SET_HERE = {"task_type", "peft_type", "auto_mapping", "peft_version", "base_model_name_or_path", "revision",
-            "inference_mode", "modules_to_save"}
+SET_HERE = {
+    "task_type",
+    "peft_type",
+    "auto_mapping",
+    "peft_version",
+    "base_model_name_or_path",
+    "revision",
+    "inference_mode",
+    "modules_to_save",
+}
 # types that need more than a config: prompt learning changes how the harness feeds and decodes
 # (method=prompt_tuning, prefix_tuning); AdaLoRA reallocates its ranks from gradients inside the
 # training loop; X-LoRA mixes adapters trained before; Poly and multitask prompts train on several tasks
@@ -42,8 +50,11 @@ def _types() -> dict[str, type]:
     from peft import PromptLearningConfig
     from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
 
-    return {t.value: cls for t, cls in PEFT_TYPE_TO_CONFIG_MAPPING.items()
-            if t.value not in REFUSED and not issubclass(cls, PromptLearningConfig)}
+    return {
+        t.value: cls
+        for t, cls in PEFT_TYPE_TO_CONFIG_MAPPING.items()
+        if t.value not in REFUSED and not issubclass(cls, PromptLearningConfig)
+    }
 
 
 def _fields(cls: type) -> list[str]:
@@ -79,15 +90,21 @@ class Peft(Method):
         types = _types()
         if cfg.type not in types:
             why = f" ({cfg.type}: {REFUSED[cfg.type]})" if cfg.type in REFUSED else ""
-            raise ConfigError("method.type", cfg.type, "a peft type this method runs: " + ", ".join(sorted(types)) + why)
+            raise ConfigError(
+                "method.type", cfg.type, "a peft type this method runs: " + ", ".join(sorted(types)) + why
+            )
         accepted = _fields(types[cfg.type])
         for arg, value in cfg.args.items():
             if arg not in accepted:
-                raise ConfigError(f"method.args.{arg}", value, f"a field of peft's {types[cfg.type].__name__}: " + ", ".join(accepted))
+                raise ConfigError(
+                    f"method.args.{arg}", value, f"a field of peft's {types[cfg.type].__name__}: " + ", ".join(accepted)
+                )
         takes_targets = "target_modules" in {f.name for f in dataclasses.fields(types[cfg.type])}
         if cfg.targets is not None and takes_targets:
             if "target_modules" in cfg.args:
-                raise ConfigError("method.targets", list(cfg.targets), "null when method.args.target_modules names the modules")
+                raise ConfigError(
+                    "method.targets", list(cfg.targets), "null when method.args.target_modules names the modules"
+                )
             check_targets("method.targets", cfg.targets, family)
         if family.conv1d and takes_targets:
             refused = _refuses_conv1d(types[cfg.type], OmegaConf.to_container(cfg.args))

@@ -5,7 +5,8 @@ peft implements prefix tuning through `past_key_values`, which transformers 5 BE
 refuse and which transformers deprecates (renamed `cache` on the way to 5.40). Here the prefix enters
 through transformers' attention-function registry instead: a registered attention function prepends
 each layer's prefix to the keys and values it is handed (after any rotary embedding), extends the mask,
-then calls the stock SDPA kernel (T5's relative-position bias gets zero columns for the prefix). No model code is patched and no cache is involved, so it works on
+then calls the stock SDPA kernel (T5's relative-position bias gets zero columns for the prefix). No model
+code is patched and no cache is involved, so it works on
 encoders, decoders (fused q,k,v included) and T5 alike. DeBERTa-v2 computes attention outside the
 registry: there each attention module gets a forward of its own (`disentangled_prefix_forward`).
 """
@@ -25,8 +26,11 @@ class PrefixTuningSchema(MethodSchema):
 
 def _head_shape(attention, config) -> tuple[int, int]:
     """Key/value heads and head width, whatever each architecture calls them."""
-    head_dim = next(getattr(attention, a) for a in ("attention_head_size", "head_dim", "head_size", "key_value_proj_dim")
-                    if hasattr(attention, a))
+    head_dim = next(
+        getattr(attention, a)
+        for a in ("attention_head_size", "head_dim", "head_size", "key_value_proj_dim")
+        if hasattr(attention, a)
+    )
     kv_heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
     return kv_heads, head_dim
 
@@ -54,8 +58,10 @@ class PrefixTuning(Method):
         if not cfg.init_std > 0:
             raise ConfigError("method.init_std", cfg.init_std, "a standard deviation > 0")
         if family.attention == "own":
-            return (f"prefix tuning enters attention through transformers' attention-function registry, and {family.name} "
-                    "computes its attention in its own code")
+            return (
+                f"prefix tuning enters attention through transformers' attention-function registry, and {family.name} "
+                "computes its attention in its own code"
+            )
         return None
 
     def apply(self, model, cfg, family, tokenizer):

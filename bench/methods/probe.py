@@ -67,8 +67,14 @@ class Probe(Method):
         batches = list(loader)  # tokenized and padded before the timed pass, as train() reads its batches
         start = time.perf_counter()
         examples, tokens = model.fit_classifier(batches, device)
-        return TrainResult(steps=1, step_seconds=[time.perf_counter() - start], tokens_timed=tokens,
-                           examples_seen=examples, tokens_seen=tokens, data_seconds=start - reading)
+        return TrainResult(
+            steps=1,
+            step_seconds=[time.perf_counter() - start],
+            tokens_timed=tokens,
+            examples_seen=examples,
+            tokens_seen=tokens,
+            data_seconds=start - reading,
+        )
 
     def save(self, model, folder):
         folder.mkdir(parents=True, exist_ok=True)

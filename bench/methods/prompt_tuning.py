@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
+
+from omegaconf import OmegaConf
 
 from bench.errors import ConfigError
 from bench.methods import Method, MethodSchema, Serving, register, wrap_peft
@@ -20,8 +21,10 @@ class PromptTuningSchema(MethodSchema):
 class PromptTuning(Method):
     name = "prompt_tuning"
     schema = PromptTuningSchema
-    serving = {"prompt_tuning": Serving("adapter", "prompt tuning"),
-               "prompt_mixed": Serving("mixed", "prompt tuning, mixed-task batch")}
+    serving = {
+        "prompt_tuning": Serving("adapter", "prompt tuning"),
+        "prompt_mixed": Serving("mixed", "prompt tuning, mixed-task batch"),
+    }
 
     def virtual_tokens(self, cfg):
         return cfg.num_virtual_tokens
@@ -39,16 +42,19 @@ class PromptTuning(Method):
 
     def check_sizes(self, cfg, width, positions, max_length):
         if positions and cfg.num_virtual_tokens + max_length > positions:
-            raise ConfigError("method.num_virtual_tokens", cfg.num_virtual_tokens,
-                              f"at most {positions - max_length}: the prompt and task.max_length={max_length} input "
-                              f"tokens must fit the model's {positions} positions")
+            raise ConfigError(
+                "method.num_virtual_tokens",
+                cfg.num_virtual_tokens,
+                f"at most {positions - max_length}: the prompt and task.max_length={max_length} input "
+                f"tokens must fit the model's {positions} positions",
+            )
 
     def countable(self, cfg):
         if cfg.init != "text":
             return cfg, []
-        cfg = copy.deepcopy(cfg)
-        cfg.init = "random"
-        return cfg, ["prompt initialised at random (count mode loads no tokenizer): same parameters as from text"]
+        return OmegaConf.merge(cfg, {"init": "random"}), [
+            "prompt initialised at random (count mode loads no tokenizer): same parameters as from text"
+        ]
 
     def apply(self, model, cfg, family, tokenizer):
         from peft import PromptTuningConfig, PromptTuningInit

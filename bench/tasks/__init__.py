@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from omegaconf import MISSING
+
 from bench.errors import ConfigError
 
 FORMS = ("encoder", "text_to_text")
@@ -120,16 +121,24 @@ class Task:
 TASKS: dict[str, Task] = {}
 
 
-def register(name: str, schema: type = TaskSchema, forms: tuple[str, ...] = FORMS, check: Callable | None = None,
-             content: Callable | None = None, template: Callable | None = None):
+def register(
+    name: str,
+    schema: type = TaskSchema,
+    forms: tuple[str, ...] = FORMS,
+    check: Callable | None = None,
+    content: Callable | None = None,
+    template: Callable | None = None,
+):
     """Register a loader `(cfg, form) -> TaskData`; conf/task/<name>.yaml lists `<name>_schema` first
     in its defaults when the task has its own schema."""
 
     def add(loader):
         if name in TASKS:
             first = TASKS[name].load
-            raise ValueError(f"task name {name!r} is taken: {first.__module__}.{first.__qualname__} "
-                             f"and {loader.__module__}.{loader.__qualname__} both register it")
+            raise ValueError(
+                f"task name {name!r} is taken: {first.__module__}.{first.__qualname__} "
+                f"and {loader.__module__}.{loader.__qualname__} both register it"
+            )
         TASKS[name] = Task(name, loader, schema, forms, check, content, template)
         return loader
 
@@ -142,7 +151,11 @@ def split(examples: list[Example], cfg) -> tuple[list[Example], list[Example], l
         raise ConfigError("task.test_size", cfg.test_size, f"test_size + val_size below the {len(examples)} examples")
     order = list(examples)
     random.Random(cfg.split_seed).shuffle(order)
-    test, val, train = order[: cfg.test_size], order[cfg.test_size : cfg.test_size + cfg.val_size], order[cfg.test_size + cfg.val_size :]
+    test, val, train = (
+        order[: cfg.test_size],
+        order[cfg.test_size : cfg.test_size + cfg.val_size],
+        order[cfg.test_size + cfg.val_size :],
+    )
     return subsample(train, cfg.train_size, cfg.split_seed), val, test
 
 

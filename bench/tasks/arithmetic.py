@@ -35,8 +35,8 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig
 
-from bench.tasks import Example, TaskData, TaskSchema, register
 from bench.errors import ConfigError
+from bench.tasks import Example, TaskData, TaskSchema, register
 
 OPS = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
 WORDS = {"add": "plus", "sub": "minus", "mul": "times", "div": "divided by"}
@@ -64,18 +64,26 @@ def check(cfg) -> None:
         raise ConfigError("task.phrasing", cfg.phrasing, "one of " + ", ".join(PHRASINGS))
     for name, d in cfg.digits.items():
         if name.split("_")[0] not in OPS:
-            raise ConfigError(f"task.digits.{name}", name, "a shape named <op> or <op>_<anything>, op one of " + ", ".join(OPS))
+            raise ConfigError(
+                f"task.digits.{name}", name, "a shape named <op> or <op>_<anything>, op one of " + ", ".join(OPS)
+            )
         if not isinstance(d, DictConfig) or set(d) != {"a", "b"}:
             raise ConfigError(f"task.digits.{name}", d, "{a: [min, max], b: [min, max]}")
         for side in ("a", "b"):
             r = list(d[side]) if isinstance(d[side], ListConfig) else [d[side]]
             if len(r) != 2 or not all(isinstance(x, int) for x in r) or not 1 <= r[0] <= r[1] <= MAX_DIGITS:
-                raise ConfigError(f"task.digits.{name}.{side}", r, f"[min, max] digits with 1 <= min <= max <= {MAX_DIGITS}")
+                raise ConfigError(
+                    f"task.digits.{name}.{side}", r, f"[min, max] digits with 1 <= min <= max <= {MAX_DIGITS}"
+                )
     for op in cfg.operations:
         if not _shapes(cfg, op):
-            raise ConfigError("task.digits", sorted(cfg.digits), f"a shape for operation {op} (a key '{op}' or '{op}_...')")
+            raise ConfigError(
+                "task.digits", sorted(cfg.digits), f"a shape for operation {op} (a key '{op}' or '{op}_...')"
+            )
     if cfg.train_size is None:
-        raise ConfigError("task.train_size", None, "a number of training problems to generate (a generator has no 'all')")
+        raise ConfigError(
+            "task.train_size", None, "a number of training problems to generate (a generator has no 'all')"
+        )
     if cfg.max_new_tokens < 1:
         raise ConfigError("task.max_new_tokens", cfg.max_new_tokens, "a number of tokens >= 1")
 
@@ -87,9 +95,16 @@ def example(op: str, a: int, b: int, phrasing: str, template: int) -> Example:
 
 def template() -> dict:
     """Every operation in every phrasing and question template, with operands that take each target format."""
-    return {"examples": [example(op, a, b, phrasing, t) for op in OPS for a, b in ((12, 34), (4429, 7), (397, 4429), (8914, 64))
-                         for phrasing in PHRASINGS[:2] for t in range(len(TEMPLATES))],
-            "instruction": INSTRUCTION}
+    return {
+        "examples": [
+            example(op, a, b, phrasing, t)
+            for op in OPS
+            for a, b in ((12, 34), (4429, 7), (397, 4429), (8914, 64))
+            for phrasing in PHRASINGS[:2]
+            for t in range(len(TEMPLATES))
+        ],
+        "instruction": INSTRUCTION,
+    }
 
 
 @register("arithmetic", schema=ArithmeticSchema, forms=("text_to_text",), check=check, template=template)
@@ -113,8 +128,11 @@ def load(cfg, form) -> TaskData:
                     break
         if draws > 50 * sum(sizes.values()) + 10_000:
             left = {s: {op: n for op, n in q.items() if n} for s, q in quota.items() if any(q.values())}
-            raise ConfigError("task.digits", {k: dict(v) for k, v in cfg.digits.items()},
-                              f"digit ranges with enough distinct problems for the split sizes (still missing {left})")
+            raise ConfigError(
+                "task.digits",
+                {k: dict(v) for k, v in cfg.digits.items()},
+                f"digit ranges with enough distinct problems for the split sizes (still missing {left})",
+            )
     return TaskData(labels=[], metrics=("answer_exact_match",), kind="generate", instruction=INSTRUCTION, **splits)
 
 

@@ -30,14 +30,16 @@ def rows(cfg, split: str) -> list[dict]:
     if not cfg.data_dir:
         return hub_rows(cfg.hub_id, None, split)
     folder = Path(cfg.data_dir).expanduser() / split
-    return [{"text": path.read_text(encoding="utf-8"), "label": label}
-            for label, name in enumerate(("neg", "pos")) for path in sorted((folder / name).glob("*.txt"))]
+    return [
+        {"text": path.read_text(encoding="utf-8"), "label": label}
+        for label, name in enumerate(("neg", "pos"))
+        for path in sorted((folder / name).glob("*.txt"))
+    ]
 
 
 def example(row: dict) -> Example:
     review = " ".join(row["text"].replace("<br />", " ").split())
     return Example(text=review, label=row["label"], prompt=f"Review: {review}\nSentiment:")
-
 
 
 def template() -> dict:
@@ -48,5 +50,6 @@ def template() -> dict:
 def load(cfg, form) -> TaskData:
     train, test = ([example(r) for r in rows(cfg, split)] for split in ("train", "test"))
     train, validation, test = held_out(train, test, cfg)
-    return TaskData(labels=LABELS, metrics=("accuracy",), train=train, validation=validation, test=test,
-                    instruction=INSTRUCTION)
+    return TaskData(
+        labels=LABELS, metrics=("accuracy",), train=train, validation=validation, test=test, instruction=INSTRUCTION
+    )

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.data import SEPARATOR, DataError, read, unescape
-from bench.tasks import Example, TaskData, TaskSchema, register, subsample
 from bench.errors import ConfigError
+from bench.tasks import Example, TaskData, TaskSchema, register, subsample
 
 KINDS = ("auto", "classify", "generate")
 AUTO_MAX_LABELS = 20
@@ -60,7 +60,9 @@ def check(cfg) -> None:
             try:
                 read(Path(cfg[key]).expanduser(), unescape(cfg.separator))
             except DataError as e:
-                raise ConfigError(f"task.{key}", cfg[key], f"a JSONL file of {{prompt, completion}} records without errors: {e}") from None
+                raise ConfigError(
+                    f"task.{key}", cfg[key], f"a JSONL file of {{prompt, completion}} records without errors: {e}"
+                ) from None
 
 
 def content(cfg) -> dict:
@@ -81,8 +83,12 @@ def load(cfg, form) -> TaskData:
     if kind == "auto":
         kind = "classify" if len(counts) <= AUTO_MAX_LABELS and min(counts.values()) >= 2 else "generate"
     if kind == "generate" and form == "encoder":
-        raise ConfigError("task.kind", cfg.kind, f"classify, for an encoder model: {cfg.path} has {len(counts)} "
-                          "distinct completions, so it is a generation task, which needs a text-to-text model")
+        raise ConfigError(
+            "task.kind",
+            cfg.kind,
+            f"classify, for an encoder model: {cfg.path} has {len(counts)} "
+            "distinct completions, so it is a generation task, which needs a text-to-text model",
+        )
     labels = sorted(counts) if kind == "classify" else []
 
     def example(r, split: str) -> Example:
@@ -90,8 +96,10 @@ def load(cfg, form) -> TaskData:
         if kind == "generate":
             return Example(text=r.body.strip(), prompt=r.prompt, target=completion)
         if completion not in counts:
-            raise DataError(f"{files[split]}: line {r.line}: completion {completion!r} is none of the labels of "
-                            f"the training file {cfg.path}: {labels}")
+            raise DataError(
+                f"{files[split]}: line {r.line}: completion {completion!r} is none of the labels of "
+                f"the training file {cfg.path}: {labels}"
+            )
         return Example(text=r.body.strip(), label=labels.index(completion), prompt=r.prompt)
 
     splits = {s: [example(r, s) for r in rs] if rs else None for s, rs in records.items()}
@@ -101,9 +109,18 @@ def load(cfg, form) -> TaskData:
         if splits[s] is None:
             splits[s], order = order[:size], order[size:]
     if not order:
-        raise ConfigError("task.test_size", cfg.test_size, f"test_size + val_size below the {len(records['train'])} records of {cfg.path}")
-    return TaskData(labels=labels, metrics=("accuracy", "macro_f1") if kind == "classify" else ("exact_match",),
-                    train=subsample(order, cfg.train_size, cfg.split_seed), kind=kind, **splits)
+        raise ConfigError(
+            "task.test_size",
+            cfg.test_size,
+            f"test_size + val_size below the {len(records['train'])} records of {cfg.path}",
+        )
+    return TaskData(
+        labels=labels,
+        metrics=("accuracy", "macro_f1") if kind == "classify" else ("exact_match",),
+        train=subsample(order, cfg.train_size, cfg.split_seed),
+        kind=kind,
+        **splits,
+    )
 
 
 def _no_shared_prompts(records: dict, files: dict) -> None:
@@ -113,6 +130,8 @@ def _no_shared_prompts(records: dict, files: dict) -> None:
         for r in rs or ():
             if r.prompt in seen and seen[r.prompt][0] != split:
                 first, line = seen[r.prompt]
-                raise DataError(f"{files[split]}: line {r.line}: the same prompt as line {line} of {files[first]}; "
-                                "a prompt may sit in one file only")
+                raise DataError(
+                    f"{files[split]}: line {r.line}: the same prompt as line {line} of {files[first]}; "
+                    "a prompt may sit in one file only"
+                )
             seen.setdefault(r.prompt, (split, r.line))

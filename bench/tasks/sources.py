@@ -18,8 +18,8 @@ from pathlib import Path
 
 from omegaconf import MISSING
 
-from bench.tasks import Example, TaskSchema, subsample
 from bench.errors import ConfigError
+from bench.tasks import Example, TaskSchema, subsample
 
 
 @dataclass
@@ -30,7 +30,9 @@ class DataDirSchema(TaskSchema):
 
 
 def _offline() -> bool:
-    return any(os.environ.get(k, "").lower() in ("1", "true", "yes", "on") for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+    return any(
+        os.environ.get(k, "").lower() in ("1", "true", "yes", "on") for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+    )
 
 
 def _hub_cached(hub_id: str) -> bool:
@@ -52,12 +54,20 @@ def check_source(cfg, layout: list[str], fields: dict[str, tuple[str, ...]] | No
         for name, expected in (fields or {}).items():
             found = _first_fields(folder / name)
             if not set(expected) <= set(found):
-                raise ConfigError("task.data_dir", cfg.data_dir, f"{want} in the official format: {folder / name} starts "
-                                  f"with fields {', '.join(found) or 'none'}; expected {', '.join(expected)}")
+                raise ConfigError(
+                    "task.data_dir",
+                    cfg.data_dir,
+                    f"{want} in the official format: {folder / name} starts "
+                    f"with fields {', '.join(found) or 'none'}; expected {', '.join(expected)}",
+                )
     elif find_spec("datasets") is None:
-        raise ConfigError("task.data_dir", None, f"{want}; the hub copy ({cfg.hub_id}) needs the `datasets` package, not installed")
+        raise ConfigError(
+            "task.data_dir", None, f"{want}; the hub copy ({cfg.hub_id}) needs the `datasets` package, not installed"
+        )
     elif _offline() and not _hub_cached(cfg.hub_id):
-        raise ConfigError("task.data_dir", None, f"{want}; the hub is offline (HF_HUB_OFFLINE) and {cfg.hub_id} is not in its cache")
+        raise ConfigError(
+            "task.data_dir", None, f"{want}; the hub is offline (HF_HUB_OFFLINE) and {cfg.hub_id} is not in its cache"
+        )
 
 
 def _first_fields(path: Path) -> list[str]:

@@ -31,7 +31,10 @@ def rows(cfg, split: str) -> list[dict]:
     if not cfg.data_dir:
         return hub_rows(cfg.hub_id, "sst2", split)
     with open(Path(cfg.data_dir).expanduser() / FILES[split], encoding="utf-8", newline="") as f:
-        return [{"sentence": r["sentence"], "label": int(r["label"])} for r in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)]
+        return [
+            {"sentence": r["sentence"], "label": int(r["label"])}
+            for r in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        ]
 
 
 def example(row: dict) -> Example:
@@ -39,14 +42,19 @@ def example(row: dict) -> Example:
     return Example(text=sentence, label=row["label"], prompt=f"Review: {sentence}\nSentiment:")
 
 
-
 def template() -> dict:
     return {"example": example({"sentence": "{sentence}", "label": 0}), "labels": LABELS, "instruction": INSTRUCTION}
 
 
-@register("sst2", schema=DataDirSchema, check=lambda cfg: check_source(cfg, list(FILES.values()), {f: ("sentence", "label") for f in FILES.values()}), template=template)
+@register(
+    "sst2",
+    schema=DataDirSchema,
+    check=lambda cfg: check_source(cfg, list(FILES.values()), {f: ("sentence", "label") for f in FILES.values()}),
+    template=template,
+)
 def load(cfg, form) -> TaskData:
     train, test = ([example(r) for r in rows(cfg, split)] for split in FILES)
     train, validation, test = held_out(train, test, cfg)
-    return TaskData(labels=LABELS, metrics=("accuracy",), train=train, validation=validation, test=test,
-                    instruction=INSTRUCTION)
+    return TaskData(
+        labels=LABELS, metrics=("accuracy",), train=train, validation=validation, test=test, instruction=INSTRUCTION
+    )

@@ -67,8 +67,10 @@ def copa(row: dict, form: str, split: str) -> list[Example]:
     word = "because" if row["question"] == "cause" else "so"
     choices = tuple(_continuing(row[c]) for c in ("choice1", "choice2"))
     if form == "encoder":
-        return [Example(text=row["premise"], text_pair=f"{word} {c}", label=int(i == row["label"]), group=group)
-                for i, c in enumerate(choices)]
+        return [
+            Example(text=row["premise"], text_pair=f"{word} {c}", label=int(i == row["label"]), group=group)
+            for i, c in enumerate(choices)
+        ]
     prompt = f"{row['premise'].removesuffix('.')} {word}"
     return [Example(text=row["premise"], prompt=prompt, choices=choices, label=row["label"], group=group)]
 
@@ -76,8 +78,19 @@ def copa(row: dict, form: str, split: str) -> list[Example]:
 def multirc(row: dict, form: str, split: str) -> list[Example]:
     group = f"{split}:{row['idx']['paragraph']}:{row['idx']['question']}"
     paragraph = _plain(re.sub(r"</?b>|<br>", " ", row["paragraph"]))
-    prompt = f"{paragraph}\nQuestion: {row['question']}\nProposed answer: {row['answer']}\nIs the proposed answer correct?\nAnswer:"
-    return [Example(text=f"{row['question']} {row['answer']}", text_pair=paragraph, prompt=prompt, label=row["label"], group=group)]
+    prompt = (
+        f"{paragraph}\nQuestion: {row['question']}\nProposed answer: {row['answer']}\n"
+        "Is the proposed answer correct?\nAnswer:"
+    )
+    return [
+        Example(
+            text=f"{row['question']} {row['answer']}",
+            text_pair=paragraph,
+            prompt=prompt,
+            label=row["label"],
+            group=group,
+        )
+    ]
 
 
 def record(row: dict, form: str, split: str) -> list[Example]:
@@ -89,34 +102,91 @@ def record(row: dict, form: str, split: str) -> list[Example]:
         return []
     choices = tuple(sorted(set(row["entities"]) | set(answers)))
     if form == "encoder":
-        return [Example(text=row["query"].replace("@placeholder", c), text_pair=passage, label=int(c in answers),
-                        group=group, target=c, answers=answers) for c in choices]
+        return [
+            Example(
+                text=row["query"].replace("@placeholder", c),
+                text_pair=passage,
+                label=int(c in answers),
+                group=group,
+                target=c,
+                answers=answers,
+            )
+            for c in choices
+        ]
     prompt = f"{passage}\nFill in the blank: {row['query'].replace('@placeholder', '____')}\nAnswer:"
-    return [Example(text=row["query"], text_pair=passage, prompt=prompt, choices=choices,
-                    label=choices.index(answers[0]), group=group, answers=answers)]
+    return [
+        Example(
+            text=row["query"],
+            text_pair=passage,
+            prompt=prompt,
+            choices=choices,
+            label=choices.index(answers[0]),
+            group=group,
+            answers=answers,
+        )
+    ]
 
 
 SPECS = {
-    "boolq": Spec("BoolQ", "boolq", ("accuracy",), text="{question}", text_pair="{passage}",
-                  prompt="{passage}\nQuestion: {question}?\nAnswer:"),
-    "cb": Spec("CB", "cb", ("accuracy", "macro_f1"), ("entailment", "contradiction", "neutral"), ("true", "false", "neither"),
-               text="{premise}", text_pair="{hypothesis}", prompt="{premise}\nQuestion: {hypothesis} true, false or neither?\nAnswer:"),
-    "rte": Spec("RTE", "rte", ("accuracy",), ("entailment", "not_entailment"), ("true", "false"),
-                text="{premise}", text_pair="{hypothesis}", prompt="{premise}\nQuestion: {hypothesis} true or false?\nAnswer:"),
-    "wic": Spec("WiC", "wic", ("accuracy",), text="{word}: {sentence1}", text_pair="{sentence2}",
-                prompt='Sentence 1: {sentence1}\nSentence 2: {sentence2}\n'
-                       'Question: Is the word "{word}" used with the same meaning in both sentences?\nAnswer:'),
-    "wsc": Spec("WSC", "wsc.fixed", ("accuracy",), text="{text}", text_pair='Does "{span2_text}" refer to "{span1_text}"?',
-                prompt='{text}\nQuestion: In the passage above, does "{span2_text}" refer to "{span1_text}"?\nAnswer:'),
+    "boolq": Spec(
+        "BoolQ",
+        "boolq",
+        ("accuracy",),
+        text="{question}",
+        text_pair="{passage}",
+        prompt="{passage}\nQuestion: {question}?\nAnswer:",
+    ),
+    "cb": Spec(
+        "CB",
+        "cb",
+        ("accuracy", "macro_f1"),
+        ("entailment", "contradiction", "neutral"),
+        ("true", "false", "neither"),
+        text="{premise}",
+        text_pair="{hypothesis}",
+        prompt="{premise}\nQuestion: {hypothesis} true, false or neither?\nAnswer:",
+    ),
+    "rte": Spec(
+        "RTE",
+        "rte",
+        ("accuracy",),
+        ("entailment", "not_entailment"),
+        ("true", "false"),
+        text="{premise}",
+        text_pair="{hypothesis}",
+        prompt="{premise}\nQuestion: {hypothesis} true or false?\nAnswer:",
+    ),
+    "wic": Spec(
+        "WiC",
+        "wic",
+        ("accuracy",),
+        text="{word}: {sentence1}",
+        text_pair="{sentence2}",
+        prompt="Sentence 1: {sentence1}\nSentence 2: {sentence2}\n"
+        'Question: Is the word "{word}" used with the same meaning in both sentences?\nAnswer:',
+    ),
+    "wsc": Spec(
+        "WSC",
+        "wsc.fixed",
+        ("accuracy",),
+        text="{text}",
+        text_pair='Does "{span2_text}" refer to "{span1_text}"?',
+        prompt='{text}\nQuestion: In the passage above, does "{span2_text}" refer to "{span1_text}"?\nAnswer:',
+    ),
     "copa": Spec("COPA", "copa", ("choice_accuracy",), (0, 1), choice_labels=("choice1", "choice2"), examples=copa),
     "multirc": Spec("MultiRC", "multirc", ("f1a", "multirc_em"), (0, 1), examples=multirc),
     "record": Spec("ReCoRD", "record", ("record_f1", "record_em"), choice_labels=(), examples=record),
 }
 # the fields every row of a task's official jsonl files has, checked before anything loads
 FIELDS = {
-    "boolq": ("question", "passage", "label"), "cb": ("premise", "hypothesis", "label"), "rte": ("premise", "hypothesis", "label"),
-    "wic": ("word", "sentence1", "sentence2", "label"), "wsc": ("text", "target", "label"),
-    "copa": ("premise", "choice1", "choice2", "question", "label", "idx"), "multirc": ("passage", "idx"), "record": ("passage", "qas", "idx"),
+    "boolq": ("question", "passage", "label"),
+    "cb": ("premise", "hypothesis", "label"),
+    "rte": ("premise", "hypothesis", "label"),
+    "wic": ("word", "sentence1", "sentence2", "label"),
+    "wsc": ("text", "target", "label"),
+    "copa": ("premise", "choice1", "choice2", "question", "label", "idx"),
+    "multirc": ("passage", "idx"),
+    "record": ("passage", "qas", "idx"),
 }
 
 
@@ -126,15 +196,30 @@ def official_rows(name: str, row: dict) -> list[dict]:
     script of HF datasets (huggingface/datasets, datasets/super_glue/super_glue.py, _generate_examples)."""
     if name == "multirc":
         p = row["passage"]
-        return [{"paragraph": p["text"], "question": q["question"], "answer": a["text"], "label": int(a["label"]),
-                 "idx": {"paragraph": row["idx"], "question": q["idx"], "answer": a["idx"]}}
-                for q in p["questions"] for a in q["answers"]]
+        return [
+            {
+                "paragraph": p["text"],
+                "question": q["question"],
+                "answer": a["text"],
+                "label": int(a["label"]),
+                "idx": {"paragraph": row["idx"], "question": q["idx"], "answer": a["idx"]},
+            }
+            for q in p["questions"]
+            for a in q["answers"]
+        ]
     if name == "record":
         p = row["passage"]
         entities = sorted({p["text"][e["start"] : e["end"] + 1] for e in p["entities"]})  # `end` is inclusive
-        return [{"passage": p["text"], "query": qa["query"], "entities": entities,
-                 "answers": sorted({a["text"] for a in qa.get("answers", [])}), "idx": {"passage": row["idx"], "query": qa["idx"]}}
-                for qa in row["qas"]]
+        return [
+            {
+                "passage": p["text"],
+                "query": qa["query"],
+                "entities": entities,
+                "answers": sorted({a["text"] for a in qa.get("answers", [])}),
+                "idx": {"passage": row["idx"], "query": qa["idx"]},
+            }
+            for qa in row["qas"]
+        ]
     row = {**row, **row.get("target", {})}  # WSC keeps its spans under "target"
     return [{**row, "label": SPECS[name].classes.index(row["label"])}]
 
@@ -152,14 +237,24 @@ def examples(name: str, row: dict, form: str, split: str) -> list[Example]:
     spec = SPECS[name]
     if spec.examples:
         return spec.examples(row, form, split)
-    return [Example(text=spec.text.format(**row), text_pair=spec.text_pair.format(**row), prompt=spec.prompt.format(**row), label=row["label"])]
+    return [
+        Example(
+            text=spec.text.format(**row),
+            text_pair=spec.text_pair.format(**row),
+            prompt=spec.prompt.format(**row),
+            label=row["label"],
+        )
+    ]
 
 
 def loader(name: str):
     spec = SPECS[name]
 
     def load(cfg, form) -> TaskData:
-        train, test = ([e for row in rows(name, cfg, split) for e in examples(name, row, form, split)] for split in ("train", "val"))
+        train, test = (
+            [e for row in rows(name, cfg, split) for e in examples(name, row, form, split)]
+            for split in ("train", "val")
+        )
         train, validation, test = held_out(train, test, cfg)
         own_choices = form == "text_to_text" and spec.choice_labels is not None
         labels = list(spec.choice_labels if own_choices else spec.labels)
@@ -170,21 +265,42 @@ def loader(name: str):
 
 # placeholder rows of the tasks whose examples a function makes (the others' fields are in their templates)
 PROBES = {
-    "copa": [{"premise": "{premise}.", "choice1": "{Choice1}", "choice2": "I {choice2}", "question": q, "label": 0, "idx": 0}
-             for q in ("cause", "effect")],
-    "multirc": [{"paragraph": "{paragraph} <b>{bold}</b><br>", "question": "{question}", "answer": "{answer}", "label": 0,
-                 "idx": {"paragraph": 0, "question": 0}}],
-    "record": [{"passage": "{passage}.\n@highlight\n{highlight}\n@highlight\n{highlight2}", "query": "{query} @placeholder",
-                "entities": ["{entity1}", "{entity2}"], "answers": ["{entity2}"], "idx": {"passage": 0, "query": 0}}],
+    "copa": [
+        {"premise": "{premise}.", "choice1": "{Choice1}", "choice2": "I {choice2}", "question": q, "label": 0, "idx": 0}
+        for q in ("cause", "effect")
+    ],
+    "multirc": [
+        {
+            "paragraph": "{paragraph} <b>{bold}</b><br>",
+            "question": "{question}",
+            "answer": "{answer}",
+            "label": 0,
+            "idx": {"paragraph": 0, "question": 0},
+        }
+    ],
+    "record": [
+        {
+            "passage": "{passage}.\n@highlight\n{highlight}\n@highlight\n{highlight2}",
+            "query": "{query} @placeholder",
+            "entities": ["{entity1}", "{entity2}"],
+            "answers": ["{entity2}"],
+            "idx": {"passage": 0, "query": 0},
+        }
+    ],
 }
 
 
 def template(name: str):
     spec = SPECS[name]
-    fields = {f for part in (spec.text, spec.text_pair, spec.prompt) for _, f, _, _ in string.Formatter().parse(part) if f}
+    fields = {
+        f for part in (spec.text, spec.text_pair, spec.prompt) for _, f, _, _ in string.Formatter().parse(part) if f
+    }
     rows_ = PROBES.get(name) or [{**{f: f"{{{f}}}" for f in fields}, "label": 0}]
-    return lambda: {"examples": {form: [e for row in rows_ for e in examples(name, row, form, "train")] for form in FORMS},
-                    "labels": spec.labels, "choice_labels": spec.choice_labels}
+    return lambda: {
+        "examples": {form: [e for row in rows_ for e in examples(name, row, form, "train")] for form in FORMS},
+        "labels": spec.labels,
+        "choice_labels": spec.choice_labels,
+    }
 
 
 def check(name: str):

@@ -39,5 +39,11 @@ def _examples() -> tuple[Example, ...]:
 @register("tweets", template=template)
 def load(cfg, form) -> TaskData:
     train, validation, test = split(list(_examples()), cfg)
-    return TaskData(labels=LABELS, metrics=("accuracy", "macro_f1"), train=train, validation=validation, test=test,
-                    instruction=INSTRUCTION)
+    return TaskData(
+        labels=LABELS,
+        metrics=("accuracy", "macro_f1"),
+        train=train,
+        validation=validation,
+        test=test,
+        instruction=INSTRUCTION,
+    )

@@ -24,9 +24,22 @@ METHODS = ("lora", "ia3", "prompt_tuning", "full_ft")
 
 
 def jobs(models, methods, steps: int, device: str, overrides: list[str]) -> list[list[str]]:
-    return [[f"model={model}", f"task={MODELS[model]}", f"method={method}", "sweep_name=device_check",
-             "train.precision=bf16-mixed", f"train.device={device}", f"train.max_steps={steps}", "train.eval_every=0",
-             "tracking=none", *overrides] for model in models for method in methods]
+    return [
+        [
+            f"model={model}",
+            f"task={MODELS[model]}",
+            f"method={method}",
+            "sweep_name=device_check",
+            "train.precision=bf16-mixed",
+            f"train.device={device}",
+            f"train.max_steps={steps}",
+            "train.eval_every=0",
+            "tracking=none",
+            *overrides,
+        ]
+        for model in models
+        for method in methods
+    ]
 
 
 def row(rec: Record) -> str:
@@ -38,17 +51,21 @@ def row(rec: Record) -> str:
     analytic = sum((mem.analytic_bytes or {}).values())
     metric, value = next((k, v) for k, v in rec.metrics.model_dump().items() if k not in ("split", "size", "loss"))
     fraction = f"{100 * u.fraction:.1f}%" if u and u.fraction is not None else "-"
-    return (what + f" {metric} {value:.3f} | {t.median_step_seconds * 1000:.1f} | {t.tokens_per_second:,.0f} | "
-            f"{fraction} | {_mib(mem.peak_bytes)} | {_mib(mem.peak_reserved_bytes)} | "
-            f"{_mib(analytic)} | {100 * t.stages.seconds.get('training', 0) / t.stages.wall_seconds:.0f}% |")
+    return (
+        what + f" {metric} {value:.3f} | {t.median_step_seconds * 1000:.1f} | {t.tokens_per_second:,.0f} | "
+        f"{fraction} | {_mib(mem.peak_bytes)} | {_mib(mem.peak_reserved_bytes)} | "
+        f"{_mib(analytic)} | {100 * t.stages.seconds.get('training', 0) / t.stages.wall_seconds:.0f}% |"
+    )
 
 
 def _mib(n: int | None) -> str:
     return f"{n / 2**20:,.0f}" if n is not None else "-"
 
 
-HEADER = ("| model | method | status | test score | ms/step | tokens/s | utilisation | peak allocated MiB | "
-          "peak reserved MiB | analytic MiB | training share |\n|---|---|---|---|---|---|---|---|---|---|---|")
+HEADER = (
+    "| model | method | status | test score | ms/step | tokens/s | utilisation | peak allocated MiB | "
+    "peak reserved MiB | analytic MiB | training share |\n|---|---|---|---|---|---|---|---|---|---|---|"
+)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,8 +27,15 @@ from pathlib import Path
 from bench.compose import CONF
 
 REPO = CONF.parent  # the checkout: its commands run from there
-SMALL = ["tracking=none", "train.max_steps=3", "train.batch_size=8", "task.train_size=64", "task.val_size=32",
-         "task.test_size=32", "train.latency_samples=2"]
+SMALL = [
+    "tracking=none",
+    "train.max_steps=3",
+    "train.batch_size=8",
+    "task.train_size=64",
+    "task.val_size=32",
+    "task.test_size=32",
+    "train.latency_samples=2",
+]
 LOADED = "Loading weights"
 
 
@@ -36,18 +43,30 @@ LOADED = "Loading weights"
 class Case:
     name: str
     kind: str  # input | fault
-    run: Callable[[Path], str | None]  # (a fresh folder with the bad files) -> None when it passed, else what went wrong
+    run: Callable[
+        [Path], str | None
+    ]  # (a fresh folder with the bad files) -> None when it passed, else what went wrong
 
 
 def bench(*args: str, module: str = "bench", timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout, check=False, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
 
 
 def records(folder: Path) -> list[dict]:
     """The run records under `folder`: not Hydra's logs, nor the files a run kept in its folder beside its record."""
-    return [json.loads(p.read_text()) for p in sorted(folder.rglob("*.json"))
-            if "logs" not in p.parts and not p.parent.with_name(p.parent.name + ".json").exists()]
+    return [
+        json.loads(p.read_text())
+        for p in sorted(folder.rglob("*.json"))
+        if "logs" not in p.parts and not p.parent.with_name(p.parent.name + ".json").exists()
+    ]
 
 
 def leftovers(folder: Path) -> list[str]:
@@ -57,11 +76,15 @@ def leftovers(folder: Path) -> list[str]:
 
 # ---------------------------------------------------------------- bad inputs
 
+
 def refused(*args: str, names: str, module: str = "bench") -> Callable[[Path], str | None]:
     def run(folder: Path) -> str | None:
         filled = [a.format(folder=folder) for a in args]
-        extra = [f"results_dir={folder}/results", "tracking=none"] if module == "bench" and not any(
-            a.startswith("results_dir=") for a in filled) else []
+        extra = (
+            [f"results_dir={folder}/results", "tracking=none"]
+            if module == "bench" and not any(a.startswith("results_dir=") for a in filled)
+            else []
+        )
         out = bench(*filled, *extra, module=module)
         said = out.stderr + out.stdout
         if out.returncode == 0:
@@ -88,14 +111,22 @@ def _bad_files(folder: Path) -> None:
 
 INPUTS = [
     ("lora rank above the width", ("method.r=5000",), "method.r"),
-    ("prompt longer than the positions", ("method=prompt_tuning", "method.num_virtual_tokens=100000"), "method.num_virtual_tokens"),
+    (
+        "prompt longer than the positions",
+        ("method=prompt_tuning", "method.num_virtual_tokens=100000"),
+        "method.num_virtual_tokens",
+    ),
     ("absurd batch size", ("train.batch_size=1000000",), "train.batch_size"),
     ("absurd step count", ("train.max_steps=1000000000000",), "train.max_steps"),
     ("learning rate 0", ("method.lr=0",), "method.lr"),
     ("negative learning-rate grid", ("method.lr_grid=[-1]",), "method.lr_grid"),
     ("warmup ratio above 1", ("train.warmup_ratio=1.5",), "train.warmup_ratio"),
     ("no step count and no epochs", ("train.max_steps=null",), "train.max_steps"),
-    ("early stopping without validation", ("train.early_stopping_patience=2", "train.eval_every=0"), "train.eval_every"),
+    (
+        "early stopping without validation",
+        ("train.early_stopping_patience=2", "train.eval_every=0"),
+        "train.eval_every",
+    ),
     ("empty validation split", ("task.val_size=0",), "task.val_size"),
     ("unknown tracking mode", ("tracking.mode=sometimes",), "tracking.mode"),
     ("local source without its package", ("model.source=local", "model.package=no_such_package"), "model.source"),
@@ -106,10 +137,18 @@ INPUTS = [
     ("sweep name nested", ("sweep_name=a/b",), "sweep_name"),
     ("results folder is a file", ("results_dir={folder}/a_file",), "results_dir"),
     ("results folder unwritable", ("results_dir=/proc/peft-bench",), "results_dir"),
-    ("sweep into a results folder that is a file", ("-m", "results_dir={folder}/a_file", "method.r=4,8"), "results_dir"),
+    (
+        "sweep into a results folder that is a file",
+        ("-m", "results_dir={folder}/a_file", "method.r=4,8"),
+        "results_dir",
+    ),
     ("unknown method", ("method=no_such_method",), "method/no_such_method"),
     ("malformed override", ("method.r=", "method.targets=[q,"), "malformed override 'method.targets=[q,'"),
-    ("SST-2 file with another header", ("task=sst2", "task.data_dir={folder}/sst2"), "{folder}/sst2/dev.tsv starts with fields label, content"),
+    (
+        "SST-2 file with another header",
+        ("task=sst2", "task.data_dir={folder}/sst2"),
+        "{folder}/sst2/dev.tsv starts with fields label, content",
+    ),
     ("empty JSONL file as the task", ("task=jsonl", "task.path={folder}/empty.jsonl"), "task.path"),
 ]
 
@@ -120,6 +159,7 @@ def _data_check_empty(folder: Path) -> str | None:
 
 # ---------------------------------------------------------------- faults
 
+
 def _one(folder: Path, status: str = "ok", where: str = "default") -> str | None:
     found = records(folder / "results" / where)
     if [r["status"] for r in found] != [status]:
@@ -129,7 +169,9 @@ def _one(folder: Path, status: str = "ok", where: str = "default") -> str | None
 
 def two_launchers(folder: Path) -> str | None:
     args = [sys.executable, "-m", "bench", *SMALL, f"results_dir={folder}/results"]
-    both = [subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    both = [
+        subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)
+    ]
     outputs = [p.communicate(timeout=600)[0] for p in both]
     if sum("running elsewhere:" in out for out in outputs) != 1:
         return "not exactly one launcher said 'running elsewhere'"
@@ -170,6 +212,7 @@ def diverged(folder: Path) -> str | None:
 
 def killed(sig: signal.Signals) -> Callable[[Path], str | None]:
     """The launcher killed while its run trains: no temporary file left, and the next launch gets a record."""
+
     def run(folder: Path) -> str | None:
         args = [sys.executable, "-m", "bench", *SMALL, "train.max_steps=40", f"results_dir={folder}/results"]
         parent = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -187,7 +230,11 @@ def killed(sig: signal.Signals) -> Callable[[Path], str | None]:
             time.sleep(5)
         if leftovers(folder):
             return f"temporary files left: {leftovers(folder)}"
-        return _one(folder) if again.returncode == 0 else f"the next launch exited {again.returncode}: {again.stdout[-300:]}"
+        return (
+            _one(folder)
+            if again.returncode == 0
+            else f"the next launch exited {again.returncode}: {again.stdout[-300:]}"
+        )
 
     return run
 
@@ -201,8 +248,15 @@ def disk_full(folder: Path) -> str | None:
     def limit():
         resource.setrlimit(resource.RLIMIT_FSIZE, (6 * 1024, 6 * 1024))
 
-    out = subprocess.run([sys.executable, "-m", "bench", *SMALL, f"results_dir={folder}/results"], cwd=REPO,
-                         capture_output=True, text=True, timeout=600, check=False, preexec_fn=limit)
+    out = subprocess.run(
+        [sys.executable, "-m", "bench", *SMALL, f"results_dir={folder}/results"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        preexec_fn=limit,
+    )
     if out.returncode == 0:
         return "exit status 0 though the record was not written"
     if "the record, in full:" not in out.stderr:
@@ -214,8 +268,14 @@ def disk_full(folder: Path) -> str | None:
 
 
 def sweep_with_a_failed_job(folder: Path) -> str | None:
-    out = bench("-m", "model=smollm2-135m", "method=bitfit", "method.lr=0,1e-3", f"results_dir={folder}/results",
-                "tracking=none")
+    out = bench(
+        "-m",
+        "model=smollm2-135m",
+        "method=bitfit",
+        "method.lr=0,1e-3",
+        f"results_dir={folder}/results",
+        "tracking=none",
+    )
     statuses = sorted(r["status"] for r in records(folder / "results"))
     if out.returncode != 1:
         return f"exit status {out.returncode}"
@@ -225,11 +285,25 @@ def sweep_with_a_failed_job(folder: Path) -> str | None:
 def fixed_data_file(folder: Path) -> str | None:
     """A run fails on a bad data file; once the file is fixed, the same command runs it (a new id)."""
     data = folder / "mine.jsonl"
-    lines = [json.dumps({"prompt": f"Review {i}: {'good' if i % 2 else 'bad'} food\n\n###\n\n",
-                         "completion": " positive" if i % 2 else " negative"}) for i in range(60)]
-    data.write_text("\n".join(lines[:59] + ['{"prompt": "broken'] ) + "\n")
-    args = [*SMALL, f"results_dir={folder}/results", "task=jsonl", f"task.path={data}", "task.val_size=8",
-            "task.test_size=8", "task.train_size=null"]
+    lines = [
+        json.dumps(
+            {
+                "prompt": f"Review {i}: {'good' if i % 2 else 'bad'} food\n\n###\n\n",
+                "completion": " positive" if i % 2 else " negative",
+            }
+        )
+        for i in range(60)
+    ]
+    data.write_text("\n".join(lines[:59] + ['{"prompt": "broken']) + "\n")
+    args = [
+        *SMALL,
+        f"results_dir={folder}/results",
+        "task=jsonl",
+        f"task.path={data}",
+        "task.val_size=8",
+        "task.test_size=8",
+        "task.train_size=null",
+    ]
     first = bench(*args)
     data.write_text("\n".join(lines) + "\n")
     second = bench(*args)
@@ -247,9 +321,12 @@ def hostile_records(folder: Path) -> str | None:
         return f"the good run failed: {good.stderr[-300:]}"
     [path] = (folder / "results" / "s").glob("*.json")
     rec = json.loads(path.read_text())
-    bad = {"list_for_dict": {**rec, "metrics": ["a", "list"]}, "string_metric": {**rec, "metrics": {**rec["metrics"], "accuracy": "high"}},
-           "script_status": {**rec, "status": "<script>alert(1)</script>"},
-           "climbing": {**rec, "config": {**rec["config"], "sweep_name": "../../x"}}}
+    bad = {
+        "list_for_dict": {**rec, "metrics": ["a", "list"]},
+        "string_metric": {**rec, "metrics": {**rec["metrics"], "accuracy": "high"}},
+        "script_status": {**rec, "status": "<script>alert(1)</script>"},
+        "climbing": {**rec, "config": {**rec["config"], "sweep_name": "../../x"}},
+    }
     for name, content in bad.items():
         (path.parent / f"{name}.json").write_text(json.dumps(content))
     out = bench("--results", f"{folder}/results", "--out", f"{folder}/report", module="analysis")
@@ -258,8 +335,11 @@ def hostile_records(folder: Path) -> str | None:
     for name in ("list_for_dict", "string_metric", "script_status"):
         if f"{name}.json" not in out.stderr:
             return f"no warning names {name}.json"
-    outside = [p for p in set(folder.rglob("*")) - before if p.is_file() and not p.is_relative_to(folder / "report")
-               and not p.is_relative_to(folder / "results")]
+    outside = [
+        p
+        for p in set(folder.rglob("*")) - before
+        if p.is_file() and not p.is_relative_to(folder / "report") and not p.is_relative_to(folder / "results")
+    ]
     if outside:
         return f"written outside the report folder: {outside}"
     html = "".join(p.read_text() for p in (folder / "report").rglob("*.html"))
@@ -293,8 +373,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", help="comma-separated case names (default: all)")
     parser.add_argument("--keep", type=Path, help="leave each case's folder under this one")
     args = parser.parse_args(argv)
-    chosen = [c for c in cases() if (not args.only or c.kind == args.only[:-1])
-              and (not args.cases or c.name in args.cases.split(","))]
+    chosen = [
+        c
+        for c in cases()
+        if (not args.only or c.kind == args.only[:-1]) and (not args.cases or c.name in args.cases.split(","))
+    ]
     if not chosen:
         parser.error(f"--cases: none of {args.cases!r}; the cases: {', '.join(c.name for c in cases())}")
     passed = {"input": 0, "fault": 0}
@@ -307,12 +390,17 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as e:  # noqa: BLE001 - a case that crashes is a failed case, the others still run
             problem = f"{type(e).__name__}: {e}"
         passed[case.kind] += problem is None
-        print(f"{'PASS' if problem is None else 'FAIL'} {case.kind:5} {case.name} ({time.time() - started:.0f} s)"
-              + (f": {problem}" if problem else ""), flush=True)
+        print(
+            f"{'PASS' if problem is None else 'FAIL'} {case.kind:5} {case.name} ({time.time() - started:.0f} s)"
+            + (f": {problem}" if problem else ""),
+            flush=True,
+        )
     inputs = sum(c.kind == "input" for c in chosen)
     faults = len(chosen) - inputs
-    print(f"bad inputs answered before loading: {passed['input']} of {inputs}; "
-          f"faults survived with nothing lost: {passed['fault']} of {faults}")
+    print(
+        f"bad inputs answered before loading: {passed['input']} of {inputs}; "
+        f"faults survived with nothing lost: {passed['fault']} of {faults}"
+    )
     return 0 if sum(passed.values()) == len(chosen) else 1
 
 

@@ -17,21 +17,22 @@ import copy
 import statistics
 import time
 from contextlib import nullcontext
-from pathlib import Path
 
 import torch
 
 from bench import batching, optimizers
 from bench.compose import compose
 from bench.machine import device_of
-from bench.validate import validate
 from bench.measure import cpu_step_profile, environment
 from bench.runner import build, seed_everything
+from bench.validate import validate
 
 MIB = 2**20
 
 
-def three_steps(model: torch.nn.Module, name: str, batches: list[dict], lr: float, train_cfg, device: str) -> tuple[dict, float]:
+def three_steps(
+    model: torch.nn.Module, name: str, batches: list[dict], lr: float, train_cfg, device: str
+) -> tuple[dict, float]:
     """(the third step's memory, the second step's seconds) for `name` on `model`."""
     update = optimizers.build(name, model, lr, train_cfg)
     model.train()
@@ -52,13 +53,18 @@ def three_steps(model: torch.nn.Module, name: str, batches: list[dict], lr: floa
     with cpu_step_profile(memory) if device == "cpu" else nullcontext():
         step(batches[2])
     if device == "cuda":
-        memory = {"measure": "torch.cuda.max_memory_allocated (one training step)", "peak_bytes": torch.cuda.max_memory_allocated()}
+        memory = {
+            "measure": "torch.cuda.max_memory_allocated (one training step)",
+            "peak_bytes": torch.cuda.max_memory_allocated(),
+        }
     return memory, seconds
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--optimizers", default="adamw,lomo", help="comma-separated train.optimizer names; the first is the reference")
+    parser.add_argument(
+        "--optimizers", default="adamw,lomo", help="comma-separated train.optimizer names; the first is the reference"
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
@@ -72,8 +78,9 @@ def main() -> None:
     seed_everything(cfg.seed)
     built = build(cfg)
     task, base, tokenizer, architecture = built.task, built.model, built.tokenizer, built.architecture
-    loader = batching.train_loader(task, tokenizer, architecture, cfg.task, cfg.train.batch_size, cfg.seed,
-                                    cfg.train.group_by_length)
+    loader = batching.train_loader(
+        task, tokenizer, architecture, cfg.task, cfg.train.batch_size, cfg.seed, cfg.train.group_by_length
+    )
     batches = [{k: v.to(device) for k, v in b.items() if k != "index"} for b, _ in zip(loader, range(3))]
 
     peaks: dict[str, list[dict]] = {name: [] for name in names}
@@ -87,8 +94,10 @@ def main() -> None:
             del model
 
     env = environment(device)
-    print(f"{cfg.model.name} / full fine-tuning / batch {cfg.train.batch_size} of {cfg.task.name}; {args.rounds} rounds, "
-          f"interleaved; {env['device']}, {env['cpu_count']} CPUs, torch {env['torch']}")
+    print(
+        f"{cfg.model.name} / full fine-tuning / batch {cfg.train.batch_size} of {cfg.task.name}; {args.rounds} rounds, "
+        f"interleaved; {env['device']}, {env['cpu_count']} CPUs, torch {env['torch']}"
+    )
     print(f"measure: {peaks[names[0]][0]['measure']}")
     reference = statistics.median(m["peak_bytes"] for m in peaks[names[0]])
     for name in names:
@@ -96,8 +105,11 @@ def main() -> None:
         breakdown = peaks[name][0].get("breakdown_at_peak", {})
         parts = ", ".join(f"{k} {v / MIB:.1f}" for k, v in breakdown.items() if v)
         rounds = ", ".join(f"{m['peak_bytes'] / MIB:.1f}" for m in peaks[name])
-        print(f"{name:>9}: peak {peak / MIB:.1f} MiB (rounds: {rounds}), "
-              f"{peak / reference:.3f} of {names[0]}; step {1000 * statistics.median(seconds[name]):.0f} ms; at the peak (MiB): {parts}")
+        print(
+            f"{name:>9}: peak {peak / MIB:.1f} MiB (rounds: {rounds}), "
+            f"{peak / reference:.3f} of {names[0]}; step {1000 * statistics.median(seconds[name]):.0f} ms; "
+            f"at the peak (MiB): {parts}"
+        )
 
 
 if __name__ == "__main__":

@@ -11,17 +11,16 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
 
 from bench import batching, precision
 from bench.compose import compose
-from bench.validate import validate
 from bench.measure import environment
 from bench.runner import build, seed_everything
 from bench.train import train
+from bench.validate import validate
 
 
 def bare_loop(model, batches, lr: float, mode: str) -> None:
@@ -56,9 +55,12 @@ def main() -> None:
     seed_everything(cfg.seed)
     built = build(cfg)
     task, model, tokenizer, architecture = built.task, built.model, built.tokenizer, built.architecture
-    loader = batching.train_loader(task, tokenizer, architecture, cfg.task, cfg.train.batch_size, cfg.seed,
-                                    cfg.train.group_by_length)
-    batches = [{k: v for k, v in b.items() if k != "index"} for b, _ in zip(loader, range(args.steps))]  # the same batches for both loops, every round
+    loader = batching.train_loader(
+        task, tokenizer, architecture, cfg.task, cfg.train.batch_size, cfg.seed, cfg.train.group_by_length
+    )
+    batches = [
+        {k: v for k, v in b.items() if k != "index"} for b, _ in zip(loader, range(args.steps))
+    ]  # the same batches for both loops, every round
 
     loops = {
         "runner": lambda: train(model, batches, run_train, cfg.method.lr, "cpu"),
@@ -67,22 +69,29 @@ def main() -> None:
     per_step = {name: [] for name in loops}
     loops["bare"]()  # warm-up: first-call allocations and thread pools
     for r in range(args.rounds):
-        for name in (["runner", "bare"] if r % 2 == 0 else ["bare", "runner"]):
+        for name in ["runner", "bare"] if r % 2 == 0 else ["bare", "runner"]:
             start = time.perf_counter()
             loops[name]()
             per_step[name].append((time.perf_counter() - start) / args.steps)
 
     env = environment("cpu")
-    print(f"{cfg.model.name} / {cfg.method.name} / batch {cfg.train.batch_size} / {cfg.train.precision}; "
-          f"{args.rounds} rounds x {args.steps} steps per loop")
+    print(
+        f"{cfg.model.name} / {cfg.method.name} / batch {cfg.train.batch_size} / {cfg.train.precision}; "
+        f"{args.rounds} rounds x {args.steps} steps per loop"
+    )
     print(f"{env['device']}, {env['cpu_count']} CPUs, torch {env['torch']}")
     for name, times in per_step.items():
-        print(f"{name:>6}: median {1000 * statistics.median(times):.1f} ms/step  (rounds: {', '.join(f'{1000 * t:.0f}' for t in times)})")
+        print(
+            f"{name:>6}: median {1000 * statistics.median(times):.1f} ms/step  "
+            f"(rounds: {', '.join(f'{1000 * t:.0f}' for t in times)})"
+        )
     # rounds are paired (adjacent in time), so the median of per-round ratios resists machine noise
     ratios = sorted(r / b for r, b in zip(per_step["runner"], per_step["bare"]))
-    print(f"ratio runner/bare: median of per-round ratios {statistics.median(ratios):.3f} "
-          f"(interquartile {ratios[len(ratios) // 4]:.3f} to {ratios[(3 * len(ratios)) // 4]:.3f}); "
-          f"ratio of medians {statistics.median(per_step['runner']) / statistics.median(per_step['bare']):.3f}")
+    print(
+        f"ratio runner/bare: median of per-round ratios {statistics.median(ratios):.3f} "
+        f"(interquartile {ratios[len(ratios) // 4]:.3f} to {ratios[(3 * len(ratios)) // 4]:.3f}); "
+        f"ratio of medians {statistics.median(per_step['runner']) / statistics.median(per_step['bare']):.3f}"
+    )
 
 
 if __name__ == "__main__":

@@ -16,22 +16,31 @@ from bench import batching, models, tasks
 from bench.compose import compose
 from bench.families import FAMILIES
 
-overrides = ["model=smollm2-135m", "task=jsonl", "task.path=tests/fixtures/jsonl/clean.jsonl", "task.val_size=2",
-             "task.test_size=4", *sys.argv[1:]]
+overrides = [
+    "model=smollm2-135m",
+    "task=jsonl",
+    "task.path=tests/fixtures/jsonl/clean.jsonl",
+    "task.val_size=2",
+    "task.test_size=4",
+    *sys.argv[1:],
+]
 cfg = compose(overrides)
 family = FAMILIES[cfg.model.family]
 data = tasks.load(cfg.task, "text_to_text")
 model, tokenizer, _ = models.load(cfg.model, family, len(data.labels))
 model.eval()
 examples = data.train[:8]
-print(f"labels {data.labels}; uniform over the vocabulary: ln({model.config.vocab_size}) = "
-      f"{torch.log(torch.tensor(float(model.config.vocab_size))):.2f}")
+print(
+    f"labels {data.labels}; uniform over the vocabulary: ln({model.config.vocab_size}) = "
+    f"{torch.log(torch.tensor(float(model.config.vocab_size))):.2f}"
+)
 label_losses, eos_losses = [], []
 for e in examples:
     completion = data.completion(e)
     # the row as training builds it: the label word's tokens, then end-of-sequence
-    row = batching.text_to_text_row(tokenizer, e.prompt, completion, "decoder", cfg.task.max_length,
-                                    cfg.task.max_new_tokens, stop=True)
+    row = batching.text_to_text_row(
+        tokenizer, e.prompt, completion, "decoder", cfg.task.max_length, cfg.task.max_new_tokens, stop=True
+    )
     ids = torch.tensor([row["input_ids"]])
     labels = torch.tensor(row["labels"])
     with torch.no_grad():
@@ -40,9 +49,14 @@ for e in examples:
     scored = [(tokenizer.decode([int(t)]), float(losses[i])) for i, t in enumerate(labels[1:]) if t != batching.IGNORE]
     label_losses += [loss for _, loss in scored[:-1]]
     eos_losses.append(scored[-1][1])
-    print(f"{completion!r:12} " + "  ".join(f"{tok!r}: {loss:.2f}" for tok, loss in scored)
-          + f"   row mean {sum(loss for _, loss in scored) / len(scored):.2f}")
+    print(
+        f"{completion!r:12} "
+        + "  ".join(f"{tok!r}: {loss:.2f}" for tok, loss in scored)
+        + f"   row mean {sum(loss for _, loss in scored) / len(scored):.2f}"
+    )
 every = label_losses + eos_losses
-print(f"mean over every completion token: {sum(every) / len(every):.2f}; over the label words' tokens: "
-      f"{sum(label_losses) / len(label_losses):.2f}; over the end-of-sequence tokens ({tokenizer.eos_token!r}): "
-      f"{sum(eos_losses) / len(eos_losses):.2f}")
+print(
+    f"mean over every completion token: {sum(every) / len(every):.2f}; over the label words' tokens: "
+    f"{sum(label_losses) / len(label_losses):.2f}; over the end-of-sequence tokens ({tokenizer.eos_token!r}): "
+    f"{sum(eos_losses) / len(eos_losses):.2f}"
+)

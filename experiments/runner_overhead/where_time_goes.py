@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
@@ -54,8 +53,10 @@ def main() -> None:
     seconds = (time.perf_counter() - start) / len(timed)
     real = sum(int(b["attention_mask"].sum()) for b in timed) / len(timed)
     padded = sum(b["input_ids"].numel() for b in timed) / len(timed)
-    print(f"training: {1000 * seconds:.0f} ms/step, {real:.0f} real of {padded:.0f} tokens per batch "
-          f"({100 * (1 - real / padded):.0f}% padding)")
+    print(
+        f"training: {1000 * seconds:.0f} ms/step, {real:.0f} real of {padded:.0f} tokens per batch "
+        f"({100 * (1 - real / padded):.0f}% padding)"
+    )
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for batch in timed:
             step(batch)
@@ -66,12 +67,16 @@ def main() -> None:
     peak = utilisation.peak_flops("cpu", cfg.train.precision).flops_per_second
     total = 0
     for name, examples, times in (("validation", task.validation, 2), ("test", task.test, 1)):
-        rows = batching.training_rows(task, examples, tokenizer, architecture, cfg.task.max_length, cfg.task.max_new_tokens)
+        rows = batching.training_rows(
+            task, examples, tokenizer, architecture, cfg.task.max_length, cfg.task.max_new_tokens
+        )
         tokens = sum(b["input_ids"].numel() for b in batching.loader(rows, tokenizer, cfg.train.eval_batch_size))
         total += times * tokens
         print(f"evaluation, {name}: {len(examples)} examples x {times}, {tokens:,} tokens with padding")
-    print(f"evaluation: {weights:,} layer weights x 2 x {total:,} tokens = {2 * weights * total:.3g} FLOPs, "
-          f"{2 * weights * total / peak:.1f} s at the matmul peak of {peak / 1e9:.0f} GFLOP/s")
+    print(
+        f"evaluation: {weights:,} layer weights x 2 x {total:,} tokens = {2 * weights * total:.3g} FLOPs, "
+        f"{2 * weights * total / peak:.1f} s at the matmul peak of {peak / 1e9:.0f} GFLOP/s"
+    )
 
 
 if __name__ == "__main__":

@@ -49,8 +49,9 @@ def attach(model: torch.nn.Module, init_log_alpha: float, l0_weight: float) -> N
     for name, p in list(model.named_parameters()):  # named_parameters lists a tied tensor once
         if not p.requires_grad:
             module_name, _, tensor = name.rpartition(".")
-            parametrize.register_parametrization(model.get_submodule(module_name), tensor,
-                                                 Difference(p.detach(), init_log_alpha), unsafe=True)
+            parametrize.register_parametrization(
+                model.get_submodule(module_name), tensor, Difference(p.detach(), init_log_alpha), unsafe=True
+            )
     diffs = list(differences(model).values())
 
     def penalise(module, args, output):
@@ -63,8 +64,12 @@ def attach(model: torch.nn.Module, init_log_alpha: float, l0_weight: float) -> N
 
 def differences(model: torch.nn.Module) -> dict[str, Difference]:
     """'module.tensor' -> its Difference."""
-    return {f"{name}.{tensor}": plist[0] for name, module in model.named_modules() if parametrize.is_parametrized(module)
-            for tensor, plist in module.parametrizations.items()}
+    return {
+        f"{name}.{tensor}": plist[0]
+        for name, module in model.named_modules()
+        if parametrize.is_parametrized(module)
+        for tensor, plist in module.parametrizations.items()
+    }
 
 
 def project(model: torch.nn.Module, sparsity: float) -> None:

@@ -51,8 +51,15 @@ AttentionInterface.register(ATTENTION, prefix_attention)
 AttentionMaskInterface.register(ATTENTION, sdpa_mask)
 
 
-def disentangled_prefix_forward(self, hidden_states, attention_mask, output_attentions=False, query_states=None,
-                                relative_pos=None, rel_embeddings=None):
+def disentangled_prefix_forward(
+    self,
+    hidden_states,
+    attention_mask,
+    output_attentions=False,
+    query_states=None,
+    relative_pos=None,
+    rel_embeddings=None,
+):
     """DeBERTa-v2's DisentangledSelfAttention.forward (transformers 5.24), with this layer's prefix
     keys and values placed before the real ones. DeBERTa computes its attention itself, outside the
     attention-function registry, and its relative-position terms index the real keys only: the
@@ -67,7 +74,9 @@ def disentangled_prefix_forward(self, hidden_states, attention_mask, output_atte
     scale = scaled_size_sqrt(query, scale_factor).to(query.dtype)
     scores = torch.bmm(query, key.transpose(-1, -2) / scale)
     if self.relative_attention:
-        scores = scores + self.disentangled_attention_bias(query, key, relative_pos, self.pos_dropout(rel_embeddings), scale_factor)
+        scores = scores + self.disentangled_attention_bias(
+            query, key, relative_pos, self.pos_dropout(rel_embeddings), scale_factor
+        )
     batch, n = hidden_states.shape[0], self.prefix.key.shape[1]
     prefix_key = self.prefix.key.to(key.dtype).expand(batch, -1, -1, -1).reshape(batch * heads, n, -1)
     prefix_value = self.prefix.value.to(value.dtype).expand(batch, -1, -1, -1).reshape(batch * heads, n, -1)

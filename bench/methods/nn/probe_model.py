@@ -16,7 +16,9 @@ class ProbeModel(nn.Module):
 
     def features(self, input_ids, attention_mask) -> torch.Tensor:
         backbone = self.model.get_encoder() if self.model.config.is_encoder_decoder else self.model
-        hidden = backbone(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True).hidden_states[-1]
+        hidden = backbone(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True).hidden_states[
+            -1
+        ]
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         if self.pooling == "last":  # right padding: the last real token sits at length - 1
             return hidden[torch.arange(len(hidden)), attention_mask.sum(-1) - 1].float().cpu()
