@@ -39,9 +39,25 @@ Number = StrictInt | StrictFloat | None
 
 
 class Section(BaseModel):
-    """A part of the record: its declared keys typed, and further keys a producer adds kept as they are."""
+    """A part of the record: its declared keys typed, and further keys a producer adds kept as they are. Read
+    as an object (`rec.metrics.accuracy`) or as a mapping of the keys it holds (`rec.metrics["accuracy/add"]`:
+    a task's per-category metrics are named with a slash)."""
 
     model_config = ConfigDict(extra="allow", strict=True)
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.model_fields_set or key in (self.model_extra or {})
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self[key] if key in self else default
+
+    def items(self):
+        return self.model_dump(exclude_unset=True).items()
 
 
 class Numbers(Section):

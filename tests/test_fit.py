@@ -255,7 +255,7 @@ def test_checkpointing_lowers_the_profiled_peak(make_config, tiny_models):
                 "task.max_length=64",
                 f"train.gradient_checkpointing={c}",
             )
-        )["memory"]["peak_bytes"]
+        ).memory.peak_bytes
         for c in (False, True)
     ]
     assert peaks[1] < 0.8 * peaks[0]

@@ -4,9 +4,9 @@ import json
 from pathlib import Path
 
 import pytest
-from omegaconf import OmegaConf
 from peft import PeftModel
 
+from bench.compose import typed
 from bench.launch import launch
 from bench.metrics import chosen
 from bench.predict import predict
@@ -19,7 +19,7 @@ TRAINED = ("train.max_steps=3", "train.batch_size=8", "method.lr=1e-2")
 
 def _outputs(rec: dict, kept: Path | None):
     """(the model `build` gives: the run's trained one from what it kept, else the untrained one; its test outputs)"""
-    cfg = OmegaConf.create(rec.config)
+    cfg = typed(rec.config)
     seed_everything(cfg.seed)  # the untrained model: the run's own initialisation
     built = build(cfg, kept)
     task, model, tokenizer, architecture = built.task, built.model, built.tokenizer, built.architecture

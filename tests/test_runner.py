@@ -84,7 +84,7 @@ def test_rerun_skips_unless_forced(make_config, tmp_path, capsys):
 def test_same_config_same_result(make_config, tmp_path):
     a = launch(make_config())
     b = launch(make_config("force=true"))
-    assert a["metrics"] == b["metrics"] and a["losses"] == b["losses"]
+    assert a.metrics == b.metrics and a.losses == b.losses
 
 
 def test_run_id_ignores_paths_logging_and_tracking(make_config):
@@ -163,7 +163,10 @@ def test_a_failure_leaves_other_records_intact(make_config, tmp_path):
     launch(make_config("model.source=hub", "model.hub_id=peft-bench/no-such-model"))
     records = {json.loads(p.read_text())["status"] for p in _records(tmp_path)}
     assert records == {"ok", "failed"}
-    assert json.loads((tmp_path / "results" / "default" / f"{ok.run_id}.json").read_text())["metrics"] == ok.metrics
+    assert (
+        json.loads((tmp_path / "results" / "default" / f"{ok.run_id}.json").read_text())["metrics"]
+        == ok.dump()["metrics"]
+    )
 
 
 @pytest.mark.slow
@@ -274,7 +277,7 @@ def test_a_size_that_cannot_be_measured_keeps_the_run_and_its_scores(make_config
     monkeypatch.setattr(METHODS["lora"], "save", disk_full)
     rec = launch(make_config())
     assert rec.status == "ok" and "accuracy" in rec.metrics
-    assert rec.size == {"bytes": None, "error": "OSError: [Errno 28] No space left on device"}
+    assert dict(rec.size.items()) == {"bytes": None, "error": "OSError: [Errno 28] No space left on device"}
 
 
 def test_a_record_that_cannot_be_written_is_printed_whole(make_config, tiny_models, monkeypatch, capsys):
