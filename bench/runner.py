@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 from omegaconf import DictConfig
+from pydantic import ValidationError
 
 from bench import batching, fit, forgetting, measure, models, precision, record, tasks, utilisation
 from bench.compose import typed
@@ -304,16 +305,19 @@ def finish(run: Run, status: str, error: dict | None, tracker: Tracker) -> recor
     with run.stages("tracking"):
         info = tracker.info
     run.sections.setdefault("time", {})["stages"] = run.stages.record()
-    rec = record.new(
-        run.config,
-        status,
-        error=error,
-        attempt=run.attempt,
-        started=run.started,
-        ended=record.now(),
-        tracking=info,
-        **run.sections,
-    )
+    ids = {"attempt": run.attempt, "started": run.started, "ended": record.now(), "tracking": info}
+    try:
+        rec = record.new(run.config, status, error=error, **ids, **run.sections)
+    except ValidationError as e:  # a section the declaration does not take: the numbers printed whole, the run failed
+        print(
+            f"error: the run's record does not fit its declaration; its sections, in full:\n"
+            f"{json.dumps(run.sections, default=str, indent=2)}",
+            file=sys.stderr,
+        )
+        message = (
+            f"the record does not fit bench/record.py ({record.mismatch(e, run.sections)}); its sections are printed"
+        )
+        rec = record.new(run.config, "failed", error={"type": "InvalidRecord", "message": message}, **ids)
     record.keep(run.path, rec)  # a record that could not be written is printed in full
     tracker.finish(rec)
     return rec

@@ -291,3 +291,14 @@ def test_a_record_that_cannot_be_written_is_printed_whole(make_config, tiny_mode
     assert "could not write the record" in err and "No space left on device" in err
     printed = json.loads(err.split("the record, in full:\n", 1)[1])
     assert printed["metrics"] == rec.dump()["metrics"] and printed["run_id"] == rec.run_id
+
+
+@pytest.mark.slow  # a full run of the default model
+def test_a_section_that_does_not_fit_the_declaration_fails_the_run_and_prints_it(make_config, monkeypatch, capsys):
+    from bench import measure
+
+    monkeypatch.setattr(measure, "stored_bytes", lambda save, model, folder: {"bytes": "a lot"})
+    rec = launch(make_config())
+    assert rec.status == "failed" and rec.error.type == "InvalidRecord" and "size.bytes='a lot'" in rec.error.message
+    printed = capsys.readouterr().err
+    assert '"bytes": "a lot"' in printed and '"accuracy"' in printed  # the scores are not lost
