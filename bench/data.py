@@ -36,10 +36,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import random
 import re
 import statistics
 import sys
+import tempfile
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +53,7 @@ JSON_TYPES = {
     int: "a number",
     float: "a number",
     bool: "a boolean",
+    str: "a string",
     list: "an array",
     dict: "an object",
     type(None): "null",
@@ -396,18 +399,28 @@ def main(argv=None) -> int:
         parser.error(f"--methods {args.methods!r}: expected a comma-separated list from " + ", ".join(METHODS))
     if args.copies < 0 or not 0 < args.rate <= 1:
         parser.error("--copies must be >= 0 and --rate in (0, 1]")
-    if Path(args.out).resolve() == Path(args.file).resolve():
-        parser.error("--out must not be the input file")
+    out = Path(args.out)
+    if out.exists() and os.path.samefile(out, args.file):  # the file's identity: a hard link is the same file
+        parser.error(f"--out {args.out} is the input file (or a link to it): augment never rewrites its input")
     lines = Path(args.file).read_bytes().split(b"\n")
     written = 0
-    with open(args.out, "w", encoding="utf-8") as f:
-        for r, prompts in augment(records, methods, args.copies, args.seed, args.rate):
-            f.write(lines[r.line - 1].decode("utf-8").rstrip("\r") + "\n")  # the original line, unchanged
-            f.writelines(
-                json.dumps({"prompt": prompt, "completion": r.completion}, ensure_ascii=False) + "\n"
-                for prompt in prompts
-            )
-            written += len(prompts)
+    tmp = None
+    try:  # a temporary file beside the output, then a rename: a failed or killed write leaves no half file
+        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            for r, prompts in augment(records, methods, args.copies, args.seed, args.rate):
+                f.write(lines[r.line - 1].decode("utf-8").rstrip("\r") + "\n")  # the original line, unchanged
+                f.writelines(
+                    json.dumps({"prompt": prompt, "completion": r.completion}, ensure_ascii=False) + "\n"
+                    for prompt in prompts
+                )
+                written += len(prompts)
+        os.replace(tmp, out)
+    except OSError as e:
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
+        print(f"error: could not write --out {args.out}: {e.strerror or e}", file=sys.stderr)
+        return 1
     print(
         f"{args.out}: {len(records)} lines and {written} augmented copies "
         f"({len(records) * args.copies - written} skipped)"

@@ -7,6 +7,7 @@ the registries and names the key, the value and what would be accepted.
 
 from __future__ import annotations
 
+import math
 import re
 import sys
 import tempfile
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig
 
 from bench import optimizers
 from bench.assets import ASSETS, install_hint, installed
@@ -29,6 +30,18 @@ from bench.tasks import TASKS
 def _one_of(key: str, value: Any, options) -> None:
     if value not in options:
         raise ConfigError(key, value, "one of " + ", ".join(map(str, sorted(options))))
+
+
+def _finite(node, prefix: str = "") -> None:
+    """Every number in the config is finite: NaN passes every comparison the checks below make (`nan < 0` is
+    false), and an infinite count or rate is never an experiment."""
+    items = node.items() if isinstance(node, DictConfig) else enumerate(node)
+    for key, value in items:
+        name = f"{prefix}{key}" if isinstance(node, DictConfig) else f"{prefix.rstrip('.')}[{key}]"
+        if isinstance(value, (DictConfig, ListConfig)):
+            _finite(value, f"{name}.")
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(name, value, "a finite number (not NaN or infinity)")
 
 
 def _at_least(key: str, value: Any, low, what: str = "") -> None:
@@ -45,6 +58,7 @@ def validate(cfg: DictConfig) -> str | None:
     """Raise ConfigError for a config that cannot run; return a reason when the
     combination is well-formed but does not apply (recorded as `not_applicable`)."""
     _one_of("mode", cfg.get("mode", "run"), {"run", "count", "serve"})
+    _finite(cfg)
     _model(cfg)
     _task(cfg.task)
     _method(cfg.method)

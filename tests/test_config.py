@@ -1,6 +1,7 @@
 """Bad input fails with the key, the value and what is accepted, before any weight loads."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -244,3 +245,19 @@ def test_local_source_needs_its_package(make_config):
     with pytest.raises(ConfigError) as e:
         validate(make_config("model.source=local", "model.package=no_such_package"))
     assert e.value.key == "model.source" and "(no_such_package) is not installed" in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("train.max_grad_norm=nan", "train.max_grad_norm"),
+        ("train.weight_decay=nan", "train.weight_decay"),
+        ("method.lr=inf", "method.lr"),
+        ("method.lr_grid=[1e-3,nan]", "method.lr_grid[1]"),
+        ("train.max_steps=null train.epochs=inf", "train.epochs"),
+        ("train.warmup_ratio=-inf", "train.warmup_ratio"),
+    ],
+)
+def test_nan_and_infinity_are_refused_in_every_number(make_config, override, key):
+    with pytest.raises(ConfigError, match=rf"^{re.escape(key)}=(nan|inf|-inf) is not valid: expected a finite number"):
+        validate(make_config(*override.split()))

@@ -1,4 +1,5 @@
 import json
+import os
 import random
 import re
 from collections import Counter
@@ -20,6 +21,7 @@ from bench.data import (
     length_outliers,
     main,
     near_duplicates,
+    read,
 )
 from bench.errors import ConfigError
 from bench.tasks import load
@@ -294,3 +296,34 @@ def test_a_changed_data_file_is_a_new_run_and_a_fixed_one_runs_again(make_config
     )
     assert run_id(to_container(fixed)) != broken.run_id
     assert launch(fixed).status == "ok"
+
+
+@pytest.mark.parametrize("line, kind", [(b'"just a string"', "a string"), (b"7", "a number"), (b"null", "null")])
+def test_a_line_that_is_not_an_object_is_named_by_its_line(tmp_path, line, kind):
+    good = b'{"prompt": "tea\\n\\n###\\n\\n", "completion": " ok"}'
+    _, problems = check_lines([good, line], SEPARATOR)
+    assert [(p.line, p.level, p.message) for p in problems] == [(2, "error", f"not a JSON object but {kind}")]
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(good + b"\n" + line + b"\n")
+    with pytest.raises(DataError, match=f"bad.jsonl: 1 error\\(s\\) \\(line 2: error: not a JSON object but {kind}\\)"):
+        read(path)
+
+
+def test_augment_never_rewrites_its_input_even_through_a_hard_link(tmp_path, capsys):
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(Path(CLEAN).read_bytes())
+    link = tmp_path / "link.jsonl"
+    os.link(source, link)
+    with pytest.raises(SystemExit):
+        main(["augment", str(source), "--out", str(link)])
+    assert "is the input file (or a link to it)" in capsys.readouterr().err
+    assert source.read_bytes() == Path(CLEAN).read_bytes()
+
+
+@pytest.mark.parametrize("where", ["missing/out.jsonl", "."])
+def test_augment_into_a_folder_it_cannot_write_is_one_line_and_leaves_nothing(tmp_path, capsys, where):
+    out = tmp_path / where
+    assert main(["augment", CLEAN, "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: could not write --out {out}") and "Traceback" not in err
+    assert not list(tmp_path.rglob(".*.tmp"))
