@@ -124,5 +124,6 @@ class RunConfig:
 
 
 PRECISIONS = ("fp32", "bf16-mixed", "bf16", "fp16-mixed")
-# beyond these a value is a typo: a million-example batch, a trillion steps
-MAX_BATCH, MAX_STEPS = 65_536, 100_000_000
+# beyond these a value is a typo: a million-example batch, a trillion steps, a billion epochs or timed passes
+MAX_BATCH, MAX_STEPS, MAX_EPOCHS, MAX_SAMPLES = 65_536, 100_000_000, 100_000, 100_000
+MAX_EXAMPLES, MAX_TOKENS = 1_000_000_000, 1_048_576  # a split's examples; a sequence's tokens

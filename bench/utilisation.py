@@ -22,6 +22,7 @@ the decoder's work on the target tokens is counted in full and spread over them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -455,24 +456,35 @@ def cpu_peak(precision: str = "fp32", cache_dir: str | os.PathLike | None = None
         cache = json.loads(path.read_text())
     except (OSError, ValueError):
         cache = {}
-    busy = False
+    unsaved = ""
     if key not in cache:
         load: dict = {}
         with MachineLoad(load):
             flops, size = _probe(dtype, 1024 if threads <= 8 else 2048)  # larger products keep many threads busy
         cache[key] = {"flops_per_second": flops, "size": size}
-        busy = load["busy"]  # a probe beside other work reads low: used for this run, never cached
-        if not busy:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(cache, indent=1, sort_keys=True))
-            os.replace(tmp, path)  # atomic: a concurrent run reads the old file or the new, never half of one
+        # a probe beside other work reads low: used for this run, never cached
+        unsaved = "; machine busy, not cached" if load["busy"] else _save(path, cache)
     found = cache[key]
     return Peak(
         found["flops_per_second"],
         f"matmul probe, {dtype_name}, {threads} thread{'s' * (threads != 1)} "
-        f"({found['size']}x{found['size']}, best of a few" + ("; machine busy, not cached)" if busy else ")"),
+        f"({found['size']}x{found['size']}, best of a few{unsaved})",
     )
+
+
+def _save(path: Path, cache: dict) -> str:
+    """Write the probe cache; a cache that cannot be written is said in the peak's description, never an
+    error: a measurement's side effect must not fail the run it measures."""
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(cache, indent=1, sort_keys=True))
+        os.replace(tmp, path)  # atomic: a concurrent run reads the old file or the new, never half of one
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        return f"; not cached: {path.parent} is not writable ({e.strerror or e})"
+    return ""
 
 
 def _tf32() -> bool:

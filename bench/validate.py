@@ -20,7 +20,16 @@ from omegaconf import DictConfig, ListConfig
 
 from bench import optimizers
 from bench.assets import ASSETS, install_hint, installed
-from bench.config import MAX_BATCH, MAX_STEPS, PRECISIONS, TrainConfig
+from bench.config import (
+    MAX_BATCH,
+    MAX_EPOCHS,
+    MAX_EXAMPLES,
+    MAX_SAMPLES,
+    MAX_STEPS,
+    MAX_TOKENS,
+    PRECISIONS,
+    TrainConfig,
+)
 from bench.errors import ConfigError
 from bench.families import FAMILIES
 from bench.methods import METHODS
@@ -59,10 +68,13 @@ def validate(cfg: DictConfig) -> str | None:
     combination is well-formed but does not apply (recorded as `not_applicable`)."""
     _one_of("mode", cfg.get("mode", "run"), {"run", "count", "serve"})
     _finite(cfg)
+    if not 0 <= cfg.seed < 2**32:  # what numpy's seeding takes
+        raise ConfigError("seed", cfg.seed, "a whole number in [0, 2**32)")
     _model(cfg)
     _task(cfg.task)
     _method(cfg.method)
     _train(cfg.train, METHODS[cfg.method.name])
+    _steps(cfg.train, cfg.task.train_size)
     _one_of("tracking.backend", cfg.tracking.backend, {"wandb", "none"})
     _one_of("tracking.mode", cfg.tracking.mode, {"offline", "online"})
     _one_of("process", cfg.process, {"fresh", "inline"})
@@ -106,9 +118,10 @@ def _task(t) -> None:
     if TASKS[t.name].check:
         TASKS[t.name].check(t)
     _at_least("task.max_length", t.max_length, 8)
-    _at_least("task.train_size", t.train_size, 1)
-    _at_least("task.val_size", t.val_size, 1)
-    _at_least("task.test_size", t.test_size, 1)
+    _at_most("task.max_length", t.max_length, MAX_TOKENS)
+    for key in ("train_size", "val_size", "test_size"):
+        _at_least(f"task.{key}", t[key], 1)
+        _at_most(f"task.{key}", t[key], MAX_EXAMPLES)
 
 
 def _method(m) -> None:
@@ -159,12 +172,31 @@ def _train(t, method) -> None:
             raise ConfigError("train.device", "cuda", "'auto' or 'cpu': this machine has no CUDA device")
 
 
+def _steps(t, train_size: int | None) -> None:
+    """The steps that train.epochs makes of a training split of known size, within MAX_STEPS."""
+    if t.epochs is None or train_size is None:
+        return
+    per_step = t.batch_size * t.grad_accum
+    if t.epochs * train_size / per_step > MAX_STEPS:
+        raise ConfigError(
+            "train.epochs",
+            t.epochs,
+            f"at most {MAX_STEPS * per_step / train_size:,.0f} epochs of "
+            f"task.train_size={train_size} in batches of {per_step}: more is over {MAX_STEPS:,} steps",
+        )
+
+
 def _counts(t) -> None:
-    """The train group's counts and sizes, within their bounds."""
+    """The train group's counts and sizes, within their bounds (beyond MAX_STEPS or MAX_BATCH a value is a
+    typo, and a run would work for days before failing)."""
     _at_least("train.batch_size", t.batch_size, 1)
     _at_most("train.batch_size", t.batch_size, MAX_BATCH)
     _at_most("train.eval_batch_size", t.eval_batch_size, MAX_BATCH)
     _at_most("train.max_steps", t.max_steps, MAX_STEPS)
+    _at_most("train.epochs", t.epochs, MAX_EPOCHS)
+    for key in ("grad_accum", "eval_every", "log_every", "timing_warmup", "early_stopping_patience"):
+        _at_most(f"train.{key}", t[key], MAX_STEPS)
+    _at_most("train.latency_samples", t.latency_samples, MAX_SAMPLES)
     _at_least("train.grad_accum", t.grad_accum, 1)
     _at_least("train.eval_batch_size", t.eval_batch_size, 1)
     _at_least("train.eval_every", t.eval_every, 0)

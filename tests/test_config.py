@@ -261,3 +261,20 @@ def test_local_source_needs_its_package(make_config):
 def test_nan_and_infinity_are_refused_in_every_number(make_config, override, key):
     with pytest.raises(ConfigError, match=rf"^{re.escape(key)}=(nan|inf|-inf) is not valid: expected a finite number"):
         validate(make_config(*override.split()))
+
+
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        (["train.max_steps=null", "train.epochs=1e9"], "train.epochs"),
+        (["train.max_steps=null", "train.epochs=50000", "task.train_size=100000"], "train.epochs"),
+        (["train.latency_samples=1000000000"], "train.latency_samples"),
+        (["train.eval_every=1000000000"], "train.eval_every"),
+        (["task.max_length=1000000000"], "task.max_length"),
+        (["task.val_size=10000000000"], "task.val_size"),
+        (["seed=-1"], "seed"),
+    ],
+)
+def test_every_count_has_an_upper_bound_checked_before_loading(make_config, overrides, key):
+    with pytest.raises(ConfigError, match=rf"^{re.escape(key)}="):
+        validate(make_config(*overrides))

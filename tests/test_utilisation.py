@@ -266,3 +266,13 @@ def test_the_positions_a_method_adds_come_from_the_method(make_config, tiny_mode
     assert formula > utilisation.flops_per_token(
         built.model, built.family, built.architecture, [length] * rows, batch_size=rows
     )
+
+
+def test_a_cache_that_cannot_be_written_is_said_not_raised(tmp_path, monkeypatch):
+    monkeypatch.setattr(utilisation, "_time_matmul", lambda size, dtype: 0.1)
+    monkeypatch.setattr(utilisation, "MachineLoad", lambda out: _Load(out, busy=False))
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")  # the cache folder's place is taken by a file: no folder can be made there
+    peak = utilisation.peak_flops("cpu", "fp32", cache_dir=blocked / "cache")
+    assert peak.flops_per_second == 2 * 256**3 / 0.1
+    assert f"not cached: {blocked / 'cache'} is not writable" in peak.source
