@@ -28,7 +28,7 @@ def load(results: Path) -> dict[str, list[dict]]:
     found: dict[str, list[dict]] = {}
     for path in sorted(Path(results).glob("*/serve/*.json")):
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(record.read_bytes(path))
             rec = record.parse(data)  # ValidationError is a ValueError
             shapes = rec.serve["shapes"] if rec.status == "ok" else None
         except (OSError, ValueError, KeyError, TypeError) as e:

@@ -17,6 +17,7 @@ import hashlib
 import json
 import math
 import os
+import stat
 import sys
 import tempfile
 import traceback
@@ -184,6 +185,13 @@ class Record(BaseModel):
     serve: dict[str, Any] | None = None  # mode=serve: the serving measurement (bench/serve.py)
     config: dict[str, Any]
 
+    @field_validator("schema_version")
+    @classmethod
+    def _known(cls, version: int) -> int:
+        if version != SCHEMA_VERSION:  # version 1 is migrated by `parse` before this
+            raise ValueError(f"schema version {SCHEMA_VERSION} (a record of another version of peft-bench)")
+        return version
+
     @field_validator("config")
     @classmethod
     def _names(cls, config: dict) -> dict:
@@ -329,16 +337,43 @@ def claim(path: Path):
         os.close(fd)
 
 
+# no record comes near this (a run's per-example results for 100,000 test examples are about 2 MB)
+MAX_RECORD_BYTES = 256 * 2**20
+
+
+class NotARecordFile(ValueError):
+    """A path in the store that is no regular file (a folder, a FIFO, a device) or larger than any record."""
+
+
+def read_bytes(path: Path) -> bytes:
+    """A file of the store, read only when it is a regular file, and never more than MAX_RECORD_BYTES: a FIFO
+    opened for reading would block forever, a device never end. FileNotFoundError where there is none."""
+    mode = path.stat().st_mode
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a special file"
+        raise NotARecordFile(f"{kind}, not a regular file")
+    with open(path, "rb") as f:
+        data = f.read(MAX_RECORD_BYTES + 1)
+    if len(data) > MAX_RECORD_BYTES:
+        raise NotARecordFile(f"larger than {MAX_RECORD_BYTES:,} bytes, more than any record")
+    return data
+
+
 def read(path: Path) -> Record | None:
     """The record at `path`, or None. A file there that is not a record (truncated, empty, another
-    program's) is moved aside, kept under a new name, with a warning naming both; it counts as no record."""
+    program's, a folder or a FIFO) is moved aside, kept under a new name, with a warning naming both; it
+    counts as no record."""
     try:
-        data = path.read_bytes()
+        data = read_bytes(path)
+        parsed = json.loads(data)
+        rec = parse(parsed)
+        if rec.run_id == path.stem:
+            return rec
+        problem = f"the record of run {rec.run_id}, not of {path.stem} (copied or renamed)"
     except FileNotFoundError:
         return None
-    try:
-        parsed = json.loads(data)
-        return parse(parsed)
+    except NotARecordFile as e:
+        problem = str(e)
     except ValidationError as e:
         problem = f"JSON but not a run record ({mismatch(e, parsed)})"
     except ValueError as e:  # JSONDecodeError and UnicodeDecodeError

@@ -14,7 +14,7 @@ import pandas as pd
 from pydantic import ValidationError
 
 from bench.methods import METHODS
-from bench.record import mismatch, parse, search_id, setting_id
+from bench.record import mismatch, parse, read_bytes, search_id, setting_id
 
 # each method's own keys (its schema beyond name, lr and lr_grid): a column each, so a new method's
 # keys (an adapter's kind and size, a peft type's arguments) reach the tables without naming it here
@@ -104,7 +104,7 @@ def load(results: Path) -> pd.DataFrame:
     rows = []
     for path in sorted(Path(results).glob("*/*.json")):
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(read_bytes(path))
         except (OSError, ValueError) as e:
             warnings.warn(f"{path}: not a run record, skipped ({type(e).__name__}: {e})", stacklevel=2)
             continue

@@ -37,7 +37,7 @@ def test_a_file_that_is_not_a_record_is_moved_aside_and_counts_as_none(tmp_path,
 
 
 def test_records_are_readable_by_the_group_and_strict_json(tmp_path):
-    path = tmp_path / "sweep" / "run.json"
+    path = tmp_path / "sweep" / f"{record.run_id(CONFIG)}.json"
     old = os.umask(0o022)
     try:
         record.write(
@@ -54,7 +54,7 @@ def test_records_are_readable_by_the_group_and_strict_json(tmp_path):
 
 def test_a_version_1_record_in_the_store_still_loads(tmp_path):
     # the fields of a version-1 record as the runner wrote them (written twice per run, same fields)
-    path = tmp_path / "sweep" / "v1.json"
+    path = tmp_path / "sweep" / "m-t-lora-0123456789.json"
     path.parent.mkdir()
     v1 = {
         "run_id": "m-t-lora-0123456789",
@@ -85,3 +85,36 @@ def test_a_section_the_declaration_lacks_is_an_error_where_the_record_is_made():
         record.new(
             CONFIG, "ok", params={"total": 1, "trainable": "all", "trainable_pct": 100.0, "method": 1, "head": 0}
         )
+
+
+def test_a_fifo_or_a_folder_at_a_record_path_is_moved_aside_without_blocking(tmp_path):
+    fifo, folder = tmp_path / "fifo.json", tmp_path / "folder.json"
+    os.mkfifo(fifo)
+    folder.mkdir()
+    for path, kind in ((fifo, "a FIFO"), (folder, "a folder")):
+        with pytest.warns(UserWarning, match=f"{path} is {kind}, not a regular file: moved aside"):
+            assert record.read(path) is None
+        assert not path.exists()
+
+
+def test_another_runs_record_at_this_runs_path_is_not_this_run(tmp_path):
+    rec = record.new(CONFIG, "ok")
+    path = tmp_path / "m-t-lora-0000000000.json"
+    record.write(path, rec)
+    with pytest.warns(UserWarning, match=f"the record of run {rec.run_id}, not of m-t-lora-0000000000"):
+        assert record.read(path) is None
+    record.write(tmp_path / f"{rec.run_id}.json", rec)
+    assert record.read(tmp_path / f"{rec.run_id}.json") == rec
+
+
+def test_a_record_of_an_unknown_schema_version_is_not_read_as_this_one(tmp_path):
+    data = {**record.new(CONFIG, "ok").dump(), "schema_version": 99}
+    with pytest.raises(ValidationError, match="schema version 2"):
+        record.parse(data)
+
+
+def test_analysis_skips_a_fifo_in_a_sweep_folder(tmp_path):
+    (tmp_path / "sweep").mkdir()
+    os.mkfifo(tmp_path / "sweep" / "x.json")
+    with pytest.warns(UserWarning, match="x.json: not a run record, skipped .*a FIFO, not a regular file"):
+        assert len(results.load(tmp_path)) == 0
