@@ -21,6 +21,7 @@ from analysis.tables import (
     method_label,
     weight_type,
 )
+from bench.names import component
 from bench.selection import select
 
 # no software version or date in the files: the same records give byte-identical figures
@@ -196,7 +197,8 @@ def figures(frame: pd.DataFrame, folder: Path) -> list[Path]:
         selected.assign(label=selected.apply(method_label, axis=1)) if len(selected) else selected.assign(label=None)
     )
     tasks = sorted(selected.task.unique())
-    per_task = [(selected[selected.task == task], "" if len(tasks) == 1 else f"_{task}") for task in tasks]
+    # a task name from a record becomes part of a file name: as one plain path component
+    per_task = [(selected[selected.task == task], "" if len(tasks) == 1 else f"_{component(task)}") for task in tasks]
     drawn = [
         *(accuracy_vs_parameters(runs, folder / f"accuracy_vs_parameters{suffix}.png") for runs, suffix in per_task),
         *(learning_curve(runs, folder / f"learning_curve{suffix}.png") for runs, suffix in per_task),

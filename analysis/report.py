@@ -37,8 +37,10 @@ def sweep_page(sweep: str, frame: pd.DataFrame, tables: list[Table], figures: li
     parts = [f"<p>{len(frame)} runs: " + ", ".join(f"{n} {html.escape(str(s))}" for s, n in counts.items()) + "</p>"]
     for table in tables:
         parts.append(_html_table(table))
-        parts.append(" ".join(f"<a href='tables/{table.name}.{ext}'>{ext}</a>" for ext in ("md", "tex", "csv")))
-    parts += [f"<img src='figures/{p.name}' alt='{p.stem}'>" for p in figures]
+        parts.append(
+            " ".join(f"<a href='tables/{html.escape(table.name)}.{ext}'>{ext}</a>" for ext in ("md", "tex", "csv"))
+        )
+    parts += [f"<img src='figures/{html.escape(p.name)}' alt='{html.escape(p.stem)}'>" for p in figures]
     failed = frame[frame.status.isin(["failed", "oom", "diverged", "refused"])]
     if len(failed):
         parts.append(

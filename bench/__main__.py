@@ -59,13 +59,13 @@ def main(cfg: DictConfig) -> None:
             sys.exit(f"error: {e}")
         # one bad combination in a sweep is recorded (unless a record stands) and the sweep goes on
         print(f"error: {e}", file=sys.stderr)
-        config = to_container(cfg)
-        path = _record_path(config)
-        if not record.should_skip(record.read(path), config["force"], config["retry_failed"]):
-            try:
+        try:  # the error may be the results folder itself, or a name its path is made of
+            config = to_container(cfg)
+            path = _record_path(config)
+            if not record.should_skip(record.read(path), config["force"], config["retry_failed"]):
                 record.write(path, record.new(config, "failed", error=record.error_of(e)))
-            except OSError as write_error:  # the error may be the results folder itself
-                print(f"error: could not record it: {write_error}", file=sys.stderr)
+        except (OSError, ConfigError) as write_error:
+            print(f"error: could not record it: {write_error}", file=sys.stderr)
         raise JobFailed(f"invalid configuration: {e}") from None
 
 

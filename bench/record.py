@@ -29,6 +29,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictFloat, StrictInt, ValidationError, field_validator
 
+from bench.names import check_component
+
 # 2: the record is declared by `Record` and written once per run; version 1 records have the same fields
 SCHEMA_VERSION = 2
 # refused: estimated not to fit the memory available (bench/fit.py), so stopped before loading anything
@@ -312,6 +314,10 @@ def search_id(config: dict) -> str:
 
 
 def path_for(config: dict) -> Path:
+    """Where the record of `config` goes; a model or sweep name that is not one plain path component is a
+    ConfigError here too, so that no caller (a sweep recording a bad config) can write outside the store."""
+    check_component("model.name", config["model"]["name"])
+    check_component("sweep_name", config["sweep_name"])
     return Path(config["results_dir"]) / config["sweep_name"] / f"{run_id(config)}.json"
 
 

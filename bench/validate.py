@@ -8,7 +8,6 @@ the registries and names the key, the value and what would be accepted.
 from __future__ import annotations
 
 import math
-import re
 import sys
 import tempfile
 from importlib.util import find_spec
@@ -33,6 +32,7 @@ from bench.config import (
 from bench.errors import ConfigError
 from bench.families import FAMILIES
 from bench.methods import METHODS
+from bench.names import check_component
 from bench.tasks import TASKS
 
 
@@ -84,6 +84,7 @@ def validate(cfg: DictConfig) -> str | None:
 
 def _model(cfg: DictConfig) -> None:
     m = cfg.model
+    check_component("model.name", m.name)  # the run id's prefix: a file name in the store
     _one_of("model.family", m.family, FAMILIES)
     if m.hub_id is None and not m.package and cfg.get("mode", "run") != "count":
         raise ConfigError(
@@ -240,13 +241,7 @@ def _offline_copy(model) -> bool:
 
 def check_results_folder(cfg: DictConfig) -> None:
     """sweep_name is a plain folder name and <results_dir>/<sweep_name> a folder this user can write."""
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", str(cfg.sweep_name)):
-        raise ConfigError(
-            "sweep_name",
-            cfg.sweep_name,
-            "a plain folder name of letters, digits, '.', '_' and '-', "
-            "not starting with '.' (records go to <results_dir>/<sweep_name>/)",
-        )
+    check_component("sweep_name", cfg.sweep_name)  # records go to <results_dir>/<sweep_name>/
     folder = Path(cfg.results_dir) / cfg.sweep_name
     try:
         folder.mkdir(parents=True, exist_ok=True)

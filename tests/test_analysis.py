@@ -368,3 +368,18 @@ def test_a_line_never_joins_runs_that_differ_in_more_than_its_axis(tmp_path):
     ):
         names = [t.name for t in tables.tables(frame)]
     assert "data_size" not in names
+
+
+def test_task_names_from_records_are_escaped_in_the_page_and_safe_as_file_names(results, tmp_path):
+    methods = results / "methods"
+    for run_id, task in (("f", "<img src=x onerror=alert(1)>"), ("g", "a/b")):
+        rec = json.loads((methods / f"{run_id}.json").read_text())
+        rec["config"]["task"]["name"] = task
+        (methods / f"{run_id}.json").write_text(json.dumps(rec))
+    out = tmp_path / "report"
+    analysis_main(["--results", str(results), "--out", str(out)])  # the report is written, not aborted
+    page = (out / "methods" / "index.html").read_text()
+    assert "<img src=x" not in page  # the markup is escaped wherever the name is shown
+    figures = sorted(p.name for p in (out / "methods" / "figures").glob("*.png"))
+    assert figures and all("/" not in name and "<" not in name for name in figures)
+    assert not list(out.rglob("b.png")) and not (out / "methods" / "figures" / "accuracy_vs_parameters_a").exists()

@@ -10,6 +10,8 @@ import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ValidationError
 
+from bench import record
+from bench.compose import to_container
 from bench.errors import ConfigError
 from bench.launch import launch
 from bench.validate import validate
@@ -107,7 +109,7 @@ def test_value_checks_name_the_key(make_config, override, key):
 def test_sweep_name_is_a_plain_folder_name(make_config, name, tmp_path):
     with pytest.raises(ConfigError) as e:
         validate(make_config(f"sweep_name={name}"))
-    assert e.value.key == "sweep_name" and "a plain folder name" in str(e.value)
+    assert e.value.key == "sweep_name" and "a plain name" in str(e.value)
     assert not list((tmp_path / "results").glob("**/*"))  # nothing written anywhere
     validate(make_config("sweep_name=my_sweep-2.1"))
 
@@ -278,3 +280,34 @@ def test_nan_and_infinity_are_refused_in_every_number(make_config, override, key
 def test_every_count_has_an_upper_bound_checked_before_loading(make_config, overrides, key):
     with pytest.raises(ConfigError, match=rf"^{re.escape(key)}="):
         validate(make_config(*overrides))
+
+
+@pytest.mark.parametrize("name", ["../../escaped/x", "a/b", ".hidden", "", "x" * 300])
+def test_a_model_name_that_is_not_one_path_component_is_refused(make_config, tmp_path, name):
+    with pytest.raises(ConfigError, match="^model.name=.* is not valid: expected a plain name"):
+        validate(make_config(f"model.name='{name}'"))
+    config = to_container(make_config(f"model.name='{name}'"))
+    with pytest.raises(ConfigError, match="^model.name="):
+        record.path_for(config)  # nor can any caller build a path from it
+    assert not (tmp_path / "escaped").exists() and not (tmp_path.parent / "escaped").exists()
+
+
+def test_a_sweep_recording_a_bad_name_writes_nothing_outside_the_store(tmp_path):
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "-m",
+            "tracking=none",
+            f"results_dir={tmp_path}/R",
+            "model.name=../../escaped/x",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert out.returncode != 0 and "model.name='../../escaped/x' is not valid" in out.stderr
+    assert not (tmp_path / "escaped").exists() and not list(tmp_path.rglob("*.json"))
