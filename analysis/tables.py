@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from analysis import uncertainty
-from bench.methods import METHODS
+from bench.methods import METHODS, Method
 from bench.results import METHOD_KEYS
 from bench.selection import select
 
@@ -133,8 +133,16 @@ def measure(frame: pd.DataFrame) -> str:
 
 
 def method_label(row) -> str:
-    """The method's own label for this setting (bench/methods); a method no longer registered, its name."""
-    return METHODS[row.method].label(row) if row.method in METHODS else row.method
+    """The method's own label for this setting (bench/methods); a method no longer registered, its name; a
+    record without the keys its method's label reads (written by hand, or before the key existed), the
+    method's name and the keys it has."""
+    if row.method not in METHODS:
+        return row.method
+    method = METHODS[row.method]
+    try:
+        return method.label(row)
+    except (TypeError, ValueError):  # a key the label formats is missing (NA)
+        return Method.label(method, row)
 
 
 def rank_grid(ok: pd.DataFrame) -> Table | None:

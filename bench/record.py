@@ -25,9 +25,19 @@ import warnings
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, StrictBool, StrictFloat, StrictInt, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    ValidationError,
+    field_validator,
+)
 
 from bench.names import check_component
 
@@ -37,8 +47,8 @@ SCHEMA_VERSION = 2
 STATUSES = ("ok", "failed", "oom", "diverged", "not_applicable", "refused")
 Status = Literal["ok", "failed", "oom", "diverged", "not_applicable", "refused"]
 # JSON numbers, or null where a value was NaN or infinite (strict JSON has neither); a string or a boolean
-# where a number belongs is an error
-Number = StrictInt | StrictFloat | None
+# where a number belongs is an error, and so is an integer no float can hold (a 400-digit "accuracy")
+Number = Annotated[int, Strict(), Field(ge=-(2**63), le=2**63)] | StrictFloat | None
 
 
 class Section(BaseModel):

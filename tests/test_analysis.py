@@ -1,6 +1,7 @@
 """Analysis on hand-written records: the expected cells, and byte-identical regeneration."""
 
 import json
+import shutil
 
 import pytest
 
@@ -330,6 +331,7 @@ def test_trainable_means_one_thing_in_every_table_and_failed_rows_say_why(result
         (lambda r: r.update(per_example=[1, 2]), "per_example=[1, 2] is not valid: input should be a valid dictionary"),
         (lambda r: r.update(schema_version="2"), "schema_version='2' is not valid: a number"),
         (lambda r: r.update(unknown_section={}), "unknown_section={} is not valid: extra inputs are not permitted"),
+        (lambda r: r["metrics"].update(accuracy=int("9" * 400)), "is not valid: input should be less than or equal to"),
     ],
 )
 def test_records_that_do_not_fit_the_schema_are_skipped_by_name(results, change, why, tmp_path):
@@ -383,3 +385,14 @@ def test_task_names_from_records_are_escaped_in_the_page_and_safe_as_file_names(
     figures = sorted(p.name for p in (out / "methods" / "figures").glob("*.png"))
     assert figures and all("/" not in name and "<" not in name for name in figures)
     assert not list(out.rglob("b.png")) and not (out / "methods" / "figures" / "accuracy_vs_parameters_a").exists()
+
+
+def test_a_record_without_the_keys_its_label_reads_still_gets_a_row_and_a_report(results, tmp_path):
+    shutil.rmtree(results / "lora_rank")  # the only LoRA run is the one without r, beside a BitFit run
+    path = results / "methods" / "g.json"
+    rec = json.loads(path.read_text())
+    del rec["config"]["method"]["r"]
+    path.write_text(json.dumps(rec))
+    table = tables.methods_table(records.load(results), "tweets").frame
+    assert list(table.index) == ["BitFit", "lora (targets=q,v)"]  # labelled with what the record holds
+    analysis_main(["--results", str(results), "--out", str(tmp_path / "report")])  # the report is still written
