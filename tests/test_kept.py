@@ -76,3 +76,23 @@ def test_a_full_copy_is_kept_only_when_asked(make_config, tiny_models):
     kept = _kept_run(make_config, tiny_models, "method=full_ft", "keep_full_copies=true", "force=true")
     assert kept.run_id == rec.run_id  # keeping a copy does not change what the run computes
     assert _reloaded(kept)[1] == kept.per_example["predicted"]
+
+
+@pytest.mark.slow  # two tiny runs
+def test_a_damaged_or_mismatched_kept_folder_is_refused(make_config, tiny_models, tmp_path):
+    from safetensors.torch import save_file
+
+    bitfit = _kept_run(make_config, tiny_models, "method=bitfit")
+    folder = Path(bitfit.size.folder)
+    save_file({}, str(folder / "trainable.safetensors"), metadata={"method": "bitfit"})  # emptied
+    with pytest.raises(KeyError, match=r"trained parameters the saved tensors lack \(\d+\)"):
+        _outputs(bitfit, folder)
+    other = typed({**bitfit.config, "method": {**bitfit.config["method"], "name": "full_ft"}})
+    save_file({}, str(folder / "trainable.safetensors"), metadata={"method": "bitfit"})
+    with pytest.raises(ValueError, match="was kept by method=bitfit, not method=full_ft"):
+        build(other, folder)
+
+    lora = _kept_run(make_config, tiny_models, "method=lora")
+    as_ia3 = make_config(*tiny_bert(tiny_models), "method=ia3")
+    with pytest.raises(ValueError, match="holds a LORA adapter, not the IA3 of method=ia3"):
+        build(as_ia3, Path(lora.size.folder))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import json
 import pkgutil
 import warnings
 from dataclasses import dataclass, field
@@ -159,25 +160,46 @@ class Method:
             model.save_pretrained(str(folder))  # adapter plus head
             return
         tensors = {n: p.detach().contiguous().cpu() for n, p in model.named_parameters() if p.requires_grad}
-        save_file(tensors, str(folder / "trainable.safetensors"))
+        save_file(tensors, str(folder / "trainable.safetensors"), metadata={"method": self.name})
 
     def load(self, model: torch.nn.Module, cfg, family: Family, tokenizer, folder: Path) -> torch.nn.Module:
         """The trained model again: a freshly loaded base `model` and the folder `save` wrote."""
         from peft import PeftModel
+        from safetensors import safe_open
         from safetensors.torch import load_file
 
         if (folder / "adapter_config.json").exists():
+            kept = json.loads((folder / "adapter_config.json").read_text()).get("peft_type")
+            if self.peft_type(cfg) not in (None, kept):
+                raise ValueError(
+                    f"{folder} holds a {kept} adapter, not the {self.peft_type(cfg)} of method={self.name}"
+                )
             return PeftModel.from_pretrained(model, str(folder))
+        path = str(folder / "trainable.safetensors")
+        with safe_open(path, "pt") as f:
+            kept = (f.metadata() or {}).get("method")  # folders kept before the name was written have none
+        if kept not in (None, self.name):
+            raise ValueError(
+                f"{folder} was kept by method={kept}, not method={self.name}: rebuild it under method={kept}"
+            )
         model = self.apply(model, cfg, family, tokenizer)
-        restore(model, load_file(str(folder / "trainable.safetensors")))
+        restore(model, load_file(path))
         return model
 
+    def peft_type(self, cfg) -> str | None:
+        """The peft type of the adapter this method keeps (peft's adapter_config.json), None if not peft's."""
+        return None
 
-def restore(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:
-    """Copy saved tensors into the model's parameters of the same names; a name the model lacks is an error."""
+
+def restore(model: torch.nn.Module, tensors: dict[str, torch.Tensor], complete: bool = True) -> None:
+    """Copy saved tensors into the model's parameters of the same names; a name the model lacks is an error,
+    and (`complete`) so is a trained parameter the tensors lack: a damaged or emptied file never loads silently."""
     unexpected = model.load_state_dict(tensors, strict=False).unexpected_keys
     if unexpected:
         raise KeyError(f"saved tensors that this model does not have: {', '.join(unexpected[:5])}")
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and n not in tensors]
+    if complete and missing:
+        raise KeyError(f"trained parameters the saved tensors lack ({len(missing)}): {', '.join(missing[:5])}")
 
 
 METHODS: dict[str, Method] = {}

@@ -116,5 +116,5 @@ class DiffPruning(Method):
         model = self.apply(model, cfg, family, tokenizer)
         saved = load_file(str(folder / "diff.safetensors"))
         restore_sparse(model, saved)
-        restore(model, saved)  # the head
+        restore(model, saved, complete=False)  # the head (the differences are restored above)
         return model

@@ -17,10 +17,14 @@ class IA3(Method):
     title = "IA3"
     schema = IA3Schema
     serving = {"ia3": Serving("adapter", "IA3 (unmerged)"), "ia3_merged": Serving("merged", "IA3 merged")}
+
     refused_serving = {
         "ia3_mixed": "peft ignores adapter_names for IA3 (every row would get the active adapter): "
         "serve IA3 tasks in sub-batches or merged copies"
     }
+
+    def peft_type(self, cfg):
+        return "IA3"
 
     def check(self, cfg, family):
         check_targets("method.targets", cfg.targets, family)

@@ -26,6 +26,9 @@ class Lora(Method):
         "lora_swapped": Serving("swapped", "LoRA, swapped per task"),
     }
 
+    def peft_type(self, cfg):
+        return "LORA"
+
     def label(self, row):
         return f"LoRA (r={row.r:g}; {row.targets})"
 

@@ -84,6 +84,10 @@ def _refuses_conv1d(cls: type, args: dict) -> str | None:
 @register
 class Peft(Method):
     name = "peft"
+
+    def peft_type(self, cfg):
+        return cfg.type
+
     schema = PeftSchema
 
     def check(self, cfg, family):

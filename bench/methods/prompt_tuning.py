@@ -26,6 +26,9 @@ class PromptTuning(Method):
         "prompt_mixed": Serving("mixed", "prompt tuning, mixed-task batch"),
     }
 
+    def peft_type(self, cfg):
+        return "PROMPT_TUNING"
+
     def virtual_tokens(self, cfg):
         return cfg.num_virtual_tokens
 
