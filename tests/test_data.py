@@ -327,3 +327,12 @@ def test_augment_into_a_folder_it_cannot_write_is_one_line_and_leaves_nothing(tm
     err = capsys.readouterr().err
     assert err.startswith(f"error: could not write --out {out}") and "Traceback" not in err
     assert not list(tmp_path.rglob(".*.tmp"))
+
+
+def test_a_file_of_one_label_is_refused_before_loading_with_its_counts(make_config, tmp_path):
+    path = tmp_path / "one.jsonl"
+    path.write_text(
+        "".join(json.dumps({"prompt": f"t{i}\n\n###\n\n", "completion": " positive"}) + "\n" for i in range(40))
+    )
+    with pytest.raises(ConfigError, match=r"two labels or more to classify; its completions are \{'positive': 40\}"):
+        validate(jsonl(make_config, path, model="model=minilm-l6"))

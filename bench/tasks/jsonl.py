@@ -58,11 +58,27 @@ def check(cfg) -> None:
     for key in ("path", "validation_path", "test_path"):  # the records, before any model loads
         if cfg[key]:
             try:
-                read(Path(cfg[key]).expanduser(), unescape(cfg.separator))
+                records = read(Path(cfg[key]).expanduser(), unescape(cfg.separator))
             except DataError as e:
                 raise ConfigError(
                     f"task.{key}", cfg[key], f"a JSONL file of {{prompt, completion}} records without errors: {e}"
                 ) from None
+            if key == "path":
+                counts = Counter(r.completion.strip() for r in records)
+                if _kind(cfg, counts) == "classify" and len(counts) < 2:  # one class would score perfectly
+                    raise ConfigError(
+                        "task.path",
+                        cfg.path,
+                        f"a training file of two labels or more to classify; its completions "
+                        f"are {dict(counts)} (task.kind=generate to learn to produce the text instead)",
+                    )
+
+
+def _kind(cfg, counts: Counter) -> str:
+    """classify or generate: task.kind, or under auto, classify where few distinct completions repeat."""
+    if cfg.kind != "auto":
+        return cfg.kind
+    return "classify" if len(counts) <= AUTO_MAX_LABELS and min(counts.values()) >= 2 else "generate"
 
 
 def content(cfg) -> dict:
@@ -79,9 +95,7 @@ def load(cfg, form) -> TaskData:
     _no_shared_prompts(records, files)
 
     counts = Counter(r.completion.strip() for r in records["train"])
-    kind = cfg.kind
-    if kind == "auto":
-        kind = "classify" if len(counts) <= AUTO_MAX_LABELS and min(counts.values()) >= 2 else "generate"
+    kind = _kind(cfg, counts)
     if kind == "generate" and form == "encoder":
         raise ConfigError(
             "task.kind",
