@@ -25,7 +25,20 @@ def main(argv=None) -> None:
     names = sorted(set(frame.sweep) | set(served))
     if not names:
         parser.error(f"no run records under {args.results}/<sweep>/*.json (nor serve records in <sweep>/serve/)")
+    unknown = sorted(set(args.sweep or ()) - set(names))
+    if unknown:
+        parser.error(f"--sweep {' '.join(unknown)}: no such sweep under {args.results}; its sweeps: {', '.join(names)}")
+    if out.exists() and not out.is_dir():
+        parser.error(f"--out {out} is a file: expected a folder to write the report into")
     sweeps = {s: frame[frame.sweep == s].reset_index(drop=True) for s in names if not args.sweep or s in args.sweep}
+    try:
+        write(sweeps, served, out)
+    except OSError as e:
+        parser.error(f"--out {out}: cannot write the report there ({e.strerror or e})")
+
+
+def write(sweeps: dict, served: dict, out: Path) -> None:
+    """Each sweep's tables, figures and page under `out`, and the index page."""
     for sweep, runs in sweeps.items():
         folder = out / sweep
         (folder / "tables").mkdir(parents=True, exist_ok=True)

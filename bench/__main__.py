@@ -1,5 +1,6 @@
 """Hydra entry point: `python -m bench [group=option ...] [key=value ...]`."""
 
+import os
 import sys
 from pathlib import Path
 
@@ -129,6 +130,10 @@ if __name__ == "__main__":
     check_overrides(sys.argv[1:])
     flags = {a for a in sys.argv[1:] if a.startswith("-")}
     if flags in ({"--help"}, {"-h"}):  # with Hydra's other flags (--cfg job, --config-dir ...), Hydra's own help
-        print_help(sys.argv[1:])
+        try:
+            print_help(sys.argv[1:])
+            sys.stdout.flush()
+        except BrokenPipeError:  # `--help | head`: the reader has all it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
     else:
         main()

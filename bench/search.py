@@ -22,18 +22,34 @@ import subprocess
 import sys
 from pathlib import Path
 
+from hydra.errors import HydraException
+
 from bench import results
 from bench.compose import compose, to_container
+from bench.errors import ConfigError
 from bench.methods import METHODS as REGISTRY
 from bench.record import search_id
 from bench.selection import select
+from bench.validate import validate
 
 # the comparison DESIGN.md asks of a methods table: every trained method and both baselines
 METHODS = "full_ft,bitfit,prompt_tuning,prefix_tuning,lora,ia3,probe,icl"
 
 
 def _compose(overrides: list[str]) -> dict:
-    return to_container(compose(overrides))
+    """The run config of the search's overrides, validated: a bad override stops the search before its first
+    step (not after every grid has failed on it). An empty grid is refused first, before validation makes
+    the results folder."""
+    cfg = compose(overrides)
+    if REGISTRY[cfg.method.name].trains and not cfg.method.lr_grid:
+        raise ConfigError(
+            "method.lr_grid",
+            [],
+            f"a non-empty grid of learning rates for {cfg.method.name} (set it "
+            f"in conf/method/{cfg.method.name}.yaml or as an override)",
+        )
+    validate(cfg)
+    return to_container(cfg)
 
 
 def _multirun(method: str, overrides: list[str], lrs: list[float] | None, seeds: list[int]) -> int:
@@ -86,10 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [m for m in methods if m not in REGISTRY]
     if unknown:
         parser.error(f"--methods: unknown {', '.join(unknown)}; expected names from: {', '.join(sorted(REGISTRY))}")
-    configs = {m: _compose([*overrides, f"method={m}"]) for m in methods}
-    for m, config in configs.items():
-        if REGISTRY[m].trains and not config["method"]["lr_grid"]:
-            parser.error(f"method.lr_grid of {m} is empty: set it in conf/method/{m}.yaml or as an override")
+    try:
+        configs = {m: _compose([*overrides, f"method={m}"]) for m in methods}
+    except (ConfigError, HydraException) as e:
+        parser.error(str(e).splitlines()[0])
 
     failures = 0
     print("== 1. learning-rate grids, seed 0", flush=True)

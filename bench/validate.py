@@ -75,8 +75,7 @@ def validate(cfg: DictConfig) -> str | None:
     _method(cfg.method)
     _train(cfg.train, METHODS[cfg.method.name])
     _steps(cfg.train, cfg.task.train_size)
-    _one_of("tracking.backend", cfg.tracking.backend, {"wandb", "none"})
-    _one_of("tracking.mode", cfg.tracking.mode, {"offline", "online"})
+    _tracking(cfg)
     _one_of("process", cfg.process, {"fresh", "inline"})
     check_results_folder(cfg)
     return _applies(cfg)
@@ -173,6 +172,25 @@ def _train(t, method) -> None:
             raise ConfigError("train.device", "cuda", "'auto' or 'cpu': this machine has no CUDA device")
 
 
+def _tracking(cfg: DictConfig) -> None:
+    """What W&B would refuse only once it starts (mid-run, as a warning): its project name and tags."""
+    t = cfg.tracking
+    _one_of("tracking.backend", t.backend, {"wandb", "none"})
+    _one_of("tracking.mode", t.mode, {"offline", "online"})
+    if t.backend != "wandb":
+        return
+    if not t.project or any(c in t.project for c in "/\\#?%:") or len(t.project) > 128:
+        raise ConfigError(
+            "tracking.project", t.project, "a W&B project name of at most 128 characters, none of / \\ # ? % :"
+        )
+    tags = [cfg.sweep_name, cfg.model.name, cfg.task.name, cfg.method.name, *t.tags]  # what tracking.py sends
+    for tag in tags:
+        if not isinstance(tag, str) or not 0 < len(tag) <= WANDB_TAG:
+            raise ConfigError(
+                "tracking.tags", list(t.tags), f"tags of 1 to {WANDB_TAG} characters (W&B's limit; {tag!r})"
+            )
+
+
 def _steps(t, train_size: int | None) -> None:
     """The steps that train.epochs makes of a training split of known size, within MAX_STEPS."""
     if t.epochs is None or train_size is None:
@@ -239,9 +257,19 @@ def _offline_copy(model) -> bool:
     return bool(model.package and find_spec(model.package))
 
 
+WANDB_TAG = 64  # the longest tag W&B takes
+
+
 def check_results_folder(cfg: DictConfig) -> None:
     """sweep_name is a plain folder name and <results_dir>/<sweep_name> a folder this user can write."""
     check_component("sweep_name", cfg.sweep_name)  # records go to <results_dir>/<sweep_name>/
+    if not str(cfg.results_dir).strip() or str(cfg.results_dir).startswith("~"):
+        # Hydra's log folder is made of the same text, so '~' would be a folder named '~', not the home folder
+        raise ConfigError(
+            "results_dir",
+            cfg.results_dir,
+            "a folder path, not empty and not starting with '~' (write $HOME/..., which the shell expands)",
+        )
     folder = Path(cfg.results_dir) / cfg.sweep_name
     try:
         folder.mkdir(parents=True, exist_ok=True)

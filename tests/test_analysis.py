@@ -396,3 +396,16 @@ def test_a_record_without_the_keys_its_label_reads_still_gets_a_row_and_a_report
     table = tables.methods_table(records.load(results), "tweets").frame
     assert list(table.index) == ["BitFit", "lora (targets=q,v)"]  # labelled with what the record holds
     analysis_main(["--results", str(results), "--out", str(tmp_path / "report")])  # the report is still written
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [(["--sweep", "nosuch"], "--sweep nosuch: no such sweep"), (["--out", "FILE"], "is a file: expected a folder")],
+)
+def test_bad_analysis_arguments_are_one_line(results, tmp_path, capsys, args, message):
+    (tmp_path / "FILE").write_text("")
+    args = [str(tmp_path / "FILE") if a == "FILE" else a for a in args]
+    with pytest.raises(SystemExit):
+        analysis_main(["--results", str(results), *args])
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err

@@ -311,3 +311,30 @@ def test_a_sweep_recording_a_bad_name_writes_nothing_outside_the_store(tmp_path)
     )
     assert out.returncode != 0 and "model.name='../../escaped/x' is not valid" in out.stderr
     assert not (tmp_path / "escaped").exists() and not list(tmp_path.rglob("*.json"))
+
+
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        (["tracking=wandb", "tracking.project=a/b"], "tracking.project"),
+        (["tracking=wandb", f"tracking.tags=[{'x' * 300}]"], "tracking.tags"),
+        (["results_dir=''"], "results_dir"),
+        (["results_dir='~/x'"], "results_dir"),
+    ],
+)
+def test_tracking_and_results_settings_are_checked_before_anything_starts(make_config, overrides, key):
+    with pytest.raises(ConfigError, match=rf"^{re.escape(key)}="):
+        validate(make_config(*overrides))
+
+
+def test_help_into_a_closed_pipe_is_quiet():
+    out = subprocess.run(
+        f"{sys.executable} -m bench --help | head -1",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert out.stdout.startswith("peft-bench:") and "Traceback" not in out.stderr and "BrokenPipe" not in out.stderr

@@ -69,7 +69,10 @@ def test_a_method_that_does_not_apply_is_no_failure(tmp_path, tiny_models, capsy
         (["method.lr=1e-3"], "seed, method and method.lr are set by the search"),
         (["--methods", "lora,nope"], "--methods: unknown nope; expected names from:"),
         (["--seeds", "0"], "--seeds=0: expected 1 or more"),
-        (["--methods", "lora", "method.lr_grid=[]"], "method.lr_grid of lora is empty"),
+        (
+            ["--methods", "lora", "method.lr_grid=[]"],
+            "method.lr_grid=[] is not valid: expected a non-empty grid of learning rates for lora",
+        ),
     ],
 )
 def test_bad_arguments_stop_before_any_run(args, message, capsys, tmp_path):
@@ -77,3 +80,12 @@ def test_bad_arguments_stop_before_any_run(args, message, capsys, tmp_path):
         main([*args, f"results_dir={tmp_path}"])
     assert message in capsys.readouterr().err
     assert not (tmp_path / "lr_search").exists()
+
+
+def test_a_bad_override_stops_the_search_before_its_first_step(capsys):
+    from bench.search import main
+
+    with pytest.raises(SystemExit):
+        main(["--methods", "lora", "sweep_name=../x"])
+    err = capsys.readouterr()
+    assert "sweep_name='../x' is not valid" in err.err and "== 1." not in err.out
