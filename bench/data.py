@@ -116,6 +116,16 @@ def check_lines(
     return records, sorted(problems, key=lambda p: p.line)
 
 
+def _object(pairs: list[tuple[str, object]], duplicated: list[str]) -> dict:
+    """A JSON object as json.loads makes it (the last of a repeated key wins), noting the repeated keys."""
+    seen: dict = {}
+    for key, value in pairs:
+        if key in seen:
+            duplicated.append(key)
+        seen[key] = value
+    return seen
+
+
 def _parse(n: int, raw: bytes, separator: str, found: list) -> Record | None:
     """The line's record, or None; its problems go to `found` as (level, message)."""
     try:
@@ -126,11 +136,16 @@ def _parse(n: int, raw: bytes, separator: str, found: list) -> Record | None:
     if not line.strip():
         found.append(("warning", "blank line (skipped)"))
         return None
+    duplicated: list[str] = []
     try:
-        obj = json.loads(line)
+        obj = json.loads(line, object_pairs_hook=lambda pairs: _object(pairs, duplicated))
     except json.JSONDecodeError as e:
-        found.append(("error", f"not valid JSON: {e.msg} (column {e.colno})"))
+        # a file of old Mac line endings (CR alone) reads as one line of several objects
+        hint = "; the lines end in CR alone: convert them to LF (or CRLF)" if "\r" in line else ""
+        found.append(("error", f"not valid JSON: {e.msg} (column {e.colno}){hint}"))
         return None
+    for key in duplicated:
+        found.append(("warning", f'"{key}" given twice: the last value is kept'))
     if not isinstance(obj, dict):
         found.append(("error", f"not a JSON object but {JSON_TYPES[type(obj)]}"))
         return None
@@ -141,7 +156,7 @@ def _parse(n: int, raw: bytes, separator: str, found: list) -> Record | None:
             found.append(("error", f'"{key}" is {JSON_TYPES[type(obj[key])]}, not a string'))
         elif not obj[key].replace(separator, "").strip():
             found.append(("error", f'empty "{key}"'))
-    if found:
+    if any(level == "error" for level, _ in found):
         return None
     record = Record(n, obj["prompt"], obj["completion"], separator)
     if not record.prompt.endswith(separator):

@@ -336,3 +336,18 @@ def test_a_file_of_one_label_is_refused_before_loading_with_its_counts(make_conf
     )
     with pytest.raises(ConfigError, match=r"two labels or more to classify; its completions are \{'positive': 40\}"):
         validate(jsonl(make_config, path, model="model=minilm-l6"))
+
+
+def test_a_repeated_key_is_a_warning_and_cr_alone_gets_a_hint():
+    line = b'{"prompt": "tea\\n\\n###\\n\\n", "completion": " ok", "completion": " no"}'
+    records, problems = check_lines([line], SEPARATOR)
+    assert [(p.level, p.message) for p in problems] == [("warning", '"completion" given twice: the last value is kept')]
+    assert records[0].completion == " no"  # as json.loads keeps it
+    cr = b'{"prompt": "a\\n\\n###\\n\\n", "completion": " x"}\r{"prompt": "b\\n\\n###\\n\\n", "completion": " y"}'
+    _, problems = check_lines([cr], SEPARATOR)
+    assert problems[0].level == "error" and "the lines end in CR alone: convert them to LF" in problems[0].message
+
+
+def test_a_held_out_size_too_large_is_named_by_its_own_key(make_config):
+    with pytest.raises(ConfigError, match=r"^task.val_size=100000 is not valid: expected test_size \+ val_size below"):
+        load(make_config("task.val_size=100000").task)

@@ -148,7 +148,8 @@ def register(
 def split(examples: list[Example], cfg) -> tuple[list[Example], list[Example], list[Example]]:
     """Fixed held-out splits by `task.split_seed`; the run seed never moves an example between them."""
     if cfg.test_size + cfg.val_size >= len(examples):
-        raise ConfigError("task.test_size", cfg.test_size, f"test_size + val_size below the {len(examples)} examples")
+        key = "val_size" if cfg.val_size >= cfg.test_size else "test_size"  # the larger of the two is the one to cut
+        raise ConfigError(f"task.{key}", cfg[key], f"test_size + val_size below the {len(examples)} examples")
     order = list(examples)
     random.Random(cfg.split_seed).shuffle(order)
     test, val, train = (
