@@ -54,6 +54,18 @@ class Built:
     source: str  # where the weights came from (a package folder, the hub id)
     architecture: str  # the shape of batches: "encoder" (a classification head) or the family's text-to-text one
 
+    def train_loader(self, cfg, batch_size: int | None = None):
+        """The run's shuffled, seeded training batches (bench/batching.py), of the run's batch size unless given."""
+        return batching.train_loader(
+            self.task,
+            self.tokenizer,
+            self.architecture,
+            cfg.task,
+            batch_size or cfg.train.batch_size,
+            cfg.seed,
+            cfg.train.group_by_length,
+        )
+
 
 def build(cfg, kept: Path | None = None, before_apply=None, stages: Stages | None = None) -> Built:
     """Task data in the form the method reads, then the model with the method applied (on CPU,
@@ -194,15 +206,7 @@ def train_model(run: Run, built: Built, tracker: Tracker):
             "majority_label": _majority(task),
             **task.describe(),
         }
-        loader = batching.train_loader(
-            task,
-            built.tokenizer,
-            built.architecture,
-            cfg.task,
-            cfg.train.batch_size,
-            cfg.seed,
-            cfg.train.group_by_length,
-        )
+        loader = built.train_loader(cfg)
     fit_start = time.perf_counter()
     result = built.method.fit(
         built.model,

@@ -7,7 +7,6 @@ from safetensors.torch import load_file
 from test_families import run_config
 from tiny import changed_by_training
 
-from bench import batching
 from bench.errors import ConfigError
 from bench.methods.nn.difference import differences
 from bench.runner import build
@@ -18,14 +17,8 @@ def _trained(make_config, tiny_models, *overrides):
     cfg = run_config(make_config, tiny_models, "bert", "method=diff_pruning", "method.target_sparsity=0.01", *overrides)
     torch.manual_seed(0)
     built = build(cfg)
-    task, method, model, tokenizer, architecture = (
-        built.task,
-        built.method,
-        built.model,
-        built.tokenizer,
-        built.architecture,
-    )
-    loader = batching.train_loader(task, tokenizer, architecture, cfg.task, cfg.train.batch_size, cfg.seed)
+    task, method, model, tokenizer = built.task, built.method, built.model, built.tokenizer
+    loader = built.train_loader(cfg)
     method.fit(model, loader, cfg.method, cfg.train, "cpu")
     return cfg, task, method, model, tokenizer
 

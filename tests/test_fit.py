@@ -11,7 +11,7 @@ import torch
 from test_families import run_config
 from test_sweeps import SWEEPS, jobs_of
 
-from bench import batching, count, fit, optimizers, record
+from bench import count, fit, optimizers, record
 from bench.compose import to_container
 from bench.errors import ConfigError
 from bench.launch import launch
@@ -182,14 +182,8 @@ def _step(cfg, *, seed: int = 1) -> tuple[float, dict[str, torch.Tensor], int]:
     gradients (LOMO: the weights it updated), and how often the first layer's first matrix ran."""
     seed_everything(cfg.seed)
     built = build(cfg)
-    task, method, model, tokenizer, architecture = (
-        built.task,
-        built.method,
-        built.model,
-        built.tokenizer,
-        built.architecture,
-    )
-    batch = next(iter(batching.train_loader(task, tokenizer, architecture, cfg.task, 4, cfg.seed)))
+    method, model = built.method, built.model
+    batch = next(iter(built.train_loader(cfg, batch_size=4)))
     batch.pop("index")
     layer = next(m for n, m in model.named_modules() if n.endswith((".layer.0", ".layers.0", ".block.0")))
     calls = []  # transformers checkpoints a layer's forward, not its hooks: a module inside it shows the recompute

@@ -162,20 +162,13 @@ def save_all(folder: Path) -> dict[str, Path]:
 def changed_by_training(cfg) -> tuple[set[str], set[str]]:
     """(parameters that changed, parameters marked trainable) after cfg.train.max_steps real
     optimizer steps of the method in `cfg` through its own `fit`."""
-    from bench import batching
     from bench.runner import build
 
     torch.manual_seed(cfg.seed)
     built = build(cfg)
-    task, method, model, tokenizer, architecture = (
-        built.task,
-        built.method,
-        built.model,
-        built.tokenizer,
-        built.architecture,
-    )
+    method, model = built.method, built.model
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    loader = batching.train_loader(task, tokenizer, architecture, cfg.task, cfg.train.batch_size, cfg.seed)
+    loader = built.train_loader(cfg)
     method.fit(model, loader, cfg.method, cfg.train, "cpu")
     changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
     return changed, {n for n, p in model.named_parameters() if p.requires_grad}

@@ -20,7 +20,7 @@ from contextlib import nullcontext
 
 import torch
 
-from bench import batching, optimizers
+from bench import optimizers
 from bench.compose import compose
 from bench.machine import device_of
 from bench.measure import cpu_step_profile, environment
@@ -77,10 +77,7 @@ def main() -> None:
     device = device_of(cfg)
     seed_everything(cfg.seed)
     built = build(cfg)
-    task, base, tokenizer, architecture = built.task, built.model, built.tokenizer, built.architecture
-    loader = batching.train_loader(
-        task, tokenizer, architecture, cfg.task, cfg.train.batch_size, cfg.seed, cfg.train.group_by_length
-    )
+    base, loader = built.model, built.train_loader(cfg)
     batches = [{k: v.to(device) for k, v in b.items() if k != "index"} for b, _ in zip(loader, range(3))]
 
     peaks: dict[str, list[dict]] = {name: [] for name in names}

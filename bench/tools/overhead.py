@@ -15,7 +15,7 @@ import time
 import torch
 from omegaconf import OmegaConf
 
-from bench import batching, precision
+from bench import precision
 from bench.compose import compose
 from bench.measure import environment
 from bench.runner import build, seed_everything
@@ -54,10 +54,7 @@ def main() -> None:
     run_train = OmegaConf.merge(cfg.train, {"max_steps": args.steps, "eval_every": 0, "grad_accum": 1})
     seed_everything(cfg.seed)
     built = build(cfg)
-    task, model, tokenizer, architecture = built.task, built.model, built.tokenizer, built.architecture
-    loader = batching.train_loader(
-        task, tokenizer, architecture, cfg.task, cfg.train.batch_size, cfg.seed, cfg.train.group_by_length
-    )
+    model, loader = built.model, built.train_loader(cfg)
     batches = [
         {k: v for k, v in b.items() if k != "index"} for b, _ in zip(loader, range(args.steps))
     ]  # the same batches for both loops, every round
