@@ -143,8 +143,7 @@ def gguf_model_folder(package: str, gguf_file: str, sha256: str, cache_dir: str 
     from filelock import FileLock  # a dependency of huggingface_hub, so always present
 
     root = cache_root(cache_dir)
-    # keyed by checksum: a new package version gets a new folder, never a stale one
-    folder = root / f"{Path(gguf_file).stem}-{sha256[:12]}"
+    folder = _converted(root, gguf_file, sha256)
     if (folder / MARKER).is_file():
         return folder
     root.mkdir(parents=True, exist_ok=True)
@@ -197,6 +196,36 @@ def _convert(src: Path, out: Path, *, package: str, sha256: str) -> None:
         "converted_with": {"transformers": transformers.__version__, "gguf": importlib.metadata.version("gguf")},
     }
     (out / PROVENANCE).write_text(json.dumps(provenance, indent=2) + "\n")
+
+
+def _converted(root: Path, gguf_file: str, sha256: str) -> Path:
+    # keyed by checksum: a new package version gets a new folder, never a stale one
+    return root / f"{Path(gguf_file).stem}-{sha256[:12]}"
+
+
+def source(model_cfg) -> str:
+    """Where a model preset's weights come from: a local folder (an asset's, converting it on first use, or a
+    package's) or its hub id."""
+    # validation has checked that source=local has its package
+    local = model_cfg.source in ("auto", "local")
+    if local and model_cfg.asset and installed(ASSETS[model_cfg.asset]):
+        return str(folder(ASSETS[model_cfg.asset]))
+    spec = find_spec(model_cfg.package) if local and model_cfg.package else None
+    return str(Path(spec.origin).parent / model_cfg.package_dir) if spec else model_cfg.hub_id
+
+
+def config_json(model_cfg) -> dict | None:
+    """The config.json of the folder a preset's weights would load from, when that folder is here (an asset's
+    only once converted: reading it converts nothing); None for a hub id, or a file that is not a config."""
+    asset = model_cfg.asset and model_cfg.source != "hub" and ASSETS.get(model_cfg.asset)
+    where = _converted(cache_root(), asset.gguf_file, asset.sha256) if asset else source(model_cfg)
+    if where is None:  # a configuration-only preset
+        return None
+    try:
+        config = json.loads((Path(where) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return config if isinstance(config, dict) else None
 
 
 def installed(asset: GGUFAsset) -> bool:

@@ -35,11 +35,22 @@ class Family:
     attention: str = "registry"
     # the projections are transformers' Conv1D (GPT-2's transposed linear layers), which some peft types do not wrap
     conv1d: bool = False
+    # the config key of a learned table of absolute positions, which no input may outrun, and how many of
+    # its rows are not positions (RoBERTa's, below and at its padding index); None: relative, rotary or ALiBi
+    # positions, which have no such limit
+    positions: str | None = None
+    position_offset: int = 0
 
     @property
     def form(self) -> str:
         """How tasks present examples to this family (bench.tasks.FORMS)."""
         return "encoder" if self.architecture == "encoder" else "text_to_text"
+
+    def max_positions(self, config: dict) -> int | None:
+        """The longest input the model's position table takes (`config`: its config.json), or None."""
+        if self.positions is None or config.get(self.positions) is None:
+            return None
+        return config[self.positions] - self.position_offset
 
     def is_head(self, param_name: str) -> bool:
         return any(h in param_name.split(".") for h in self.head)
@@ -79,6 +90,7 @@ FAMILIES: dict[str, Family] = registry(
         Family(
             name="bert",
             architecture="encoder",
+            positions="max_position_embeddings",
             matrices=BERT_MATRICES,
             has_biases=True,
             head=("pooler", "classifier"),
@@ -86,6 +98,7 @@ FAMILIES: dict[str, Family] = registry(
         Family(
             name="gpt2",
             architecture="decoder",
+            positions="n_positions",
             matrices={
                 "qkv": r"attn\.c_attn$",
                 "o": r"attn\.c_proj$",
@@ -130,6 +143,8 @@ FAMILIES: dict[str, Family] = registry(
         Family(
             name="roberta",
             architecture="encoder",
+            positions="max_position_embeddings",
+            position_offset=2,
             matrices=BERT_MATRICES,
             has_biases=True,
             head=("classifier",),
@@ -181,6 +196,7 @@ FAMILIES: dict[str, Family] = registry(
         Family(
             name="gpt_neo",  # GPT-Neo: GPT-2's block with separate q, k, v (no biases) and local attention layers
             architecture="decoder",
+            positions="max_position_embeddings",
             matrices={
                 "q": r"attn\.attention\.q_proj$",
                 "k": r"attn\.attention\.k_proj$",
@@ -230,6 +246,7 @@ FAMILIES: dict[str, Family] = registry(
         Family(
             name="opt",
             architecture="decoder",
+            positions="max_position_embeddings",  # its table holds two rows more, for an offset it adds
             matrices={
                 "q": r"self_attn\.q_proj$",
                 "k": r"self_attn\.k_proj$",

@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 from transformers import AutoConfig
 from transformers.utils import logging
 
-from bench import models, tasks
+from bench import assets, models, tasks
 from bench.families import FAMILIES, Family
 from bench.methods import METHODS
 
@@ -28,7 +28,7 @@ def hf_config(model_cfg, num_labels: int | None = None):
     copy or its hub id (which needs the package installed or the hub reachable)."""
     extra = {"num_labels": num_labels} if num_labels is not None else {}
     if model_cfg.config is None:
-        return AutoConfig.from_pretrained(models.source(model_cfg), **extra)
+        return AutoConfig.from_pretrained(assets.source(model_cfg), **extra)
     fields = OmegaConf.to_container(model_cfg.config, resolve=True)
     return AutoConfig.for_model(fields.pop("model_type"), **fields, **extra)
 

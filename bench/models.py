@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from importlib.util import find_spec
-from pathlib import Path
-
 import torch
 from transformers import (
     AutoModelForCausalLM,
@@ -24,18 +21,9 @@ AUTO_CLASSES = {
 }
 
 
-def source(cfg) -> str:
-    """Where the preset's weights come from: a local folder or a hub id."""
-    # validation has checked that source=local has its package
-    if cfg.source in ("auto", "local") and cfg.asset and assets.installed(assets.ASSETS[cfg.asset]):
-        return str(assets.folder(assets.ASSETS[cfg.asset]))
-    spec = find_spec(cfg.package) if cfg.source in ("auto", "local") and cfg.package else None
-    return str(Path(spec.origin).parent / cfg.package_dir) if spec else cfg.hub_id
-
-
 def load(cfg, family, num_labels: int, dtype: torch.dtype = torch.float32):
     """The model (in `dtype`: train.precision=bf16 loads in bfloat16) and its tokenizer."""
-    path = source(cfg)
+    path = assets.source(cfg)
     auto = AUTO_CLASSES[family.architecture]
     extra = {"num_labels": num_labels} if family.architecture == "encoder" else {}
     verbosity = logging.get_verbosity()

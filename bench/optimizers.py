@@ -62,6 +62,8 @@ def check(name: str, args: dict, grad_accum: int, precision: str = "fp32") -> No
                 value,
                 f"an argument of {name}: " + (", ".join(accepted) or "it takes none"),
             )
+    if args and name in TORCH:
+        _check_values(name, args)
     if name == "lomo" and precision == "fp16-mixed":
         raise ConfigError(
             "train.precision",
@@ -75,6 +77,18 @@ def check(name: str, args: dict, grad_accum: int, precision: str = "fp32") -> No
             grad_accum,
             "1: LOMO updates each weight inside backward, so gradients of several micro-batches cannot be accumulated",
         )
+
+
+def _check_values(name: str, args) -> None:
+    """torch's own answer to the argument values: its constructor checks them (momentum >= 0, betas in
+    [0, 1), ...), here on a one-element weight instead of after the model has loaded."""
+    import torch
+
+    values = OmegaConf.to_container(args) if OmegaConf.is_config(args) else dict(args)
+    try:
+        optimizer_class(name)([torch.nn.Parameter(torch.zeros(1))], lr=1e-3, weight_decay=0.0, **values)
+    except (ValueError, TypeError) as e:
+        raise ConfigError("train.optimizer_args", values, f"values torch.optim.{TORCH[name]} accepts ({e})") from None
 
 
 class Update:

@@ -55,7 +55,7 @@ from bench.machine import device_of
 from bench.methods import METHODS
 from bench.predict import with_prompts
 from bench.runner import seed_everything
-from bench.validate import validate
+from bench.validate import check_serve_lengths, validate
 
 # variant -> the method it serves and how (each method's `serving`, bench/methods)
 SERVED = {v: (name, s) for name, m in METHODS.items() for v, s in m.serving.items()}
@@ -92,6 +92,8 @@ def check(cfg: DictConfig) -> None:
     for key in ("batch_sizes", "lengths"):
         if not s[key] or any(n < 1 for n in s[key]):
             raise ConfigError(f"serve.{key}", list(s[key]), "a non-empty list of numbers >= 1")
+    methods = {SERVED[v][0] for v in s.variants if v in SERVED}
+    check_serve_lengths(cfg, max((METHODS[m].virtual_tokens(method_config(cfg, m)) for m in methods), default=0))
     if s.tasks < 2:
         raise ConfigError(
             "serve.tasks", s.tasks, "a number of task adapters >= 2 (rows of different tasks in one batch)"

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from bench import optimizers
-from bench.assets import ASSETS, install_hint, installed
+from bench.assets import ASSETS, config_json, install_hint, installed
 from bench.config import (
     MAX_BATCH,
     MAX_EPOCHS,
@@ -111,6 +111,12 @@ def _model(cfg: DictConfig) -> None:
             f"({m.package or m.asset or 'none'}) is not installed"
             + (f" ({install_hint(ASSETS[m.asset].package)})" if m.asset else ""),
         )
+    folder = Path(m.hub_id or "")
+    if m.hub_id and (m.source == "hub" or not _offline_copy(m)) and folder.is_dir():
+        if not (folder / "config.json").is_file():  # else transformers guesses at a tokenizer's files
+            raise ConfigError(
+                "model.hub_id", m.hub_id, "a hub id, or a model folder holding config.json (this folder has none)"
+            )
 
 
 def _task(t) -> None:
@@ -233,22 +239,67 @@ def _counts(t) -> None:
 
 
 def _applies(cfg: DictConfig) -> str | None:
-    """The method's own checks on this model (their reason when it does not apply), and whether the task
-    has the form the method reads it in."""
+    """The method's own checks on this model (their reason when it does not apply), its lengths against the
+    model's positions, and whether the task has the form the method reads it in."""
     family, method, task = FAMILIES[cfg.model.family], METHODS[cfg.method.name], TASKS[cfg.task.name]
     reason = method.check(cfg.method, family)
-    sizes = cfg.model.config or {}
-    method.check_sizes(
-        cfg.method,
-        next((sizes[k] for k in ("hidden_size", "n_embd", "d_model") if k in sizes), None),
-        next((sizes[k] for k in ("max_position_embeddings", "n_positions") if k in sizes), None),
-        cfg.task.max_length,
-    )
+    config = architecture(cfg.model)
+    method.check_sizes(cfg.method, next((config[k] for k in ("hidden_size", "n_embd", "d_model") if k in config), None))
+    _lengths(cfg, family, method, config)
     if method.form(family) not in task.forms:
         return f"task {task.name} is text generation; the {family.name} family " + (
             "is an encoder" if family.form == "encoder" else f"under method {method.name} reads it as classification"
         )
     return reason
+
+
+def architecture(model_cfg) -> dict:
+    """The model's config as its weights define it: the config.json of the folder they load from, else the
+    preset's `config` (what the hub holds); {} where neither is here (a hub id: loading it will say)."""
+    found = config_json(model_cfg)
+    if found is not None:
+        return found
+    return {} if model_cfg.config is None else OmegaConf.to_container(model_cfg.config, resolve=True)
+
+
+def _lengths(cfg: DictConfig, family, method, config: dict) -> None:
+    """A run's longest input within the model's position table: the method's virtual tokens, task.max_length
+    prompt tokens and, in a decoder, task.max_new_tokens of completion after them (beyond the table a
+    forward fails with an index or tensor-size error, after loading)."""
+    most, t = family.max_positions(config), cfg.task
+    virtual = method.virtual_tokens(cfg.method)
+    completion = t.max_new_tokens if family.architecture == "decoder" else 0
+    if most is None or virtual + t.max_length + completion <= most:
+        return
+    parts = f"task.max_length={t.max_length} input tokens" + (
+        f" and task.max_new_tokens={completion} completion tokens" if completion else ""
+    )
+    where = f"the model's {most} positions ({family.positions} of model {cfg.model.name})"
+    if virtual and t.max_length + completion < most:
+        raise ConfigError(
+            "method.num_virtual_tokens",
+            virtual,
+            f"at most {most - t.max_length - completion}: the prompt and {parts} must fit {where}",
+        )
+    raise ConfigError(
+        "task.max_length",
+        t.max_length,
+        f"at most {most - completion - virtual}: {parts}"
+        + (f" after {virtual} virtual tokens" if virtual else "")
+        + f" must fit {where}",
+    )
+
+
+def check_serve_lengths(cfg: DictConfig, virtual: int) -> None:
+    """mode=serve's lengths within the model's position table (`virtual`: the most virtual tokens a variant adds)."""
+    most = FAMILIES[cfg.model.family].max_positions(architecture(cfg.model))
+    if most is not None and max(cfg.serve.lengths) + virtual > most:
+        raise ConfigError(
+            "serve.lengths",
+            list(cfg.serve.lengths),
+            f"lengths <= {most - virtual}: model {cfg.model.name} has {most} positions"
+            + (f", and a prompt-tuning variant puts {virtual} virtual tokens before each row" if virtual else ""),
+        )
 
 
 def _offline_copy(model) -> bool:
@@ -294,6 +345,13 @@ class ResultsFolderCheck(Callback):
     @staticmethod
     def _check(config: DictConfig) -> None:
         try:
+            if config.hydra.job.chdir:  # relative paths (results_dir, task.path) would then mean the log folder
+                raise ConfigError(
+                    "hydra.job.chdir",
+                    True,
+                    "false: records go to results_dir and data is read from paths relative to where the "
+                    "command starts; Hydra's logs go to hydra.run.dir either way",
+                )
             check_results_folder(config)
         except ConfigError as e:
             sys.exit(f"error: {e}")

@@ -14,7 +14,7 @@ from bench import record
 from bench.compose import to_container
 from bench.errors import ConfigError
 from bench.launch import launch
-from bench.validate import validate
+from bench.validate import ResultsFolderCheck, validate
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -137,6 +137,54 @@ def test_prompt_must_fit_the_models_positions(make_config):
         validate(make_config("method=prompt_tuning", "method.num_virtual_tokens=100000"))
 
 
+@pytest.mark.parametrize(
+    "overrides, key, accepted",
+    [
+        # MiniLM's table holds 512 positions
+        (["task.max_length=2000"], "task.max_length", "at most 512: task.max_length=2000 input tokens must fit"),
+        (["method=prompt_tuning", "task.max_length=600"], "task.max_length", "at most 492:"),  # after 20 virtual
+        (["method=prompt_tuning", "task.max_length=500"], "method.num_virtual_tokens", "at most 12: the prompt"),
+        # RoBERTa's 514 rows include two below its first position
+        (["model=roberta-base", "mode=count", "task.max_length=513"], "task.max_length", "at most 512:"),
+        # a decoder's completion follows its prompt: arithmetic's 256 tokens of it leave 768 of GPT-2's 1024
+        (
+            ["model=gpt2", "method=bitfit", "mode=count", "task=arithmetic", "task.max_length=800"],
+            "task.max_length",
+            "at most 768",
+        ),
+    ],
+)
+def test_lengths_must_fit_the_models_positions(make_config, overrides, key, accepted):
+    with pytest.raises(ConfigError) as e:
+        validate(make_config(*overrides))
+    assert e.value.key == key and accepted in str(e.value)
+
+
+def test_rotary_and_relative_positions_set_no_length_limit(make_config):
+    validate(make_config("model=flan-t5-small", "mode=count", "task=arithmetic", "task.max_length=4096"))
+    validate(make_config("model=smollm2-135m", "mode=count", "task=arithmetic", "task.max_length=16384"))
+
+
+def test_the_weights_folder_defines_the_sizes_not_the_preset(make_config, tiny_models):
+    # without the preset's written architecture, the package's config.json still says MiniLM is 384 wide
+    with pytest.raises(ConfigError, match=r"method.r=5000 is not valid: expected a rank <= 384"):
+        validate(make_config("model.config=null", "method.r=5000"))
+    # a local folder as hub id: its own config.json (the tiny GPT-2's 256 positions), not GPT-2's 1024
+    tiny = ["model=gpt2", "method=bitfit", "model.source=hub", f"model.hub_id={tiny_models['gpt2']}"]
+    validate(make_config(*tiny, "task.max_length=240"))
+    with pytest.raises(ConfigError, match=r"task.max_length=250 is not valid: expected at most 240: .* 256 positions"):
+        validate(make_config(*tiny, "task.max_length=250"))
+
+
+def test_a_model_folder_without_its_config_is_refused(make_config, tmp_path):
+    empty = tmp_path / "empty_model"
+    empty.mkdir()
+    with pytest.raises(
+        ConfigError, match=r"model.hub_id='.*empty_model' is not valid: expected a hub id, or a model folder"
+    ):
+        validate(make_config("model.source=hub", f"model.hub_id={empty}"))
+
+
 def test_steps_or_epochs_not_both(make_config):
     with pytest.raises(ConfigError, match="exactly one of train.max_steps and train.epochs"):
         validate(make_config("train.epochs=1"))
@@ -202,6 +250,14 @@ def test_cli_checks_the_results_folder_before_hydra_writes_in_it(tmp_path, sweep
         in out.stderr
     )
     assert "Traceback" not in out.stderr
+
+
+def test_hydras_chdir_is_refused_before_the_run_starts(make_config):
+    # with it, results_dir and task.path would mean folders inside the log folder: reruns would never find a record
+    cfg = make_config("hydra.job.chdir=true", hydra=True)
+    with pytest.raises(SystemExit, match="error: hydra.job.chdir=True is not valid: expected false: records go to"):
+        ResultsFolderCheck().on_run_start(cfg)
+    ResultsFolderCheck().on_run_start(make_config(hydra=True))
 
 
 @pytest.mark.slow  # starts python -m bench

@@ -36,11 +36,20 @@ def _train_cfg(max_grad_norm=0.0, **args):
         (["+train.optimizer_args.lr=0.1"], "train.optimizer_args.lr"),
         (["train.optimizer=lomo", "train.grad_accum=4"], "train.grad_accum"),
         (["method=lomo", "train.optimizer=adafactor"], "train.optimizer"),
+        # values torch's constructors refuse, refused before loading with torch's words
+        (["train.optimizer=sgd", "+train.optimizer_args.momentum=-1"], "train.optimizer_args"),
+        (["+train.optimizer_args.betas=[1.5,0.9]"], "train.optimizer_args"),
     ],
 )
 def test_bad_optimizer_settings_name_the_key(make_config, overrides, key):
     with pytest.raises(ConfigError, match=f"^{key}="):
         validate(make_config(*overrides))
+
+
+def test_optimizer_values_are_refused_in_torchs_words(make_config):
+    with pytest.raises(ConfigError, match=r"momentum.: -1\} is not valid: .*\(Invalid momentum value: -1\)"):
+        validate(make_config("train.optimizer=sgd", "+train.optimizer_args.momentum=-1"))
+    validate(make_config("train.optimizer=sgd", "+train.optimizer_args.momentum=0.9"))
 
 
 @pytest.mark.parametrize(

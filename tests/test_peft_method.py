@@ -19,6 +19,13 @@ from bench.validate import validate
         (["+method.args.rank=4"], "method.args.rank", "alpha"),  # LoHa's field is r
         (["method.type=VERA", "method.targets=[q,w]"], "method.targets", "ff_in"),
         (["method.type=LN_TUNING", "+method.args.target_modules=[LayerNorm]"], "method.targets", "null"),
+        # values peft checks only as it wraps a layer: here on a probe of the model's width, before loading
+        (["method.type=LORA", "+method.args.r=-3"], "method.args", "positive integer value but the value passed is -3"),
+        (
+            ["method.type=BOFT", "+method.args.boft_block_size=5"],
+            "method.args",
+            r"in_features \(384\) must be divisible",
+        ),
     ],
 )
 def test_bad_peft_settings_name_the_key_and_what_peft_accepts(make_config, overrides, key, says):

@@ -122,3 +122,10 @@ def test_a_serve_record_end_to_end_and_its_table(make_config, tiny_models, tmp_p
     )
     assert latency.loc["base model", "of a full copy"] == "100.000%"
     assert memory.loc["smollm2-135m", "ratio"] == f"{s['memory']['ratio']:.2f}x"
+
+
+def test_serving_lengths_must_fit_the_models_positions(make_config):
+    cfg = make_config("mode=serve", "serve.lengths=[32,1000]")
+    with pytest.raises(ConfigError, match=r"serve.lengths=\[32, 1000\] is not valid: expected lengths <= 492: .* 512"):
+        serve.check(cfg)  # the default variants include prompt tuning's 20 virtual tokens
+    serve.check(make_config("mode=serve", "serve.lengths=[492]"))

@@ -95,9 +95,9 @@ class Method:
         """Raise ConfigError on a bad value; return a reason if the method does not apply."""
         return None
 
-    def check_sizes(self, cfg, width: int | None, positions: int | None, max_length: int) -> None:
-        """Raise ConfigError for a value the model's sizes rule out (from its preset's config,
-        before any weight loads): `width` its hidden size, `positions` its position table."""
+    def check_sizes(self, cfg, width: int | None) -> None:
+        """Raise ConfigError for a value the model's width (its hidden size, from its config before any
+        weight loads) rules out. Lengths against its positions are validation's, with `virtual_tokens`."""
 
     def form(self, family: Family) -> str:
         """How the task presents examples under this method (bench.tasks.FORMS)."""

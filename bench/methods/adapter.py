@@ -57,7 +57,7 @@ class Adapter(Method):
                 "an activation of transformers' ACT2FN: " + ", ".join(sorted(ACT2FN)),
             )
 
-    def check_sizes(self, cfg, width, positions, max_length):
+    def check_sizes(self, cfg, width):
         if width and cfg.size is not None and cfg.size > width:
             raise ConfigError("method.size", cfg.size, f"a bottleneck width <= {width}, the model's width")
 

@@ -41,7 +41,7 @@ class Lora(Method):
             raise ConfigError("method.dropout", cfg.dropout, "a probability in [0, 1)")
         check_targets("method.targets", cfg.targets, family)
 
-    def check_sizes(self, cfg, width, positions, max_length):
+    def check_sizes(self, cfg, width):
         if width and cfg.r > width:
             raise ConfigError(
                 "method.r", cfg.r, f"a rank <= {width}, the model's width (beyond it B·A cannot grow in rank)"

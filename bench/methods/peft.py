@@ -61,24 +61,27 @@ def _fields(cls: type) -> list[str]:
     return [f.name for f in dataclasses.fields(cls) if f.init and f.name not in SET_HERE]
 
 
-def _refuses_conv1d(cls: type, args: dict) -> str | None:
-    """peft's own answer, on a one-layer probe: the reason this type cannot wrap a Conv1D layer
-    that it can wrap as nn.Linear, or None."""
+def _probe(cls: type, args: dict, layer) -> str | None:
+    """peft's own answer, on a one-layer probe: why it cannot wrap `layer` with this config, or None."""
     import torch
     from peft import inject_adapter_in_model
+
+    probe = torch.nn.Module()
+    probe.layer = layer
+    try:
+        inject_adapter_in_model(cls(**{**args, "target_modules": ["layer"]}), probe)
+    except (ValueError, TypeError, NotImplementedError) as e:
+        return str(e)
+    return None
+
+
+def _refuses_conv1d(cls: type, args: dict) -> str | None:
+    """The reason this type cannot wrap a Conv1D layer that it can wrap as nn.Linear, or None."""
+    import torch
     from transformers.pytorch_utils import Conv1D
 
-    def error(layer: torch.nn.Module) -> str | None:
-        probe = torch.nn.Module()
-        probe.layer = layer
-        try:
-            inject_adapter_in_model(cls(**{**args, "target_modules": ["layer"]}), probe)
-        except (ValueError, TypeError, NotImplementedError) as e:
-            return str(e)
-        return None
-
-    conv1d = error(Conv1D(64, 64))
-    return conv1d if conv1d and error(torch.nn.Linear(64, 64)) is None else None
+    conv1d = _probe(cls, args, Conv1D(64, 64))
+    return conv1d if conv1d and _probe(cls, args, torch.nn.Linear(64, 64)) is None else None
 
 
 @register
@@ -115,6 +118,21 @@ class Peft(Method):
             if refused:
                 return f"peft's {cfg.type} does not wrap {family.name}'s Conv1D projections: {refused}"
         return None
+
+    def check_sizes(self, cfg, width):
+        """peft checks most values only as it wraps a layer (LoRA's r > 0, ...): here it wraps a probe of the
+        model's width, before loading; a type whose defaults cannot wrap that probe is left to its run."""
+        cls = _types()[cfg.type]
+        if not width or "target_modules" not in _fields(cls) or not cfg.args:
+            return
+        import torch
+
+        layer = torch.nn.Linear(width, width)
+        error = _probe(cls, OmegaConf.to_container(cfg.args), layer)
+        if error and _probe(cls, {}, layer) is None:
+            raise ConfigError(
+                "method.args", OmegaConf.to_container(cfg.args), f"values peft's {cls.__name__} accepts ({error})"
+            )
 
     def apply(self, model, cfg, family, tokenizer):
         cls = _types()[cfg.type]

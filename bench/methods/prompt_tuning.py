@@ -43,15 +43,6 @@ class PromptTuning(Method):
         if cfg.init == "text" and not cfg.init_text.strip():
             raise ConfigError("method.init_text", cfg.init_text, "a non-empty text when method.init=text")
 
-    def check_sizes(self, cfg, width, positions, max_length):
-        if positions and cfg.num_virtual_tokens + max_length > positions:
-            raise ConfigError(
-                "method.num_virtual_tokens",
-                cfg.num_virtual_tokens,
-                f"at most {positions - max_length}: the prompt and task.max_length={max_length} input "
-                f"tokens must fit the model's {positions} positions",
-            )
-
     def countable(self, cfg):
         if cfg.init != "text":
             return cfg, []
