@@ -17,6 +17,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import stat
 import sys
 import tempfile
@@ -28,12 +29,12 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AllowInfNan,
     BaseModel,
     ConfigDict,
     Field,
     Strict,
     StrictBool,
-    StrictFloat,
     StrictInt,
     ValidationError,
     field_validator,
@@ -48,7 +49,9 @@ STATUSES = ("ok", "failed", "oom", "diverged", "not_applicable", "refused")
 Status = Literal["ok", "failed", "oom", "diverged", "not_applicable", "refused"]
 # JSON numbers, or null where a value was NaN or infinite (strict JSON has neither); a string or a boolean
 # where a number belongs is an error, and so is an integer no float can hold (a 400-digit "accuracy")
-Number = Annotated[int, Strict(), Field(ge=-(2**63), le=2**63)] | StrictFloat | None
+Number = Annotated[int, Strict(), Field(ge=-(2**63), le=2**63)] | Annotated[float, Strict(), AllowInfNan(False)] | None
+# every score the harness computes (bench/metrics.py) is a fraction: -7.5 or 1e999 as an accuracy is a damaged record
+Fraction = Annotated[int, Strict(), Field(ge=0, le=1)] | Annotated[float, Strict(), Field(ge=0, le=1)] | None
 
 
 class Section(BaseModel):
@@ -94,7 +97,10 @@ class Params(Numbers):
     head: StrictInt
 
 
-class Metrics(Numbers):
+class Metrics(Section):
+    """A split's scores, by metric (and metric/category: `accuracy/add`), beside the loss."""
+
+    __pydantic_extra__: dict[str, Fraction]
     split: str | None = None
     size: StrictInt | None = None
     loss: Number = None
@@ -348,9 +354,19 @@ def claim(path: Path):
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise RunningElsewhere(f"{path} is being run by another process") from None
+        _remove_leftovers(path)
         yield fd
     finally:
         os.close(fd)
+
+
+def _remove_leftovers(path: Path) -> None:
+    """The temporary files of writes to `path` that a killed process left (`write`'s): with the run's lock
+    held, no write of it is under way."""
+    left = re.compile(rf"\.{re.escape(path.stem)}\.[a-z0-9_]{{8}}\.tmp")  # mkstemp's names, as `write` asks
+    for f in path.parent.iterdir():
+        if left.fullmatch(f.name):
+            f.unlink(missing_ok=True)
 
 
 # no record comes near this (a run's per-example results for 100,000 test examples are about 2 MB)
@@ -401,10 +417,22 @@ def read(path: Path) -> Record | None:
 
 
 def mismatch(e: ValidationError, data: Any) -> str:
-    """The first mismatch pydantic found, as `key.path=value: what was expected`."""
-    error = e.errors()[0]
+    """The first mismatch pydantic found, as `key.path=value: what was expected`. Of a union's answers for one
+    value, the member of the right type says why (-7.5 as an accuracy: "greater than or equal to 0", not "a number")."""
+    errors = [(_located(error["loc"], data), error) for error in e.errors()]
+    (path, value), first = errors[0]
+    error = next(
+        (x for (p, _), x in errors if p == path and not x["type"].endswith("_type") and x["type"] != "none_required"),
+        first,
+    )
+    expected = "a number" if error["type"] in ("int_type", "float_type") else error["msg"].lower()
+    return f"{'.'.join(path) or 'the record'}={_short(value)} is not valid: {expected}"
+
+
+def _located(loc: tuple, data: Any) -> tuple[list[str], Any]:
+    """The keys of `loc` down the data as far as it goes (the rest name union members), and the value there."""
     path, value = [], data
-    for key in error["loc"]:  # down the data as far as it goes: the rest of loc names union members
+    for key in loc:
         if (
             isinstance(value, dict)
             and key in value
@@ -416,8 +444,7 @@ def mismatch(e: ValidationError, data: Any) -> str:
             value = value[key]
         else:
             break
-    expected = "a number" if error["type"] in ("int_type", "float_type") else error["msg"].lower()
-    return f"{'.'.join(path) or 'the record'}={_short(value)} is not valid: {expected}"
+    return path, value
 
 
 def _short(value: Any) -> str:
@@ -494,7 +521,7 @@ def new(config: dict, status: str, **fields) -> Record:
             default=_plain,
         )
     )
-    return Record.model_validate(fields)
+    return Record.model_validate(_finite(fields))  # NaN and infinity as the written record holds them
 
 
 def _plain(value):

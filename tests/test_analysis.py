@@ -332,6 +332,12 @@ def test_trainable_means_one_thing_in_every_table_and_failed_rows_say_why(result
         (lambda r: r.update(schema_version="2"), "schema_version='2' is not valid: a number"),
         (lambda r: r.update(unknown_section={}), "unknown_section={} is not valid: extra inputs are not permitted"),
         (lambda r: r["metrics"].update(accuracy=int("9" * 400)), "is not valid: input should be less than or equal to"),
+        (lambda r: r["metrics"].update(accuracy=-7.5), "metrics.accuracy=-7.5 is not valid: input should be greater"),
+        (lambda r: r["metrics"].update(accuracy=float("inf")), "metrics.accuracy=inf is not valid: input should be"),
+        (
+            lambda r: r["time"].update(train_seconds=float("nan")),
+            "time.train_seconds=nan is not valid: input should be",
+        ),
     ],
 )
 def test_records_that_do_not_fit_the_schema_are_skipped_by_name(results, change, why, tmp_path):

@@ -52,6 +52,23 @@ def test_records_are_readable_by_the_group_and_strict_json(tmp_path):
     assert record.read(path).status == "ok"
 
 
+def test_a_record_holds_no_nan_or_infinity_made_or_read():
+    # made: as null, as the written record has it; read: a record file with one is damaged (bench/record.py)
+    assert record.new(CONFIG, "ok", metrics={"loss": float("inf"), "accuracy": 0.5}).metrics.loss is None
+    with pytest.raises(ValidationError, match="finite number"):
+        record.parse({**record.new(CONFIG, "ok").dump(), "time": {"train_seconds": float("nan")}})
+
+
+def test_a_killed_writes_temporary_file_is_removed_when_the_run_is_next_claimed(tmp_path):
+    path = tmp_path / f"{record.run_id(CONFIG)}.json"
+    left = tmp_path / f".{path.stem}.ab_12cd3.tmp"  # what mkstemp names a write that a SIGKILL stopped
+    other = tmp_path / f".{path.stem}-other.ab_12cd3.tmp"  # another run's: that run's claim removes it
+    left.write_bytes(b"")
+    other.write_bytes(b"")
+    with record.claim(path):
+        assert not left.exists() and other.exists()
+
+
 def test_a_version_1_record_in_the_store_still_loads(tmp_path):
     # the fields of a version-1 record as the runner wrote them (written twice per run, same fields)
     path = tmp_path / "sweep" / "m-t-lora-0123456789.json"
