@@ -13,6 +13,7 @@ when a run asks for it, and to run inline (`process=inline`).
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from bench import record
 from bench.compose import to_container
+from bench.errors import CONFIG_ERROR, ConfigError
 from bench.validate import validate
 
 
@@ -78,18 +80,32 @@ def _launch(config: dict, path: Path, reason: str | None, lock: int, concurrent_
     return rec
 
 
+MAX_REPORT = 65_536  # a pipe's buffer: the child's report fits it, so the child never blocks writing it
+
+
 def _in_fresh_process(config: dict, path: Path, lock: int, concurrent_jobs: int | None) -> record.Record:
     attempt = uuid.uuid4().hex
     started = record.now()
     # the config goes through a pipe, so no temporary file outlives a killed parent; the child shares
-    # the run's lock, so a killed parent leaves the lock held while the child runs
-    code = subprocess.run(
-        [sys.executable, "-m", "bench.runner", attempt, json.dumps(concurrent_jobs)],
-        input=json.dumps(config),
-        text=True,
-        pass_fds=(lock,),
-        check=False,
-    ).returncode
+    # the run's lock, so a killed parent leaves the lock held while the child runs; a ConfigError it
+    # meets (its data too small for a split) comes back through `report`
+    report, report_end = os.pipe()
+    try:
+        try:
+            code = subprocess.run(
+                [sys.executable, "-m", "bench.runner", attempt, json.dumps(concurrent_jobs), str(report_end)],
+                input=json.dumps(config),
+                text=True,
+                pass_fds=(lock, report_end),
+                check=False,
+            ).returncode
+        finally:
+            os.close(report_end)
+        told = os.read(report, MAX_REPORT) if code == CONFIG_ERROR else b""  # written whole before it exited
+    finally:
+        os.close(report)
+    if told:
+        raise ConfigError(**json.loads(told))
     rec = record.read(path)
     if rec is not None and rec.attempt == attempt:
         return rec

@@ -9,6 +9,7 @@ engine; the launcher imports it only to run inline.
 from __future__ import annotations
 
 import json
+import os
 import random
 import sys
 import time
@@ -24,6 +25,7 @@ from pydantic import ValidationError
 
 from bench import batching, fit, forgetting, measure, models, precision, record, tasks, utilisation
 from bench.compose import typed
+from bench.errors import CONFIG_ERROR, ConfigError
 from bench.families import FAMILIES, Family
 from bench.machine import device_of
 from bench.measure import Stages
@@ -67,18 +69,26 @@ class Built:
         )
 
 
-def build(cfg, kept: Path | None = None, before_apply=None, stages: Stages | None = None) -> Built:
-    """Task data in the form the method reads, then the model with the method applied (on CPU,
-    before any training); or, given the folder a finished run kept (its record's `size.folder`),
-    that run's trained model again. `before_apply(model, tokenizer, architecture)` sees the
-    model as loaded, before the method changes it. `stages` times data, model load and
-    `before_apply` (a measurement)."""
+def task_data(cfg, stages: Stages | None = None) -> TaskData:
+    """The task's data in the form the method reads. Splits the data is too small for are a ConfigError."""
+    method = METHODS[cfg.method.name]
+    with (stages or measure.Stages(fresh_process=False))("data"):
+        return method.prepare(tasks.load(cfg.task, method.form(FAMILIES[cfg.model.family])), cfg.method, cfg.seed)
+
+
+def build(
+    cfg, kept: Path | None = None, before_apply=None, stages: Stages | None = None, task: TaskData | None = None
+) -> Built:
+    """Task data in the form the method reads (`task`, when read already), then the model with the method
+    applied (on CPU, before any training); or, given the folder a finished run kept (its record's
+    `size.folder`), that run's trained model again. `before_apply(model, tokenizer, architecture)` sees the
+    model as loaded, before the method changes it. `stages` times data, model load and `before_apply`
+    (a measurement)."""
     stages = stages or measure.Stages(fresh_process=False)
     family = FAMILIES[cfg.model.family]
     method = METHODS[cfg.method.name]
     form = method.form(family)
-    with stages("data"):
-        task = method.prepare(tasks.load(cfg.task, form), cfg.method, cfg.seed)
+    task = task or task_data(cfg, stages)
     with stages("model_load"):
         model, tokenizer, source = models.load(
             cfg.model, family, len(task.labels), precision.load_dtype(cfg.train.precision)
@@ -134,11 +144,12 @@ def execute(config: dict, attempt: str | None = None, concurrent_jobs: int | Non
     estimate = fit_check(run)
     if estimate["fits"] is False:
         return refuse(run, estimate)
+    task = task_data(run.cfg, run.stages)  # before W&B starts: a split the data cannot fill is a ConfigError
     with run.stages("tracking"):
         tracker = Tracker(config, record.run_id(config), str(run.path.parent))
     try:
         seed_everything(run.cfg.seed)
-        built, base_loss = build_model(run)
+        built, base_loss = build_model(run, task)
         loader, result = train_model(run, built, tracker)
         evaluate_model(run, built, result, tracker, base_loss)
         measure_run(run, built, loader, result)
@@ -161,7 +172,7 @@ def fit_check(run: Run) -> dict:
     return estimate
 
 
-def build_model(run: Run) -> tuple[Built, dict]:
+def build_model(run: Run, task: TaskData) -> tuple[Built, dict]:
     """The data and the model with the method applied, on the run's device; and the base model's loss on
     general text, scored before the method changes it (text-to-text models only), for forgetting."""
     base: dict = {}
@@ -171,7 +182,7 @@ def build_model(run: Run) -> tuple[Built, dict]:
             with run.in_precision():
                 base.update(forgetting.mean_token_loss(model.to(run.device), tokenizer, architecture, run.device))
 
-    built = build(run.cfg, before_apply=score_base, stages=run.stages)
+    built = build(run.cfg, before_apply=score_base, stages=run.stages, task=task)
     run.sections["model_source"] = built.source
     with run.stages("model_load"):
         run.sections["params"] = built.method.count(built.model, run.cfg.method, built.family)
@@ -363,5 +374,17 @@ def _sample(task, outputs, n: int = 20) -> list[dict]:
     return rows
 
 
-if __name__ == "__main__":  # the fresh process: python -m bench.runner ATTEMPT CONCURRENT_JOBS < CONFIG_JSON
-    execute(json.load(sys.stdin), attempt=sys.argv[1], concurrent_jobs=json.loads(sys.argv[2]))
+def main(attempt: str, concurrent_jobs: str, report: str) -> None:
+    """The fresh process: a ConfigError (the data too small for a split) goes to the launcher through the
+    `report` pipe, as key, value and what is accepted, and no record is written: it is the launcher's to raise."""
+    os.set_inheritable(int(report), False)  # its own, not the processes it starts (W&B's service)
+    try:
+        execute(json.load(sys.stdin), attempt=attempt, concurrent_jobs=json.loads(concurrent_jobs))
+    except ConfigError as e:
+        with os.fdopen(int(report), "w") as f:
+            json.dump({"key": e.key, "value": e.value, "accepted": e.accepted}, f, default=str)
+        sys.exit(CONFIG_ERROR)
+
+
+if __name__ == "__main__":  # python -m bench.runner ATTEMPT CONCURRENT_JOBS REPORT_FD < CONFIG_JSON
+    main(*sys.argv[1:])

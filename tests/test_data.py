@@ -287,14 +287,16 @@ def test_a_changed_data_file_is_a_new_run_and_a_fixed_one_runs_again(make_config
     cfg = jsonl(
         make_config, data, "task.val_size=3", "task.test_size=6", "task.train_size=null", model="model=minilm-l6"
     )
-    broken = launch(cfg)
-    assert broken.status == "failed"
-    assert broken.config["task"]["content_sha256"]["path"]
-    data.write_text(Path(CLEAN).read_text())  # the user fixes the file: the same command runs, it is not skipped
+    with pytest.raises(ConfigError, match="mine.jsonl has 1 distinct completions"):  # found as the data is read
+        launch(cfg)
+    assert not list((tmp_path / "results").rglob("*.json"))  # a configuration error leaves no record
+    broken = to_container(cfg)
+    assert broken["task"]["content_sha256"]["path"]
+    data.write_text(Path(CLEAN).read_text())  # the user fixes the file: the same command runs
     fixed = jsonl(
         make_config, data, "task.val_size=3", "task.test_size=6", "task.train_size=null", model="model=minilm-l6"
     )
-    assert run_id(to_container(fixed)) != broken.run_id
+    assert run_id(to_container(fixed)) != run_id(broken)
     assert launch(fixed).status == "ok"
 
 

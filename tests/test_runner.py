@@ -6,6 +6,7 @@ import pytest
 
 from bench import record
 from bench.compose import to_container
+from bench.errors import ConfigError
 from bench.launch import launch
 from tests.conftest import tiny_bert
 
@@ -230,6 +231,16 @@ def test_divergence_is_recorded_as_such_in_strict_json(make_config, tiny_models,
 
     [path] = _records(tmp_path)
     assert json.loads(path.read_text(), parse_constant=refuse)["status"] == "diverged"
+
+
+@pytest.mark.parametrize("process", ["inline", "fresh"])
+def test_splits_the_data_cannot_fill_are_a_config_error_with_no_record(make_config, tmp_path, process):
+    # found once the data is read (before the model loads, and before W&B starts), in the run's own
+    # process or told by it to its launcher: no failed record, the key named
+    cfg = make_config("task.val_size=100000", "task.train_size=null", f"process={process}")
+    with pytest.raises(ConfigError, match=r"task.val_size=100000 is not valid: expected test_size \+ val_size below"):
+        launch(cfg)
+    assert not list((tmp_path / "results").rglob("*.json"))
 
 
 def test_a_run_that_runs_elsewhere_is_left_alone(make_config, tmp_path, capsys):
