@@ -218,6 +218,11 @@ def train_model(run: Run, built: Built, tracker: Tracker):
             **task.describe(),
         }
         loader = built.train_loader(cfg)
+    if cfg.train.profile_memory and run.device == "cpu":
+        # the profiled step traces the Python calls of every thread (with_stack, which its memory timeline
+        # needs): W&B's start, still importing beside the loading, cost 14 s and 1 GB there (experiments/)
+        with run.stages("tracking"):
+            tracker.ready()
     fit_start = time.perf_counter()
     result = built.method.fit(
         built.model,

@@ -64,7 +64,8 @@ class Tracker:
         except Exception as e:  # noqa: BLE001 - any tracking failure is reported, never raised
             self._failed = e  # warned of in the run's own thread, where a user (and pytest) sees it
 
-    def _started(self) -> None:
+    def ready(self) -> None:
+        """Wait until W&B has started (or failed to)."""
         if self._starting is not None:
             self._starting.join()
             self._starting = None
@@ -74,7 +75,7 @@ class Tracker:
     @property
     def info(self) -> dict:
         """What the record says about tracking: backend, mode, the run folder, any error."""
-        self._started()
+        self.ready()
         return self._info
 
     def _fail(self, what: str, e: Exception) -> None:
@@ -83,7 +84,7 @@ class Tracker:
         self.run = None
 
     def log(self, metrics: dict, step: int | None = None) -> None:
-        self._started()
+        self.ready()
         if self.run is not None:
             try:
                 self.run.log(metrics, step=step)
@@ -92,7 +93,7 @@ class Tracker:
 
     def finish(self, record: Record) -> bool:
         """Send the record's numbers as the run summary and close the run; False if that failed."""
-        self._started()
+        self.ready()
         if self.run is None:
             return True
         try:

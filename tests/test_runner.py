@@ -1,6 +1,8 @@
 """A run end to end: the record, skipping, failures, the fresh process, W&B."""
 
 import json
+import threading
+import time
 
 import pytest
 
@@ -197,6 +199,30 @@ def test_fresh_process_run_and_real_wandb_offline_run(make_config, tmp_path):
     }
     assert all(s > 0 for s in stages["seconds"].values())
     assert abs(stages["untimed_seconds"]) < 0.03 * stages["wall_seconds"], stages
+
+
+@pytest.mark.slow  # a real W&B offline start
+def test_the_profiled_step_never_traces_wandbs_start(make_config, tiny_models, monkeypatch):
+    # the profiler traces every thread's Python calls: W&B importing and starting beside it took 14 s and
+    # 1 GB of the run (experiments/wandb_profiler.md); the run waits for it before training instead
+    from bench import tracking, train
+
+    slow_start, starting_while_profiled = tracking.Tracker._start, []
+
+    def _start(self, *args):  # the thread is named after its target: "Thread-N (_start)"
+        time.sleep(3)  # a start slower than the tiny model's loading
+        slow_start(self, *args)
+
+    def profile(out):
+        starting_while_profiled.append(any("(_start)" in t.name for t in threading.enumerate()))
+        return measure_profile(out)
+
+    measure_profile = train.cpu_step_profile
+    monkeypatch.setattr(tracking.Tracker, "_start", _start)
+    monkeypatch.setattr(train, "cpu_step_profile", profile)
+    rec = launch(make_config(*tiny_bert(tiny_models), "tracking=wandb", "train.max_steps=1", "train.profile_memory=true"))
+    assert rec.status == "ok", rec.error
+    assert starting_while_profiled == [False] and rec.time.stages["seconds"]["tracking"] > 1
 
 
 @pytest.mark.slow  # full runs of the default model
