@@ -48,7 +48,9 @@ class Case:
     ]  # (a fresh folder with the bad files) -> None when it passed, else what went wrong
 
 
-def bench(*args: str, module: str = "bench", timeout: int = 600) -> subprocess.CompletedProcess:
+def bench(
+    *args: str, module: str = "bench", timeout: int = 600, env: dict | None = None
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", module, *args],
         cwd=REPO,
@@ -56,7 +58,7 @@ def bench(*args: str, module: str = "bench", timeout: int = 600) -> subprocess.C
         text=True,
         timeout=timeout,
         check=False,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
     )
 
 
@@ -80,11 +82,11 @@ def leftovers(folder: Path) -> list[str]:
 def refused(*args: str, names: str, module: str = "bench") -> Callable[[Path], str | None]:
     def run(folder: Path) -> str | None:
         filled = [a.format(folder=folder) for a in args]
-        extra = (
-            [f"results_dir={folder}/results", "tracking=none"]
-            if module == "bench" and not any(a.startswith("results_dir=") for a in filled)
-            else []
-        )
+        extra = []
+        if module in ("bench", "bench.search") and not any(a.startswith("results_dir=") for a in filled):
+            extra.append(f"results_dir={folder}/results")
+        if module in ("bench", "bench.search") and not any(a.startswith("tracking") for a in filled):
+            extra.append("tracking=none")
         out = bench(*filled, *extra, module=module)
         said = out.stderr + out.stdout
         if out.returncode == 0:
@@ -93,7 +95,7 @@ def refused(*args: str, names: str, module: str = "bench") -> Callable[[Path], s
             return f"the message does not name {names!r}: {said.strip()[-300:]}"
         if LOADED in said:
             return "weights were loaded before the error"
-        if module == "bench" and records(folder / "results"):
+        if module in ("bench", "bench.search") and records(folder / "results"):
             return "a record was written"
         return None
 
@@ -103,6 +105,14 @@ def refused(*args: str, names: str, module: str = "bench") -> Callable[[Path], s
 def _bad_files(folder: Path) -> None:
     (folder / "a_file").write_text("not a folder")
     (folder / "empty.jsonl").write_text("")
+    (folder / "empty_model").mkdir()
+    (folder / "strings.jsonl").write_text('"just a string"\n')
+    (folder / "cr_only.jsonl").write_bytes(
+        b'{"prompt": "a", "completion": " b"}\r{"prompt": "c", "completion": " d"}\r'
+    )
+    one_label = [json.dumps({"prompt": f"Review {i}:\n\n###\n\n", "completion": " positive"}) for i in range(40)]
+    (folder / "one_label.jsonl").write_text("\n".join(one_label) + "\n")
+    os.link(folder / "one_label.jsonl", folder / "hard_link.jsonl")
     sst2 = folder / "sst2"
     sst2.mkdir()
     (sst2 / "train.tsv").write_text("sentence\tlabel\nfine\t1\n")
@@ -150,11 +160,56 @@ INPUTS = [
         "{folder}/sst2/dev.tsv starts with fields label, content",
     ),
     ("empty JSONL file as the task", ("task=jsonl", "task.path={folder}/empty.jsonl"), "task.path"),
+    # issue 29's second round
+    ("model name that climbs out of the store", ("model.name=../../escaped/x",), "model.name"),
+    ("epochs making 8e9 steps", ("train.max_steps=null", "train.epochs=1e9"), "train.epochs"),
+    ("infinite epochs", ("train.max_steps=null", "train.epochs=inf"), "train.epochs"),
+    ("a billion latency samples", ("train.latency_samples=1000000000",), "train.latency_samples"),
+    ("NaN clipping norm", ("train.max_grad_norm=nan",), "train.max_grad_norm"),
+    ("NaN weight decay", ("train.weight_decay=nan",), "train.weight_decay"),
+    ("infinite learning rate", ("method.lr=inf",), "method.lr"),
+    ("negative seed", ("seed=-1",), "seed"),
+    ("validation split larger than the data", ("task.val_size=100000",), "task.val_size"),
+    ("negative SGD momentum", ("train.optimizer=sgd", "+train.optimizer_args.momentum=-1"), "train.optimizer_args"),
+    ("negative peft rank", ("method=peft", "method.type=LORA", "+method.args.r=-3"), "method.args"),
+    ("empty folder as the model", ("model.source=hub", "model.hub_id={folder}/empty_model"), "model.hub_id"),
+    ("inputs longer than the positions", ("task.max_length=2000",), "task.max_length"),
+    ("served lengths longer than the positions", ("mode=serve", "serve.lengths=[1000]"), "serve.lengths"),
+    ("rank above the width without the preset's sizes", ("model.config=null", "method.r=5000"), "method.r"),
+    ("empty results folder", ("results_dir=",), "results_dir"),
+    ("results folder starting with ~", ("results_dir=~/x",), "results_dir"),
+    ("Hydra changing the working folder", ("hydra.job.chdir=true",), "hydra.job.chdir"),
+    ("W&B project with a slash", ("tracking=wandb", "tracking.project=a/b"), "tracking.project"),
+    ("W&B tag of 300 characters", ("tracking=wandb", f"tracking.tags=[{'x' * 300}]"), "tracking.tags"),
+    ("JSONL line that is a string", ("task=jsonl", "task.path={folder}/strings.jsonl"), "{folder}/strings.jsonl"),
+    ("JSONL completions of one label", ("task=jsonl", "task.path={folder}/one_label.jsonl"), "positive"),
+    ("search whose sweep name climbs", ("--methods", "lora", "sweep_name=../x"), "sweep_name"),
 ]
-
-
-def _data_check_empty(folder: Path) -> str | None:
-    return refused("check", "{folder}/empty.jsonl", names="{folder}/empty.jsonl", module="bench.data")(folder)
+# the other commands: (name, module, arguments, what the message names)
+COMMANDS = [
+    ("empty JSONL file in bench.data check", "bench.data", ("check", "{folder}/empty.jsonl"), "{folder}/empty.jsonl"),
+    (
+        "string line in bench.data check",
+        "bench.data",
+        ("check", "{folder}/strings.jsonl"),
+        "strings.jsonl:1: error: not a JSON object",
+    ),
+    ("CR-only line endings in bench.data check", "bench.data", ("check", "{folder}/cr_only.jsonl"), "CR alone"),
+    (
+        "augment onto a hard link of its input",
+        "bench.data",
+        ("augment", "{folder}/one_label.jsonl", "--out", "{folder}/hard_link.jsonl"),
+        "--out",
+    ),
+    (
+        "augment into a missing folder",
+        "bench.data",
+        ("augment", "{folder}/one_label.jsonl", "--out", "{folder}/no/x"),
+        "--out",
+    ),
+    ("analysis of a sweep that does not exist", "analysis", ("--results", "{folder}", "--sweep", "nope"), "--sweep"),
+    ("analysis into a file", "analysis", ("--results", "{folder}", "--out", "{folder}/a_file"), "--out"),
+]
 
 
 # ---------------------------------------------------------------- faults
@@ -180,22 +235,83 @@ def two_launchers(folder: Path) -> str | None:
     return _one(folder)
 
 
-def corrupt(content: bytes) -> Callable[[Path], str | None]:
+def spoiled(spoil: Callable[[Path], bytes | None]) -> Callable[[Path], str | None]:
+    """A finished run's record replaced by `spoil` (bad bytes, a FIFO, a folder, another run's record; it
+    returns the bytes it wrote, if any): the next launch moves it aside, keeps it, names both, and runs again."""
+
     def run(folder: Path) -> str | None:
         first = bench(*SMALL, f"results_dir={folder}/results", "train.max_steps=1")
         [path] = (folder / "results" / "default").glob("*.json")
-        path.write_bytes(content)
-        again = bench(*SMALL, f"results_dir={folder}/results", "train.max_steps=1")
+        content = spoil(path)
+        again = bench(*SMALL, f"results_dir={folder}/results", "train.max_steps=1", timeout=300)
         if first.returncode or again.returncode:
             return f"exit statuses {first.returncode}, {again.returncode}: {again.stderr[-300:]}"
         aside = list(path.parent.glob(f"{path.name}.corrupt-*"))
-        if len(aside) != 1 or aside[0].read_bytes() != content:
+        if len(aside) != 1 or content is not None and aside[0].read_bytes() != content:
             return "the bad file was not kept aside"
         if str(path) not in again.stderr or aside[0].name not in again.stderr:
             return "the warning does not name the file and where it went"
         return _one(folder)
 
     return run
+
+
+def _written(content: bytes) -> Callable[[Path], bytes]:
+    def spoil(path: Path) -> bytes:
+        path.write_bytes(content)
+        return content
+
+    return spoil
+
+
+def _fifo(path: Path) -> None:
+    path.unlink()
+    os.mkfifo(path)
+
+
+def _folder(path: Path) -> None:
+    path.unlink()
+    path.mkdir()
+
+
+def _version_99(path: Path) -> bytes:
+    content = json.dumps({**json.loads(path.read_text()), "schema_version": 99}).encode()
+    path.write_bytes(content)
+    return content
+
+
+def _other_runs_record(path: Path) -> bytes:
+    other = path.parent.parent.with_name("other")
+    bench(*SMALL, f"results_dir={other}", "train.max_steps=1", "method.r=4")
+    [found] = (other / "default").glob("*.json")
+    path.write_bytes(content := found.read_bytes())
+    return content
+
+
+def killed_write_leftover(folder: Path) -> str | None:
+    """The zero-byte temporary file a write killed mid-way leaves is gone once the run is launched again."""
+    args = [*SMALL, f"results_dir={folder}/results", "train.max_steps=1"]
+    bench(*args)
+    [path] = (folder / "results" / "default").glob("*.json")
+    (path.parent / f".{path.stem}.k1lled_0.tmp").write_bytes(b"")
+    again = bench(*args, "force=true")
+    if again.returncode:
+        return f"exit status {again.returncode}: {again.stderr[-300:]}"
+    return f"temporary files left: {leftovers(folder)}" if leftovers(folder) else _one(folder)
+
+
+def unwritable_cache(folder: Path) -> str | None:
+    """A cache folder that cannot be made (PEFT_BENCH_CACHE under /proc): the measurement that caches says so,
+    and the run's scores stand."""
+    out = bench(*SMALL, f"results_dir={folder}/results", env={"PEFT_BENCH_CACHE": "/proc/peft-bench-cache"})
+    return f"exit status {out.returncode}: {out.stderr[-300:]}" if out.returncode else _one(folder)
+
+
+def help_into_closed_pipe(folder: Path) -> str | None:
+    out = subprocess.run(
+        f"{sys.executable} -m bench --help | head -1", shell=True, cwd=REPO, capture_output=True, text=True, check=False
+    )
+    return f"said: {out.stderr.strip()[-300:]}" if "Traceback" in out.stderr else None
 
 
 def diverged(folder: Path) -> str | None:
@@ -321,18 +437,38 @@ def hostile_records(folder: Path) -> str | None:
         return f"the good run failed: {good.stderr[-300:]}"
     [path] = (folder / "results" / "s").glob("*.json")
     rec = json.loads(path.read_text())
-    bad = {
+    failed = {**rec, "status": "failed", "error": {"type": "E", "message": "m"}}
+    config = rec["config"]
+    unlike = {  # records that do not fit the schema: each skipped, by name
         "list_for_dict": {**rec, "metrics": ["a", "list"]},
         "string_metric": {**rec, "metrics": {**rec["metrics"], "accuracy": "high"}},
         "script_status": {**rec, "status": "<script>alert(1)</script>"},
-        "climbing": {**rec, "config": {**rec["config"], "sweep_name": "../../x"}},
+        "digits_400": {**rec, "metrics": {**rec["metrics"], "accuracy": int("9" * 400)}},
+        "negative_accuracy": {**rec, "metrics": {**rec["metrics"], "accuracy": -7.5}},
+        "integer_run_id": {**failed, "run_id": 7},
+        "no_run_id": {k: v for k, v in failed.items() if k != "run_id"},
     }
-    for name, content in bad.items():
+    fit = {  # records that fit it, with names a report must make safe
+        "climbing": {**rec, "config": {**config, "sweep_name": "../../x"}},
+        "markup_task": {
+            **rec,
+            "config": {**config, "task": {**config["task"], "name": "<img src=x onerror=alert(1)>"}},
+        },
+        "slash_task": {**rec, "config": {**config, "task": {**config["task"], "name": "a/b"}}},
+        "lora_without_r": {
+            **rec,
+            "config": {**config, "method": {k: v for k, v in config["method"].items() if k != "r"}},
+        },
+        "another_method": {**rec, "config": {**config, "method": {"name": "bitfit", "lr": 1e-3, "lr_grid": []}}},
+    }
+    for name, content in {**unlike, **fit}.items():
         (path.parent / f"{name}.json").write_text(json.dumps(content))
-    out = bench("--results", f"{folder}/results", "--out", f"{folder}/report", module="analysis")
+    (path.parent / "infinite.json").write_text(path.read_text().replace('"accuracy": ', '"accuracy": 1e999, "x": ', 1))
+    os.mkfifo(path.parent / "fifo.json")
+    out = bench("--results", f"{folder}/results", "--out", f"{folder}/report", module="analysis", timeout=300)
     if out.returncode:
         return f"analysis failed: {out.stderr[-300:]}"
-    for name in ("list_for_dict", "string_metric", "script_status"):
+    for name in [*unlike, "infinite", "fifo"]:
         if f"{name}.json" not in out.stderr:
             return f"no warning names {name}.json"
     outside = [
@@ -343,14 +479,21 @@ def hostile_records(folder: Path) -> str | None:
     if outside:
         return f"written outside the report folder: {outside}"
     html = "".join(p.read_text() for p in (folder / "report").rglob("*.html"))
-    return "unescaped <script> in the report" if "<script>alert" in html else None
+    return "unescaped markup in the report" if "<script>alert" in html or "<img src=x" in html else None
 
 
 FAULTS = [
     ("two launchers of one run at once", two_launchers),
-    ("truncated record at the run's path", corrupt(b'{"run_id": "x", "status": "o')),
-    ("empty record at the run's path", corrupt(b"")),
-    ("foreign JSON at the run's path", corrupt(b"[1, 2, 3]")),
+    ("truncated record at the run's path", spoiled(_written(b'{"run_id": "x", "status": "o'))),
+    ("empty record at the run's path", spoiled(_written(b""))),
+    ("foreign JSON at the run's path", spoiled(_written(b"[1, 2, 3]"))),
+    ("FIFO at the run's path", spoiled(_fifo)),
+    ("folder at the run's path", spoiled(_folder)),
+    ("record of schema version 99 at the run's path", spoiled(_version_99)),
+    ("another run's record at the run's path", spoiled(_other_runs_record)),
+    ("zero-byte temporary file of a killed write", killed_write_leftover),
+    ("unwritable cache folder", unwritable_cache),
+    ("--help into a closed pipe", help_into_closed_pipe),
     ("non-finite loss", diverged),
     ("launcher terminated (SIGTERM) mid-run", killed(signal.SIGTERM)),
     ("launcher killed (SIGKILL) mid-run", killed(signal.SIGKILL)),
@@ -362,8 +505,13 @@ FAULTS = [
 
 
 def cases() -> list[Case]:
-    found = [Case(name, "input", refused(*args, names=names)) for name, args, names in INPUTS]
-    found.append(Case("empty JSONL file in bench.data check", "input", _data_check_empty))
+    found = [
+        Case(
+            name, "input", refused(*args, names=names, module="bench.search" if name.startswith("search") else "bench")
+        )
+        for name, args, names in INPUTS
+    ]
+    found += [Case(name, "input", refused(*args, names=names, module=module)) for name, module, args, names in COMMANDS]
     return found + [Case(name, "fault", run) for name, run in FAULTS]
 
 
