@@ -220,7 +220,9 @@ def test_the_profiled_step_never_traces_wandbs_start(make_config, tiny_models, m
     measure_profile = train.cpu_step_profile
     monkeypatch.setattr(tracking.Tracker, "_start", _start)
     monkeypatch.setattr(train, "cpu_step_profile", profile)
-    rec = launch(make_config(*tiny_bert(tiny_models), "tracking=wandb", "train.max_steps=1", "train.profile_memory=true"))
+    rec = launch(
+        make_config(*tiny_bert(tiny_models), "tracking=wandb", "train.max_steps=1", "train.profile_memory=true")
+    )
     assert rec.status == "ok", rec.error
     assert starting_while_profiled == [False] and rec.time.stages["seconds"]["tracking"] > 1
 
