@@ -30,6 +30,11 @@ class ModelConfig:
     # the architecture as Hugging Face config fields (model_type plus sizes), copied from the hub's
     # config.json: what mode=count builds on the meta device, without weights or network
     config: dict[str, Any] | None = None
+    # the base's linear layers stored by bitsandbytes (bench/quantization.py): none, nf4, fp4 or int8; the
+    # 4-bit blocks' constants quantized again; what 4-bit layers compute in
+    quantize: str = "none"
+    double_quant: bool = True
+    compute_dtype: str = "float32"
 
 
 @dataclass

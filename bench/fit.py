@@ -58,7 +58,7 @@ from omegaconf import OmegaConf
 from transformers import PreTrainedModel
 from transformers.pytorch_utils import Conv1D
 
-from bench import assets, measure, meta, optimizers
+from bench import assets, measure, meta, optimizers, quantization
 from bench.errors import ConfigError
 from bench.families import FAMILIES
 from bench.machine import device_of
@@ -127,10 +127,13 @@ def architecture(cfg, model: torch.nn.Module) -> Architecture:
     for name, module in model.named_modules():
         # a classification head reads one token per example: not counted
         if isinstance(module, (torch.nn.Linear, Conv1D)) and module.weight.requires_grad and not family.is_head(name):
-            inputs[split and _is_decoder(name)] += module.weight.shape[0 if isinstance(module, Conv1D) else 1]
+            inputs[split and _is_decoder(name)] += _in_width(module)
     optimizer = method.optimizer or cfg.train.optimizer
+    stored = _quantized(cfg, model, family)
     analytic = {
-        p: measure.analytic_bytes(model, optimizer, cfg.train.optimizer_args, frozen_element=2 if p == "bf16" else None)
+        p: measure.analytic_bytes(
+            model, optimizer, cfg.train.optimizer_args, frozen_element=2 if p == "bf16" else None, stored=stored
+        )
         for p in ("fp32", "bf16")
     }
     trained = [p for p in model.parameters() if p.requires_grad]
@@ -152,6 +155,26 @@ def architecture(cfg, model: torch.nn.Module) -> Architecture:
         optimizer_step={d: FLOAT32 * optimizers.step_elements(optimizer, trained, d) for d in ("cpu", "cuda")},
         parameters=sum(p.numel() for p in model.parameters()),
     )
+
+
+def _quantized(cfg, model: torch.nn.Module, family) -> dict[int, float]:
+    """Bytes per weight of the layers bitsandbytes would store quantized (model.quantize): every frozen linear
+    layer but the task head and the output embedding, which stay in float (bench/quantization.py)."""
+    if not quantization.quantized(cfg.model):
+        return {}
+    output = _pretrained(model).get_output_embeddings()
+    return {
+        id(module.weight): quantization.bytes_per_weight(cfg.model, _in_width(module))
+        for name, module in model.named_modules()
+        if isinstance(module, (torch.nn.Linear, Conv1D))
+        and module is not output
+        and not module.weight.requires_grad
+        and not family.is_head(name)
+    }
+
+
+def _in_width(module) -> int:
+    return module.weight.shape[0 if isinstance(module, Conv1D) else 1]
 
 
 def job(cfg, device: str) -> Job:

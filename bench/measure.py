@@ -18,7 +18,7 @@ import psutil
 import torch
 from peft import PeftModel
 
-from bench import optimizers
+from bench import optimizers, quantization
 from bench.families import Family
 from bench.machine import cpu_count
 
@@ -32,7 +32,7 @@ def count_params(model: torch.nn.Module, family: Family) -> dict:
     for name, p in model.named_parameters():
         if PEFT_FROZEN_COPY in name:
             continue
-        total += p.numel()
+        total += quantization.weights(p)
         if p.requires_grad:
             trainable += p.numel()
             head += p.numel() if family.is_head(name) else 0
@@ -46,21 +46,30 @@ def count_params(model: torch.nn.Module, family: Family) -> dict:
 
 
 def analytic_bytes(
-    model: torch.nn.Module, optimizer: str, optimizer_args: dict, frozen_element: int | None = None
+    model: torch.nn.Module,
+    optimizer: str,
+    optimizer_args: dict,
+    frozen_element: int | None = None,
+    stored: dict[int, float] | None = None,
 ) -> dict:
     """Bytes of the weights (every tensor held: diff pruning's differences and peft's frozen copy of
     the head too), the gradients held at once and the optimizer's state (bench/optimizers.py), which
     take the trained weights' element size. Each weight counts its own element size, or
     `frozen_element` for the frozen ones: what they will take once stored in another precision
-    (train.precision=bf16), from a model that is not (one built on the meta device)."""
+    (train.precision=bf16), from a model that is not (one built on the meta device); `stored` gives the
+    bytes per element of particular weights (by id: a quantized base's layers, bench/quantization.py)."""
     params = list(model.parameters())
     trainable = [p for p in params if p.requires_grad]
     element = trainable[0].element_size() if trainable else params[0].element_size()
+    stored = stored or {}
+
+    def size(p) -> float:
+        if id(p) in stored:
+            return stored[id(p)]
+        return p.element_size() if p.requires_grad or frozen_element is None else frozen_element
+
     return {
-        "weights": sum(
-            p.numel() * (p.element_size() if p.requires_grad or frozen_element is None else frozen_element)
-            for p in params
-        ),
+        "weights": round(sum(p.numel() * size(p) for p in params)),
         "gradients": optimizers.gradient_elements(optimizer, trainable) * element,
         "optimizer_state": optimizers.state_elements(optimizer, optimizer_args, trainable) * element,
     }

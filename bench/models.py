@@ -11,7 +11,7 @@ from transformers import (
 )
 from transformers.utils import logging
 
-from bench import assets
+from bench import assets, quantization
 
 # encoders get a fresh classification head; decoders and T5 keep their language-model head (text-to-text)
 AUTO_CLASSES = {
@@ -26,6 +26,9 @@ def load(cfg, family, num_labels: int, dtype: torch.dtype = torch.float32):
     path = assets.source(cfg)
     auto = AUTO_CLASSES[family.architecture]
     extra = {"num_labels": num_labels} if family.architecture == "encoder" else {}
+    quantize = quantization.config(cfg, family)
+    if quantize is not None:
+        extra["quantization_config"] = quantize
     verbosity = logging.get_verbosity()
     logging.set_verbosity_error()  # the load report only says the new classifier is untrained
     try:
@@ -39,4 +42,6 @@ def load(cfg, family, num_labels: int, dtype: torch.dtype = torch.float32):
     if tokenizer.pad_token is None:  # decoders: pad with end-of-sequence, the model must know which id
         tokenizer.pad_token = tokenizer.eos_token
     model.config.pad_token_id = tokenizer.pad_token_id
+    if quantize is not None:
+        model = quantization.prepare(model)
     return model, tokenizer, path

@@ -265,6 +265,9 @@ NOT_IDENTITY = {
 # keys added after records existed: at these values (their defaults) they leave a run id as it was,
 # so earlier results keep being found (and skipped) by the same command
 ADDED_LATER = {
+    "model.quantize": "none",
+    "model.double_quant": True,
+    "model.compute_dtype": "float32",
     "task.max_new_tokens": 16,
     "train.lr_schedule": "linear",
     "train.early_stopping_patience": 0,

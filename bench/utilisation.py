@@ -34,6 +34,7 @@ from pathlib import Path
 
 import torch
 
+from bench import quantization
 from bench.assets import cache_root
 from bench.measure import MachineLoad
 from bench.precision import AUTOCAST
@@ -170,7 +171,7 @@ def _weight(module) -> tuple[int, bool]:
     if parametrize.is_parametrized(module, "weight"):
         p = module.parametrizations.weight
         return p.original.numel(), any(q.requires_grad for q in p.parameters())
-    return module.weight.numel(), module.weight.requires_grad
+    return quantization.weights(module.weight), module.weight.requires_grad
 
 
 def _in_width(module) -> int:

@@ -17,7 +17,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from bench import optimizers
+from bench import optimizers, quantization
 from bench.assets import ASSETS, config_json, install_hint, installed
 from bench.config import (
     MAX_BATCH,
@@ -73,6 +73,7 @@ def validate(cfg: DictConfig) -> str | None:
     _model(cfg)
     _task(cfg.task)
     _method(cfg.method)
+    quantization.check(cfg, METHODS[cfg.method.name])
     _train(cfg.train, METHODS[cfg.method.name])
     _steps(cfg.train, cfg.task.train_size)
     _tracking(cfg)

@@ -62,6 +62,7 @@ class Method:
     schema: type = MethodSchema
     trains: bool = True  # gradient training (with method.lr); the baselines icl and probe do not
     optimizer: str | None = None  # a method that is its own update rule (LOMO) names it; others use train.optimizer
+    trains_base: bool = False  # it updates the base model's own weights: not on a quantized base (model.quantize)
     full_copy: bool = False  # what it trains is every weight: saved only with keep_full_copies=true
     serving: dict[str, Serving] = {}  # serve.variants names -> how that variant serves it
     refused_serving: dict[str, str] = {}  # variants that cannot serve it, with why

@@ -6,6 +6,7 @@ from bench.methods import Method, freeze_all_but_head, register
 @register
 class BitFit(Method):
     name = "bitfit"
+    trains_base = True
     title = "BitFit"
 
     def check(self, cfg, family):

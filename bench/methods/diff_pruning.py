@@ -32,6 +32,7 @@ class DiffPruningSchema(MethodSchema):
 @register
 class DiffPruning(Method):
     name = "diff_pruning"
+    trains_base = True
     schema = DiffPruningSchema
 
     def check(self, cfg, family):

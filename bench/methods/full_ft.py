@@ -6,6 +6,7 @@ from bench.methods import Method, register
 @register
 class FullFineTuning(Method):
     name = "full_ft"
+    trains_base = True
     title = "full fine-tuning"
     full_copy = True
 
