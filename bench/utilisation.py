@@ -181,7 +181,8 @@ def _in_width(module) -> int:
 def _matrices(model: torch.nn.Module):
     """(name, module, added) for every module that multiplies by a weight matrix (nn.Linear, GPT-2's
     Conv1D); `added`: a method put it there (inside a peft adapter, or inside a module of a class from
-    outside torch, transformers and peft, as bench's bottleneck adapters). peft's frozen copies of the
+    outside torch, transformers, peft and bitsandbytes (a quantized base's layers), as bench's bottleneck
+    adapters). peft's frozen copies of the
     head (original_module), which the forward does not use, are skipped."""
     from peft.tuners.tuners_utils import BaseTunerLayer
     from transformers.pytorch_utils import Conv1D
@@ -190,7 +191,7 @@ def _matrices(model: torch.nn.Module):
     for name, module in model.named_modules():
         if isinstance(module, BaseTunerLayer):
             adapters += [f"{name}.{a}." for a in module.adapter_layer_names]
-        elif name and not type(module).__module__.startswith(("torch.", "transformers.", "peft.")):
+        elif name and not type(module).__module__.startswith(("torch.", "transformers.", "peft.", "bitsandbytes.")):
             adapters.append(f"{name}.")
     for name, module in model.named_modules():
         if isinstance(module, (torch.nn.Linear, Conv1D)) and "original_module" not in name.split("."):

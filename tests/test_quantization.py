@@ -11,7 +11,7 @@ from test_families import PRESETS
 from test_kept import _reloaded
 from tiny import changed_by_training
 
-from bench import fit, models, quantization
+from bench import fit, models, quantization, utilisation
 from bench.errors import ConfigError
 from bench.families import FAMILIES
 from bench.launch import launch
@@ -119,3 +119,13 @@ def test_the_estimate_counts_the_bytes_a_quantized_base_holds(make_config, tiny_
     assert abs(estimated - held) / held < 0.02, (estimated, held)
     assert estimated < 0.8 * float_weights
     assert quantization.bytes_per_weight(cfg.model, 4096) < 1.01
+
+
+@pytest.mark.parametrize("family", ["bert", "llama"])
+def test_model_flops_of_a_quantized_base_are_the_float_bases(make_config, tiny_models, family):
+    # bitsandbytes' layers are the base's matrices, not a method's added ones: the same work per token
+    flops = []
+    for kind in ("none", "nf4"):
+        built = build(make_config(*_tiny(tiny_models, family, f"model.quantize={kind}")))
+        flops.append(utilisation.flops_per_token(built.model, built.family, built.architecture, [24] * 4, None, 4))
+    assert flops[0] == flops[1]
