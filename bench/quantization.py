@@ -42,14 +42,7 @@ def check(cfg, method) -> None:
         )
     if not quantized(m):
         return
-    if method.trains_base:
-        raise ConfigError(
-            "method",
-            cfg.method.name,
-            f"a method that trains added weights (lora, ia3, prompt_tuning, prefix_tuning, adapter, peft) with "
-            f"model.quantize={m.quantize}: {cfg.method.name} updates the base model's own weights, which "
-            "bitsandbytes stores as integers that no gradient can change (or model.quantize=none)",
-        )
+    method.check_quantized(cfg.method, m.quantize)
     if cfg.get("mode", "run") == "serve":
         raise ConfigError("model.quantize", m.quantize, "none: mode=serve measures float bases only")
 

@@ -108,6 +108,10 @@ def test_keys_added_later_keep_earlier_run_ids_at_their_default(make_config):
         "train.early_stopping_patience=2",
         "train.precision=bf16-mixed",
         "train.gradient_checkpointing=true",
+        "model.quantize=nf4",
+        "method.use_dora=true",
+        "method.use_rslora=true",
+        "method.init=olora",
     ):
         assert record.run_id(to_container(make_config("method.lr=1e-3", changed, fast=False))) != record.run_id(default)
     # the search's grid is where a search looks, not what a run computes

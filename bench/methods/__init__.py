@@ -100,6 +100,17 @@ class Method:
         """Raise ConfigError for a value the model's width (its hidden size, from its config before any
         weight loads) rules out. Lengths against its positions are validation's, with `virtual_tokens`."""
 
+    def check_quantized(self, cfg, quantize: str) -> None:
+        """Raise ConfigError where the method cannot train on a base stored quantized (model.quantize)."""
+        if self.trains_base:
+            raise ConfigError(
+                "method",
+                self.name,
+                f"a method that trains added weights (lora, ia3, prompt_tuning, prefix_tuning, adapter, peft) with "
+                f"model.quantize={quantize}: {self.name} updates the base model's own weights, which "
+                "bitsandbytes stores as integers that no gradient can change (or model.quantize=none)",
+            )
+
     def form(self, family: Family) -> str:
         """How the task presents examples under this method (bench.tasks.FORMS)."""
         return family.form

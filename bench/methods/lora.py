@@ -2,6 +2,8 @@
 
 from dataclasses import dataclass, field
 
+from omegaconf import OmegaConf
+
 from bench.errors import ConfigError
 from bench.methods import Method, MethodSchema, Serving, check_targets, register, wrap_peft
 
@@ -13,6 +15,18 @@ class LoraSchema(MethodSchema):
     alpha: float = 16.0
     dropout: float = 0.1
     targets: list[str] = field(default_factory=lambda: ["q", "v"])
+    # the variants, as peft's LoraConfig has them: DoRA (Liu et al. 2024) splits each weight into a trained
+    # magnitude and a direction that LoRA updates; rsLoRA (Kalajdzievski 2023) scales by alpha/sqrt(r), so that
+    # a large rank still learns; `init` starts B·A at zero (default, gaussian) or from the weight's principal
+    # (pissa: Meng et al. 2024) or orthonormal (olora: Büyükakyüz 2024) directions, taken out of the weight
+    use_dora: bool = False
+    use_rslora: bool = False
+    init: str = "default"
+
+
+INITS = {"default": True, "gaussian": "gaussian", "pissa": "pissa", "olora": "olora"}  # peft's init_lora_weights
+# what moves the weights at initialisation: not a stored integer's, nor a tensor without values (meta)
+FROM_WEIGHTS = {"pissa", "olora"}
 
 
 @register
@@ -30,7 +44,19 @@ class Lora(Method):
         return "LORA"
 
     def label(self, row):
-        return f"LoRA (r={row.r:g}; {row.targets})"
+        variants = [v for v, on in (("DoRA", row.get("use_dora")), ("rsLoRA", row.get("use_rslora"))) if on is True]
+        init = row.get("init")
+        if isinstance(init, str) and init != "default":
+            variants.append(f"{init} init")
+        return f"LoRA (r={row.r:g}; {row.targets}{''.join(f'; {v}' for v in variants)})"
+
+    def countable(self, cfg):
+        if cfg.init not in FROM_WEIGHTS:
+            return cfg, []
+        return OmegaConf.merge(cfg, {"init": "default"}), [
+            f"LoRA initialised as default (the meta device holds no weights to take {cfg.init}'s directions from): "
+            "the same parameters"
+        ]
 
     def check(self, cfg, family):
         if cfg.r < 1:
@@ -40,6 +66,17 @@ class Lora(Method):
         if not 0 <= cfg.dropout < 1:
             raise ConfigError("method.dropout", cfg.dropout, "a probability in [0, 1)")
         check_targets("method.targets", cfg.targets, family)
+        if cfg.init not in INITS:
+            raise ConfigError("method.init", cfg.init, "one of " + ", ".join(INITS))
+
+    def check_quantized(self, cfg, quantize):
+        if cfg.init in FROM_WEIGHTS:
+            raise ConfigError(
+                "method.init",
+                cfg.init,
+                f"default or gaussian with model.quantize={quantize}: {cfg.init} takes its directions out of the "
+                "float weights, which a quantized base does not hold",
+            )
 
     def check_sizes(self, cfg, width):
         if width and cfg.r > width:
@@ -55,5 +92,8 @@ class Lora(Method):
             lora_alpha=cfg.alpha,
             lora_dropout=cfg.dropout,
             target_modules=family.modules(model, cfg.targets),
+            use_dora=cfg.use_dora,
+            use_rslora=cfg.use_rslora,
+            init_lora_weights=INITS[cfg.init],
         )
         return wrap_peft(model, config, family)

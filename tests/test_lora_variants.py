@@ -1,0 +1,86 @@
+"""LoRA's variants as settings of method=lora: DoRA, rsLoRA and the initialisations (gaussian, PiSSA, OLoRA),
+each training what it should, counted, labelled and refused where it cannot run (tiny random models)."""
+
+import math
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from tiny import changed_by_training
+
+from bench import count
+from bench.errors import ConfigError
+from bench.methods import METHODS
+from bench.predict import predict
+from bench.runner import build
+from bench.validate import validate
+from tests.conftest import tiny_bert
+
+TRAINED = ("train.max_steps=3", "train.batch_size=8", "method.lr=1e-2")
+H, R, L = 32, 8, 2  # tiny BERT: width 32, 2 layers; LoRA r 8 on q and v
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        "method.use_dora=true",
+        "method.use_rslora=true",
+        "method.init=gaussian",
+        "method.init=pissa",
+        "method.init=olora",
+    ],
+)
+def test_each_variant_trains_its_adapters_and_the_head_only(make_config, tiny_models, variant):
+    changed, trainable = changed_by_training(make_config(*tiny_bert(tiny_models), variant, *TRAINED))
+    assert changed == trainable and any("lora_" in n for n in changed)
+    assert all("lora_" in n or n.split(".")[-3] in ("pooler", "classifier") or "modules_to_save" in n for n in changed)
+    if variant == "method.use_dora=true":  # DoRA's trained magnitude, one per output of each adapted matrix
+        assert any("lora_magnitude_vector" in n for n in changed)
+
+
+def test_rslora_scales_by_the_square_root_of_the_rank(make_config, tiny_models):
+    scales = {}
+    for rs in ("false", "true"):
+        model = build(make_config(*tiny_bert(tiny_models), f"method.use_rslora={rs}")).model
+        [scales[rs]] = {m.scaling["default"] for m in model.modules() if hasattr(m, "lora_A")}
+    assert scales == {"false": 16 / R, "true": 16 / math.sqrt(R)}
+
+
+def test_pissa_moves_the_principal_directions_into_the_adapter_and_leaves_the_output(make_config, tiny_models):
+    outputs = {}
+    for init in ("default", "pissa"):
+        cfg = make_config(*tiny_bert(tiny_models), f"method.init={init}")
+        torch.manual_seed(0)  # the same fresh classification head
+        built = build(cfg)
+        outputs[init], _ = predict(
+            built.model.eval(), built.tokenizer, built.task, built.task.test[:8], "encoder", cfg.task, 8, "cpu"
+        )
+        b = next(m.lora_B["default"].weight for m in built.model.modules() if hasattr(m, "lora_B"))
+        assert (b.abs().sum() > 0) == (init == "pissa")  # B starts at zero, or holds the principal directions
+    assert torch.tensor(outputs["pissa"]) == pytest.approx(torch.tensor(outputs["default"]), abs=1e-4)
+
+
+def test_dora_counts_a_magnitude_per_output_and_the_rest_as_lora(make_config, tiny_models):
+    counted = {
+        dora: count.count(make_config(*tiny_bert(tiny_models), "model.config=null", f"method.use_dora={dora}"))
+        for dora in ("false", "true")  # on the meta device, from the tiny folder's config.json
+    }
+    assert counted["true"]["params"]["method"] - counted["false"]["params"]["method"] == L * 2 * H
+
+
+@pytest.mark.parametrize(
+    "overrides, key, says",
+    [
+        (["method.init=loftq"], "method.init", "one of default, gaussian, pissa, olora"),
+        (["method.init=pissa", "model.quantize=nf4"], "method.init", "the float weights"),
+    ],
+)
+def test_variants_that_cannot_run_are_refused_before_loading(make_config, overrides, key, says):
+    with pytest.raises(ConfigError) as e:
+        validate(make_config(*overrides))
+    assert e.value.key == key and says in str(e.value)
+
+
+def test_tables_name_the_variant():
+    row = OmegaConf.create({"r": 8, "targets": "['q', 'v']", "use_dora": True, "use_rslora": False, "init": "pissa"})
+    assert METHODS["lora"].label(row) == "LoRA (r=8; ['q', 'v']; DoRA; pissa init)"
