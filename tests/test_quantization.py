@@ -65,12 +65,15 @@ def test_the_backbone_is_stored_quantized_and_the_head_stays_float(make_config, 
 
 
 @pytest.mark.parametrize("family", ["bert", "llama"])
-def test_qlora_trains_its_adapters_and_head_and_nothing_of_the_base(make_config, tiny_models, family):
+@pytest.mark.parametrize("method, added", [("lora", "lora_"), ("ia3", "ia3_"), ("prompt_tuning", "prompt_encoder")])
+def test_methods_on_a_quantized_base_train_what_they_add_and_the_head_only(
+    make_config, tiny_models, family, method, added
+):
     changed, trainable = changed_by_training(
-        make_config(*_tiny(tiny_models, family, "model.quantize=nf4", "method=lora", *TRAINED))
+        make_config(*_tiny(tiny_models, family, "model.quantize=nf4", f"method={method}", *TRAINED))
     )
-    assert changed == trainable and any("lora_" in n for n in changed)
-    assert all("lora_" in n or FAMILIES[family].is_head(n) for n in changed)
+    assert changed == trainable and any(added in n for n in changed)
+    assert all(added in n or FAMILIES[family].is_head(n) for n in changed)
 
 
 def test_a_qlora_adapter_reloads_onto_the_quantized_base_to_the_same_predictions(make_config, tiny_models):
