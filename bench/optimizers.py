@@ -97,10 +97,13 @@ class Update:
     before backward and the gradients unscaled before clipping; a step whose gradients overflowed
     is skipped and the scale lowered."""
 
-    def __init__(self, name: str, model: torch.nn.Module, lr: float, cfg, args: dict, scaler=None):
+    def __init__(self, name: str, model: torch.nn.Module, lr: float, cfg, args: dict, scaler=None, make=None):
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.max_grad_norm, self.scaler = cfg.max_grad_norm, scaler
-        self.optimizer = optimizer_class(name)(self.params, lr=lr, weight_decay=cfg.weight_decay, **args)
+        if make is not None:  # a method's own grouping of the weights (LoRA+: B's at a higher rate)
+            self.optimizer = make(optimizer_class(name), lr=lr, weight_decay=cfg.weight_decay, **args)
+        else:
+            self.optimizer = optimizer_class(name)(self.params, lr=lr, weight_decay=cfg.weight_decay, **args)
 
     def backward(self, loss: torch.Tensor) -> None:
         (self.scaler.scale(loss) if self.scaler else loss).backward()
@@ -123,7 +126,7 @@ class Update:
 class LomoUpdate(Update):
     """LOMO's fused update: the step happens in `backward` (at the scheduler's current rate)."""
 
-    def __init__(self, name: str, model: torch.nn.Module, lr: float, cfg, args: dict, scaler=None):
+    def __init__(self, name: str, model: torch.nn.Module, lr: float, cfg, args: dict, scaler=None, make=None):
         clip = cfg.max_grad_norm if cfg.max_grad_norm > 0 else None
         self.optimizer = optimizer_class(name)(model, lr=lr, clip_grad_norm=clip, weight_decay=cfg.weight_decay, **args)
 
@@ -137,9 +140,11 @@ class LomoUpdate(Update):
         self.optimizer._opt_called = True
 
 
-def build(name: str, model: torch.nn.Module, lr: float, cfg, scaler=None) -> Update:
+def build(name: str, model: torch.nn.Module, lr: float, cfg, scaler=None, make=None) -> Update:
+    """The update of `name`; `make(optimizer_class, lr=, weight_decay=, **args)`, where given, builds the
+    torch optimizer over the weights in the method's own groups (validation refuses it with LOMO)."""
     return (LomoUpdate if name == "lomo" else Update)(
-        name, model, lr, cfg, OmegaConf.to_container(cfg.optimizer_args), scaler
+        name, model, lr, cfg, OmegaConf.to_container(cfg.optimizer_args), scaler, make
     )
 
 

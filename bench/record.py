@@ -271,6 +271,7 @@ ADDED_LATER = {
     "method.use_dora": False,
     "method.use_rslora": False,
     "method.init": "default",
+    "method.lr_ratio": 1.0,
     "task.max_new_tokens": 16,
     "train.lr_schedule": "linear",
     "train.early_stopping_patience": 0,

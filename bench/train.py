@@ -133,15 +133,18 @@ def train(
     show_progress: bool = True,
     monitor: str | None = None,
     optimizer: str | None = None,
+    make_optimizer=None,
 ) -> TrainResult:
     """Train for cfg.max_steps (or cfg.epochs) optimizer steps; with `measure_memory`, fill
     result.memory: on CPU from a profile of one step, on CUDA from the allocator over all steps.
     With cfg.early_stopping_patience, `evaluate` runs every cfg.eval_every steps and at the end,
     training stops once `monitor` has not improved for that many evaluations, and the weights
     of the best evaluation are restored. `optimizer` overrides cfg.optimizer (a method that is its
-    own update rule, LOMO)."""
+    own update rule, LOMO); `make_optimizer` groups the weights as the method asks (bench/optimizers.py)."""
     total = total_steps(cfg, len(loader))
-    update = optimizers.build(optimizer or cfg.optimizer, model, lr, cfg, precision.scaler(cfg.precision, device))
+    update = optimizers.build(
+        optimizer or cfg.optimizer, model, lr, cfg, precision.scaler(cfg.precision, device), make_optimizer
+    )
     scheduler = LambdaLR(update.optimizer, warmup_then(cfg.lr_schedule, total, round(cfg.warmup_ratio * total)))
     result = TrainResult()
     stopping = (

@@ -75,6 +75,7 @@ def validate(cfg: DictConfig) -> str | None:
     _method(cfg.method)
     quantization.check(cfg, METHODS[cfg.method.name])
     _train(cfg.train, METHODS[cfg.method.name])
+    METHODS[cfg.method.name].check_training(cfg.method, cfg.train)
     _steps(cfg.train, cfg.task.train_size)
     _tracking(cfg)
     _one_of("process", cfg.process, {"fresh", "inline"})

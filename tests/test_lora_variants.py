@@ -84,3 +84,30 @@ def test_variants_that_cannot_run_are_refused_before_loading(make_config, overri
 def test_tables_name_the_variant():
     row = OmegaConf.create({"r": 8, "targets": "['q', 'v']", "use_dora": True, "use_rslora": False, "init": "pissa"})
     assert METHODS["lora"].label(row) == "LoRA (r=8; ['q', 'v']; DoRA; pissa init)"
+
+
+def test_lora_plus_trains_b_at_its_ratio_of_as_rate(make_config, tiny_models):
+    # peft's create_loraplus_optimizer groups the weights: B (and the head, as peft groups it) at lr x ratio
+    from bench import optimizers
+
+    cfg = make_config(*tiny_bert(tiny_models), "method.lr_ratio=16", "method.lr=1e-3")
+    model = build(cfg).model
+    make = METHODS["lora"].make_optimizer(model, cfg.method)
+    update = optimizers.build("adamw", model, cfg.method.lr, cfg.train, make=make)
+    rates = {}
+    for group in update.optimizer.param_groups:
+        for p in group["params"]:
+            rates[next(n for n, q in model.named_parameters() if q is p)] = group["lr"]
+    assert {r for n, r in rates.items() if "lora_A" in n} == {1e-3}
+    assert {r for n, r in rates.items() if "lora_B" in n} == {16e-3}
+    assert set(rates) == {n for n, p in model.named_parameters() if p.requires_grad}  # every trained weight, once
+    assert METHODS["lora"].make_optimizer(model, make_config().method) is None  # plain LoRA: one group
+
+
+def test_lora_plus_trains_and_a_ratio_below_one_is_refused(make_config, tiny_models):
+    changed, trainable = changed_by_training(make_config(*tiny_bert(tiny_models), "method.lr_ratio=16", *TRAINED))
+    assert changed == trainable
+    with pytest.raises(ConfigError, match=r"method.lr_ratio=0.5 is not valid: expected a ratio >= 1"):
+        validate(make_config("method.lr_ratio=0.5"))
+    with pytest.raises(ConfigError, match=r"method.lr_ratio=16.0 is not valid: expected 1 with train.optimizer=lomo"):
+        validate(make_config("method.lr_ratio=16", "train.optimizer=lomo"))

@@ -100,6 +100,9 @@ class Method:
         """Raise ConfigError for a value the model's width (its hidden size, from its config before any
         weight loads) rules out. Lengths against its positions are validation's, with `virtual_tokens`."""
 
+    def check_training(self, cfg, train_cfg) -> None:
+        """Raise ConfigError for a method setting the run's training settings rule out."""
+
     def check_quantized(self, cfg, quantize: str) -> None:
         """Raise ConfigError where the method cannot train on a base stored quantized (model.quantize)."""
         if self.trains_base:
@@ -152,7 +155,13 @@ class Method:
             train_cfg.profile_memory,
             monitor=monitor,
             optimizer=self.optimizer,
+            make_optimizer=self.make_optimizer(model, cfg),
         )
+
+    def make_optimizer(self, model: torch.nn.Module, cfg):
+        """How to build the optimizer over this model's trained weights, where the method groups them itself
+        (`make(optimizer_class, lr=, weight_decay=, **args)`); None: one group at method.lr."""
+        return None
 
     def count(self, model: torch.nn.Module, cfg, family: Family) -> dict:
         """The parameters of the model with the method applied (bench/measure.py); a method whose

@@ -22,6 +22,9 @@ class LoraSchema(MethodSchema):
     use_dora: bool = False
     use_rslora: bool = False
     init: str = "default"
+    # LoRA+ (Hayou et al. 2024): B's learning rate this many times A's (method.lr), through peft's
+    # create_loraplus_optimizer; 1 is plain LoRA
+    lr_ratio: float = 1.0
 
 
 INITS = {"default": True, "gaussian": "gaussian", "pissa": "pissa", "olora": "olora"}  # peft's init_lora_weights
@@ -45,6 +48,8 @@ class Lora(Method):
 
     def label(self, row):
         variants = [v for v, on in (("DoRA", row.get("use_dora")), ("rsLoRA", row.get("use_rslora"))) if on is True]
+        if isinstance(row.get("lr_ratio"), (int, float)) and row.get("lr_ratio") != 1:
+            variants.append(f"LoRA+ x{row.get('lr_ratio'):g}")
         init = row.get("init")
         if isinstance(init, str) and init != "default":
             variants.append(f"{init} init")
@@ -68,6 +73,23 @@ class Lora(Method):
         check_targets("method.targets", cfg.targets, family)
         if cfg.init not in INITS:
             raise ConfigError("method.init", cfg.init, "one of " + ", ".join(INITS))
+        if not cfg.lr_ratio >= 1:
+            raise ConfigError("method.lr_ratio", cfg.lr_ratio, "a ratio >= 1 of B's learning rate to A's (1: LoRA)")
+
+    def check_training(self, cfg, train_cfg):
+        if cfg.lr_ratio != 1 and train_cfg.optimizer == "lomo":
+            raise ConfigError(
+                "method.lr_ratio", cfg.lr_ratio, "1 with train.optimizer=lomo: LOMO updates every weight at one rate"
+            )
+
+    def make_optimizer(self, model, cfg):
+        if cfg.lr_ratio == 1:
+            return None
+        from peft.optimizers import create_loraplus_optimizer
+
+        return lambda optimizer_class, **kwargs: create_loraplus_optimizer(
+            model, optimizer_class, loraplus_lr_ratio=cfg.lr_ratio, **kwargs
+        )
 
     def check_quantized(self, cfg, quantize):
         if cfg.init in FROM_WEIGHTS:
