@@ -45,6 +45,10 @@ def main(cfg: DictConfig) -> None:
             from bench import count  # deferred: torch and transformers, for this mode only
 
             count.launch(cfg)
+        elif cfg.mode == "fit":  # every method's estimate against one memory, on the meta device
+            from bench import whatfits  # deferred: torch and transformers, for this mode only
+
+            whatfits.launch(cfg)
         elif cfg.mode == "serve":  # serving cost against the base model: no training
             from bench import serve  # deferred: torch and transformers, for this mode only
 

@@ -70,3 +70,12 @@ def to_container(cfg: DictConfig) -> dict:
     if task is not None and task.template is not None:
         config["task"]["template_sha256"] = task.template_sha256()
     return config
+
+
+def method_config(cfg: DictConfig, name: str) -> DictConfig:
+    """The settings of method `name` in this run: the run's `method` when it is this method, else its YAML."""
+    if cfg.method.name == name:
+        return cfg.method
+    fields = OmegaConf.load(CONF / "method" / f"{name}.yaml")
+    fields.pop("defaults", None)
+    return OmegaConf.merge(OmegaConf.structured(METHODS[name].schema), fields)

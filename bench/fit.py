@@ -277,7 +277,8 @@ def meta_model(cfg) -> torch.nn.Module:
     with that folder's config.json; elsewhere the preset's `config` says what the hub holds."""
     model_cfg = cfg.model
     asset = model_cfg.asset and model_cfg.source != "hub"  # a GGUF asset's folder is made at its first load: not here
-    if not asset and Path(assets.source(model_cfg)).is_dir():
+    folder = None if asset else assets.source(model_cfg)  # None too for a configuration-only preset
+    if folder and Path(folder).is_dir():
         model_cfg = OmegaConf.merge(model_cfg, {"config": None})
     # an encoder's head is sized for 2 labels: reading the task's data to count them is not worth it
     return meta.meta_model(cfg, model_cfg, meta.DEFAULT_LABELS)[0]

@@ -43,12 +43,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from peft import PeftModel, PeftType
 from peft.utils.other import ModulesToSaveWrapper
 
 from bench import assets, measure, meta, models, record
-from bench.compose import CONF, to_container
+from bench.compose import method_config, to_container
 from bench.errors import ConfigError
 from bench.families import FAMILIES, Family
 from bench.machine import device_of
@@ -102,15 +102,6 @@ def check(cfg: DictConfig) -> None:
         raise ConfigError("serve.repeats", s.repeats, "a number of timed rounds >= 1")
     if s.warmup < 0:
         raise ConfigError("serve.warmup", s.warmup, "a number of untimed rounds >= 0")
-
-
-def method_config(cfg: DictConfig, name: str) -> DictConfig:
-    """The settings a variant serves with: the run's `method` when it is this method, else its YAML."""
-    if cfg.method.name == name:
-        return cfg.method
-    fields = OmegaConf.load(CONF / "method" / f"{name}.yaml")
-    fields.pop("defaults", None)
-    return OmegaConf.merge(OmegaConf.structured(METHODS[name].schema), fields)
 
 
 def task_names(n: int) -> list[str]:

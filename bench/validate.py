@@ -66,7 +66,7 @@ def _at_most(key: str, value: Any, high) -> None:
 def validate(cfg: DictConfig) -> str | None:
     """Raise ConfigError for a config that cannot run; return a reason when the
     combination is well-formed but does not apply (recorded as `not_applicable`)."""
-    _one_of("mode", cfg.get("mode", "run"), {"run", "count", "serve"})
+    _one_of("mode", cfg.get("mode", "run"), {"run", "count", "serve", "fit"})
     _finite(cfg)
     if not 0 <= cfg.seed < 2**32:  # what numpy's seeding takes
         raise ConfigError("seed", cfg.seed, "a whole number in [0, 2**32)")
@@ -87,7 +87,7 @@ def _model(cfg: DictConfig) -> None:
     m = cfg.model
     check_component("model.name", m.name)  # the run id's prefix: a file name in the store
     _one_of("model.family", m.family, FAMILIES)
-    if m.hub_id is None and not m.package and cfg.get("mode", "run") != "count":
+    if m.hub_id is None and not m.package and cfg.get("mode", "run") not in ("count", "fit"):
         raise ConfigError(
             "mode",
             cfg.get("mode", "run"),

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from analysis import serving
-from bench import models, serve
+from bench import compose, models, serve
 from bench.errors import ConfigError
 from bench.families import FAMILIES
 from tests.test_families import PRESETS
@@ -28,7 +28,7 @@ def _batch(model, rows: int, architecture: str) -> dict:
 def test_each_row_of_a_mixed_batch_is_served_as_alone_with_its_adapter(make_config, tiny_models, family, method):
     cfg, base, tokenizer = _base(make_config, tiny_models, family)
     family = FAMILIES[cfg.model.family]
-    model = serve.with_adapters(base, serve.method_config(cfg, method), family, tokenizer, 4, seed=0)
+    model = serve.with_adapters(base, compose.method_config(cfg, method), family, tokenizer, 4, seed=0)
     names = [serve.task_names(4)[i % 4] for i in range(8)]
     batch = _batch(base, 8, family.architecture)
     assert serve.check_mixed(model, batch, names) < TOLERANCE
@@ -42,7 +42,7 @@ def test_each_row_of_a_mixed_batch_is_served_as_alone_with_its_adapter(make_conf
 @pytest.mark.parametrize("method", ["lora", "ia3"])
 def test_a_merged_copy_serves_what_the_adapter_does(make_config, tiny_models, method):
     cfg, base, tokenizer = _base(make_config, tiny_models, "bert")  # BERT: a pooler and a classifier per task
-    model = serve.with_adapters(base, serve.method_config(cfg, method), FAMILIES["bert"], tokenizer, 1, seed=0)
+    model = serve.with_adapters(base, compose.method_config(cfg, method), FAMILIES["bert"], tokenizer, 1, seed=0)
     merged = serve.merged_copy(model)
     assert not any("lora_" in n or "ia3_" in n or "modules_to_save" in n for n, _ in merged.named_parameters())
     batch = _batch(base, 4, "encoder")
@@ -52,7 +52,7 @@ def test_a_merged_copy_serves_what_the_adapter_does(make_config, tiny_models, me
 
 def test_ia3_mixed_batches_are_refused_not_served_wrongly(make_config, tiny_models):
     cfg, base, tokenizer = _base(make_config, tiny_models, "bert")
-    model = serve.with_adapters(base, serve.method_config(cfg, "ia3"), FAMILIES["bert"], tokenizer, 2, seed=0)
+    model = serve.with_adapters(base, compose.method_config(cfg, "ia3"), FAMILIES["bert"], tokenizer, 2, seed=0)
     with pytest.raises(ValueError, match="mixed batch of IA3 adapters: peft ignores adapter_names"):
         serve.mixed_forward(model, _batch(base, 2, "encoder"), serve.task_names(2))
     # asked for in the config, it is refused before anything loads
