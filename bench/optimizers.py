@@ -21,9 +21,13 @@ from bench.errors import ConfigError
 if TYPE_CHECKING:
     import torch
 
-# name -> the class in torch.optim; lomo is the authors' package's
+# name -> the class in torch.optim; lomo is the authors' package's, adamw8bit bitsandbytes' (Dettmers et al.
+# 2022: AdamW with both moments stored in 8 bits, blockwise quantized)
 TORCH = {"adamw": "AdamW", "sgd": "SGD", "adafactor": "Adafactor"}
-NAMES = (*TORCH, "lomo")
+NAMES = (*TORCH, "adamw8bit", "lomo")
+# bitsandbytes keeps 32-bit state for a tensor smaller than this (its min_8bit_size), and a float32 absmax
+# per block of 256 values of each 8-bit moment
+MIN_8BIT, BLOCK_8BIT = 4096, 256
 # set by train.*, not by train.optimizer_args
 SET_ELSEWHERE = {"params": "the trainable weights", "lr": "method.lr", "weight_decay": "train.weight_decay"}
 
@@ -35,6 +39,10 @@ def optimizer_class(name: str) -> type:
         from lomo_optim import Lomo
 
         return Lomo
+    if name == "adamw8bit":
+        import bitsandbytes as bnb
+
+        return bnb.optim.AdamW8bit
     import torch
 
     return getattr(torch.optim, TORCH[name])
@@ -62,7 +70,7 @@ def check(name: str, args: dict, grad_accum: int, precision: str = "fp32") -> No
                 value,
                 f"an argument of {name}: " + (", ".join(accepted) or "it takes none"),
             )
-    if args and name in TORCH:
+    if args and name != "lomo":
         _check_values(name, args)
     if name == "lomo" and precision == "fp16-mixed":
         raise ConfigError(
@@ -88,7 +96,7 @@ def _check_values(name: str, args) -> None:
     try:
         optimizer_class(name)([torch.nn.Parameter(torch.zeros(1))], lr=1e-3, weight_decay=0.0, **values)
     except (ValueError, TypeError) as e:
-        raise ConfigError("train.optimizer_args", values, f"values torch.optim.{TORCH[name]} accepts ({e})") from None
+        raise ConfigError("train.optimizer_args", values, f"values {name} accepts ({e})") from None
 
 
 class Update:
@@ -150,10 +158,15 @@ def build(name: str, model: torch.nn.Module, lr: float, cfg, scaler=None, make=N
 
 def state_elements(name: str, args: dict, params: list[torch.Tensor]) -> int:
     """Elements of optimizer state for these trainable weights: AdamW two moments each (three
-    with amsgrad), SGD one momentum buffer (none without momentum), Adafactor a row and a column
-    second moment per matrix (a full one per vector), LOMO none."""
+    with amsgrad), 8-bit AdamW a quarter of that where it quantizes, SGD one momentum buffer (none without
+    momentum), Adafactor a row and a column second moment per matrix (a full one per vector), LOMO none."""
     if name == "adamw":
         return (3 if args.get("amsgrad") else 2) * sum(p.numel() for p in params)
+    if name == "adamw8bit":  # in float32 elements: two 1-byte moments, their blocks' absmax, one shared code table each
+        small = args.get("min_8bit_size", MIN_8BIT)
+        big = [p.numel() for p in params if p.numel() >= small]
+        quantized = sum(2 * n / 4 + 2 * math.ceil(n / BLOCK_8BIT) for n in big) + (2 * 256 if big else 0)
+        return round(quantized) + sum(2 * p.numel() for p in params if p.numel() < small)
     if name == "sgd":
         return sum(p.numel() for p in params) if args.get("momentum", 0) else 0
     if name == "adafactor":

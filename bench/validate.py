@@ -31,6 +31,7 @@ from bench.config import (
 )
 from bench.errors import ConfigError
 from bench.families import FAMILIES
+from bench.machine import device_of
 from bench.methods import METHODS
 from bench.names import check_component
 from bench.tasks import TASKS
@@ -75,6 +76,12 @@ def validate(cfg: DictConfig) -> str | None:
     _method(cfg.method)
     quantization.check(cfg, METHODS[cfg.method.name])
     _train(cfg.train, METHODS[cfg.method.name])
+    if cfg.train.optimizer_args.get("is_paged") and device_of(cfg) == "cpu":
+        raise ConfigError(
+            "train.optimizer_args.is_paged",
+            True,
+            "false on CPU: a paged optimizer pages CUDA memory to the host (bitsandbytes would silently not page)",
+        )
     METHODS[cfg.method.name].check_training(cfg.method, cfg.train)
     _steps(cfg.train, cfg.task.train_size)
     _tracking(cfg)

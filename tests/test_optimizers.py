@@ -46,27 +46,51 @@ def test_bad_optimizer_settings_name_the_key(make_config, overrides, key):
         validate(make_config(*overrides))
 
 
+def test_eight_bit_adamw_trains_and_paging_is_refused_on_cpu(make_config, tiny_models):
+    from tiny import changed_by_training
+
+    from tests.conftest import tiny_bert
+
+    for method in ("full_ft", "lora"):
+        cfg = make_config(*tiny_bert(tiny_models), f"method={method}", "train.optimizer=adamw8bit", "train.max_steps=2")
+        changed, trainable = changed_by_training(cfg)
+        assert changed == trainable
+    with pytest.raises(ConfigError, match="train.optimizer_args.is_paged=True is not valid: expected false on CPU"):
+        validate(make_config("train.optimizer=adamw8bit", "+train.optimizer_args.is_paged=true", "train.device=cpu"))
+
+
 def test_optimizer_values_are_refused_in_torchs_words(make_config):
-    with pytest.raises(ConfigError, match=r"momentum.: -1\} is not valid: .*\(Invalid momentum value: -1\)"):
+    with pytest.raises(
+        ConfigError, match=r"momentum.: -1\} is not valid: expected values sgd accepts \(Invalid momentum"
+    ):
         validate(make_config("train.optimizer=sgd", "+train.optimizer_args.momentum=-1"))
     validate(make_config("train.optimizer=sgd", "+train.optimizer_args.momentum=0.9"))
 
 
 @pytest.mark.parametrize(
     "name, args",
-    [("adamw", {}), ("adamw", {"amsgrad": True}), ("sgd", {}), ("sgd", {"momentum": 0.9}), ("adafactor", {})],
+    [
+        ("adamw", {}),
+        ("adamw", {"amsgrad": True}),
+        ("adamw8bit", {}),
+        ("adamw8bit", {"min_8bit_size": 64}),
+        ("sgd", {}),
+        ("sgd", {"momentum": 0.9}),
+        ("adafactor", {}),
+    ],
 )
 def test_analytic_state_is_what_the_optimizer_allocates(tiny_models, name, args):
     model = _model(tiny_models)
     update = optimizers.build(name, model, 1e-3, OmegaConf.merge(_train_cfg(**args), {"optimizer": name}))
     update.backward(model(**_batch()).loss)
     update.step()
-    allocated = sum(
-        v.numel()
+    tensors = {  # by storage: bitsandbytes' states share one code table per moment
+        v.data_ptr(): v
         for state in update.optimizer.state.values()
         for k, v in state.items()
         if k != "step" and isinstance(v, torch.Tensor)
-    )
+    }
+    allocated = round(sum(v.numel() * v.element_size() for v in tensors.values()) / 4)  # in float32 elements
     assert allocated == optimizers.state_elements(name, args, update.params)
     assert allocated > 0 or name == "sgd" and not args
 
