@@ -4,12 +4,12 @@ memory, without a weight loaded: the table to read before buying time on a GPU.
     python -m bench mode=fit model=llama2-70b train.memory_limit_gib=48
     python -m bench mode=fit model=llama2-7b train.memory_limit_gib=24 train.gradient_checkpointing=true
 
-Each row is the run's config with another method (its conf/method YAML) and `model.quantize`, validated as
+Each row is the run's config with another method (its conf/method YAML), `model.quantize` and, for a method
+that trains with `train.optimizer`, AdamW in 32 or 8 bits beside the command's own, validated as
 mode=count validates it (a combination that cannot run is left out: full fine-tuning on a quantized base),
 counted and estimated by bench/fit.py: trainable parameters, the estimated peak and whether it fits
 `train.memory_limit_gib` (else the device's memory), and where it does not, the largest batch size that does
-and the peak with gradient checkpointing. The other settings (task, batch size, precision, optimizer) are
-the command's.
+and the peak with gradient checkpointing. The other settings (task, batch size, precision) are the command's.
 """
 
 from __future__ import annotations
@@ -24,21 +24,32 @@ from bench.methods import METHODS
 from bench.validate import validate
 
 QUANTIZE = ("none", "nf4", "int8")
+OPTIMIZERS = ("adamw", "adamw8bit")  # beside the command's own train.optimizer, for methods that do not fix theirs
 
 
-def variant(cfg: DictConfig, method: str, quantize: str) -> DictConfig:
-    """The command's config with `method` (its own settings) on a base stored as `quantize`."""
+def variant(cfg: DictConfig, method: str, quantize: str, optimizer: str | None = None) -> DictConfig:
+    """The command's config with `method` (its own settings) on a base stored as `quantize`, updated by
+    `optimizer` (default: the command's, with its arguments; another starts from none)."""
     out = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
     with open_dict(out):
         out.method = method_config(cfg, method)
         out.model.quantize = quantize
         out.mode = "count"  # validated as a count is: a configuration-only preset has no weights to train
+        if optimizer not in (None, cfg.train.optimizer):
+            out.train.optimizer, out.train.optimizer_args = optimizer, {}
     return out
 
 
-def row(cfg: DictConfig, method: str, quantize: str) -> dict | None:
+def optimizers_of(cfg: DictConfig, method: str) -> list[str]:
+    m = METHODS[method]
+    if not m.trains or m.optimizer:
+        return [m.optimizer or cfg.train.optimizer]
+    return list(dict.fromkeys((cfg.train.optimizer, *OPTIMIZERS)))
+
+
+def row(cfg: DictConfig, method: str, quantize: str, optimizer: str | None = None) -> dict | None:
     """The estimate of one combination, or None where it cannot run or does not apply."""
-    c = variant(cfg, method, quantize)
+    c = variant(cfg, method, quantize, optimizer)
     try:
         if validate(c):
             return None
@@ -48,11 +59,18 @@ def row(cfg: DictConfig, method: str, quantize: str) -> dict | None:
     m = METHODS[method]
     params = m.count(model, m.countable(c.method)[0], FAMILIES[c.model.family])
     est = fit.estimate(c, model)
-    return {"method": method, "quantize": quantize, "trainable": params["trainable"], **est}
+    optimizer = METHODS[method].optimizer or c.train.optimizer if METHODS[method].trains else "-"
+    return {"method": method, "quantize": quantize, "optimizer": optimizer, "trainable": params["trainable"], **est}
 
 
 def table(cfg: DictConfig) -> list[dict]:
-    return [r for method in METHODS for q in QUANTIZE if (r := row(cfg, method, q)) is not None]
+    return [
+        r
+        for method in METHODS
+        for q in QUANTIZE
+        for o in optimizers_of(cfg, method)
+        if (r := row(cfg, method, q, o)) is not None
+    ]
 
 
 def launch(cfg: DictConfig) -> list[dict]:
@@ -68,14 +86,14 @@ def render(cfg: DictConfig, rows: list[dict]) -> str:
     first = rows[0]
     lines = [
         f"what fits {cfg.model.name} in {first['limit_bytes'] / fit.GIB:,.1f} GiB ({first['limit_of']}), "
-        f"task {cfg.task.name}: batch {t.batch_size}, {t.precision}, {t.optimizer}"
+        f"task {cfg.task.name}: batch {t.batch_size}, {t.precision}"
         + (", gradient checkpointing" if t.gradient_checkpointing else ""),
-        f"{'method':<14} {'base':<5} {'trainable':>15} {'peak GiB':>10}  fits  what would fit (GiB)",
+        f"{'method':<14} {'base':<5} {'optimizer':<10} {'trainable':>15} {'peak GiB':>10}  fits  what would fit (GiB)",
     ]
     for r in rows:
         lines.append(
-            f"{r['method']:<14} {r['quantize']:<5} {r['trainable']:>15,} {r['bytes'] / fit.GIB:>10,.1f}  "
-            f"{'yes ' if r['fits'] else 'no  '}  {'' if r['fits'] else _levers(r)}"
+            f"{r['method']:<14} {r['quantize']:<5} {r['optimizer']:<10} {r['trainable']:>15,} "
+            f"{r['bytes'] / fit.GIB:>10,.1f}  {'yes ' if r['fits'] else 'no  '}  {'' if r['fits'] else _levers(r)}"
         )
     return "\n".join(lines)
 

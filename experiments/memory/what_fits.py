@@ -39,18 +39,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args(argv)
     rows = {m: whatfits.table(compose([*SETTINGS, f"model={m}", *args.overrides])) for m in MODELS}
-    combos = [(r["method"], r["quantize"]) for r in rows[MODELS[0]]]
+    key = ("method", "quantize", "optimizer")
+    combos = [tuple(r[k] for k in key) for r in rows[MODELS[0]]]
     lines = [
-        f"| method | base | {' | '.join(f'{m} (GiB)' for m in MODELS)} |",
-        f"|---|---|{'---|' * len(MODELS)}",
+        f"| method | base | optimizer | {' | '.join(f'{m} (GiB)' for m in MODELS)} |",
+        f"|---|---|---|{'---|' * len(MODELS)}",
     ]
-    for method, q in combos:
+    for combo in combos:
         cells = []
         for m in MODELS:
-            r = next(r for r in rows[m] if (r["method"], r["quantize"]) == (method, q))
+            r = next(r for r in rows[m] if tuple(r[k] for k in key) == combo)
             fits = "".join("●" if r["bytes"] <= card * fit.GIB else "○" for card in CARDS)
             cells.append(f"{r['bytes'] / fit.GIB:,.1f} {fits}")
-        lines.append(f"| {method} | {q} | {' | '.join(cells)} |")
+        lines.append(f"| {' | '.join(combo)} | {' | '.join(cells)} |")
     note = f"● fits / ○ does not fit, for {', '.join(f'{c}' for c in CARDS)} GiB; settings: {' '.join(SETTINGS[2:])}"
     (args.out / "what_fits.md").write_text("\n".join(lines) + f"\n\n{note}\n")
     print("\n".join(lines) + f"\n\n{note}")
