@@ -24,7 +24,14 @@ if TYPE_CHECKING:
 # name -> the class in torch.optim; lomo is the authors' package's, adamw8bit bitsandbytes' (Dettmers et al.
 # 2022: AdamW with both moments stored in 8 bits, blockwise quantized)
 TORCH = {"adamw": "AdamW", "sgd": "SGD", "adafactor": "Adafactor"}
-NAMES = (*TORCH, "adamw8bit", "lomo")
+NAMES = (*TORCH, "adamw8bit", "galore", "lomo")
+# GaLore (Zhao et al. 2024, the authors' galore-torch): AdamW on each weight matrix's gradient projected onto
+# `rank` directions (recomputed by SVD every `update_proj_gap` steps), the update scaled by `scale`; these are
+# the defaults of the authors' scripts, set per parameter group, not by the optimizer's constructor. Every
+# trainable matrix wider than the rank on both sides is projected (the embeddings too, where the authors'
+# scripts take the attention and MLP matrices only); the others step as AdamW
+GALORE = {"rank": 128, "update_proj_gap": 200, "scale": 0.25, "proj_type": "std"}
+PROJECTIONS = ("std", "reverse_std", "right", "left")
 # bitsandbytes keeps 32-bit state for a tensor smaller than this (its min_8bit_size), and a float32 absmax
 # per block of 256 values of each 8-bit moment
 MIN_8BIT, BLOCK_8BIT = 4096, 256
@@ -43,6 +50,10 @@ def optimizer_class(name: str) -> type:
         import bitsandbytes as bnb
 
         return bnb.optim.AdamW8bit
+    if name == "galore":
+        from galore_torch import GaLoreAdamW
+
+        return GaLoreAdamW
     import torch
 
     return getattr(torch.optim, TORCH[name])
@@ -50,9 +61,19 @@ def optimizer_class(name: str) -> type:
 
 def accepted_args(name: str) -> list[str]:
     names = inspect.signature(optimizer_class(name).__init__).parameters
-    return [
-        a for a in names if a not in {"self", "model", "params", "lr", "weight_decay", "clip_grad_norm", "defaults"}
-    ]
+    own = [a for a in names if a not in {"self", "model", "params", "lr", "weight_decay", "clip_grad_norm", "defaults"}]
+    return own + list(GALORE) if name == "galore" else own
+
+
+def galore_settings(args: dict) -> tuple[dict, dict]:
+    """GaLore's projection settings (its defaults where not given) apart from its constructor's arguments."""
+    group = {k: args.get(k, v) for k, v in GALORE.items()}
+    return group, {k: v for k, v in args.items() if k not in GALORE}
+
+
+def projected(params, rank: int) -> list:
+    """The weights GaLore projects: matrices wider than the rank on both sides."""
+    return [p for p in params if p.dim() == 2 and min(p.shape) > rank]
 
 
 def check(name: str, args: dict, grad_accum: int, precision: str = "fp32") -> None:
@@ -70,8 +91,10 @@ def check(name: str, args: dict, grad_accum: int, precision: str = "fp32") -> No
                 value,
                 f"an argument of {name}: " + (", ".join(accepted) or "it takes none"),
             )
+    if name == "galore":
+        _check_galore(galore_settings(args)[0])
     if args and name != "lomo":
-        _check_values(name, args)
+        _check_values(name, galore_settings(args)[1] if name == "galore" else args)
     if name == "lomo" and precision == "fp16-mixed":
         raise ConfigError(
             "train.precision",
@@ -87,14 +110,25 @@ def check(name: str, args: dict, grad_accum: int, precision: str = "fp32") -> No
         )
 
 
+def _check_galore(group: dict) -> None:
+    for key in ("rank", "update_proj_gap"):
+        if not isinstance(group[key], int) or isinstance(group[key], bool) or group[key] < 1:
+            raise ConfigError(f"train.optimizer_args.{key}", group[key], "a whole number >= 1")
+    if not isinstance(group["scale"], (int, float)) or not group["scale"] > 0:
+        raise ConfigError("train.optimizer_args.scale", group["scale"], "a scale > 0 for the projected update")
+    if group["proj_type"] not in PROJECTIONS:
+        raise ConfigError("train.optimizer_args.proj_type", group["proj_type"], "one of " + ", ".join(PROJECTIONS))
+
+
 def _check_values(name: str, args) -> None:
     """torch's own answer to the argument values: its constructor checks them (momentum >= 0, betas in
     [0, 1), ...), here on a one-element weight instead of after the model has loaded."""
     import torch
 
     values = OmegaConf.to_container(args) if OmegaConf.is_config(args) else dict(args)
+    quiet = {"no_deprecation_warning": True} if name == "galore" else {}
     try:
-        optimizer_class(name)([torch.nn.Parameter(torch.zeros(1))], lr=1e-3, weight_decay=0.0, **values)
+        optimizer_class(name)([torch.nn.Parameter(torch.zeros(1))], lr=1e-3, weight_decay=0.0, **{**quiet, **values})
     except (ValueError, TypeError) as e:
         raise ConfigError("train.optimizer_args", values, f"values {name} accepts ({e})") from None
 
@@ -110,6 +144,20 @@ class Update:
         self.max_grad_norm, self.scaler = cfg.max_grad_norm, scaler
         if make is not None:  # a method's own grouping of the weights (LoRA+: B's at a higher rate)
             self.optimizer = make(optimizer_class(name), lr=lr, weight_decay=cfg.weight_decay, **args)
+        elif name == "galore":
+            group, own = galore_settings(args)
+            matrices = {id(p) for p in projected(self.params, group["rank"])}
+            groups = [
+                {"params": [p for p in self.params if id(p) not in matrices]},
+                {"params": [p for p in self.params if id(p) in matrices], **group},
+            ]
+            self.optimizer = optimizer_class(name)(
+                [g for g in groups if g["params"]],
+                lr=lr,
+                weight_decay=cfg.weight_decay,
+                no_deprecation_warning=True,  # the authors' AdamW warns that transformers deprecated the one it copies
+                **own,
+            )
         else:
             self.optimizer = optimizer_class(name)(self.params, lr=lr, weight_decay=cfg.weight_decay, **args)
 
@@ -158,7 +206,8 @@ def build(name: str, model: torch.nn.Module, lr: float, cfg, scaler=None, make=N
 
 def state_elements(name: str, args: dict, params: list[torch.Tensor]) -> int:
     """Elements of optimizer state for these trainable weights: AdamW two moments each (three
-    with amsgrad), 8-bit AdamW a quarter of that where it quantizes, SGD one momentum buffer (none without
+    with amsgrad), 8-bit AdamW a quarter of that where it quantizes, GaLore AdamW's of the projected gradients
+    and the projections, SGD one momentum buffer (none without
     momentum), Adafactor a row and a column second moment per matrix (a full one per vector), LOMO none."""
     if name == "adamw":
         return (3 if args.get("amsgrad") else 2) * sum(p.numel() for p in params)
@@ -167,6 +216,12 @@ def state_elements(name: str, args: dict, params: list[torch.Tensor]) -> int:
         big = [p.numel() for p in params if p.numel() >= small]
         quantized = sum(2 * n / 4 + 2 * math.ceil(n / BLOCK_8BIT) for n in big) + (2 * 256 if big else 0)
         return round(quantized) + sum(2 * p.numel() for p in params if p.numel() < small)
+    if name == "galore":  # two moments of each projected gradient, and its projection matrix
+        rank = galore_settings(args)[0]["rank"]
+        matrices = projected(params, rank)
+        return sum(2 * rank * max(p.shape) + rank * min(p.shape) for p in matrices) + 2 * sum(
+            p.numel() for p in params if all(p is not q for q in matrices)
+        )
     if name == "sgd":
         return sum(p.numel() for p in params) if args.get("momentum", 0) else 0
     if name == "adafactor":

@@ -5,7 +5,8 @@ memory, without a weight loaded: the table to read before buying time on a GPU.
     python -m bench mode=fit model=llama2-7b train.memory_limit_gib=24 train.gradient_checkpointing=true
 
 Each row is the run's config with another method (its conf/method YAML), `model.quantize` and, for a method
-that trains with `train.optimizer`, AdamW in 32 or 8 bits beside the command's own, validated as
+that trains with `train.optimizer`, AdamW in 32 or 8 bits (and GaLore, for full fine-tuning) beside the
+command's own, validated as
 mode=count validates it (a combination that cannot run is left out: full fine-tuning on a quantized base),
 counted and estimated by bench/fit.py: trainable parameters, the estimated peak and whether it fits
 `train.memory_limit_gib` (else the device's memory), and where it does not, the largest batch size that does
@@ -44,7 +45,8 @@ def optimizers_of(cfg: DictConfig, method: str) -> list[str]:
     m = METHODS[method]
     if not m.trains or m.optimizer:
         return [m.optimizer or cfg.train.optimizer]
-    return list(dict.fromkeys((cfg.train.optimizer, *OPTIMIZERS)))
+    # GaLore projects the gradients of whole weight matrices: for a method that trains every weight
+    return list(dict.fromkeys((cfg.train.optimizer, *OPTIMIZERS, *(["galore"] if m.full_copy else []))))
 
 
 def row(cfg: DictConfig, method: str, quantize: str, optimizer: str | None = None) -> dict | None:

@@ -5,7 +5,7 @@ import copy
 
 import pytest
 import torch
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 from transformers import AutoModelForSequenceClassification
 
 from bench import optimizers
@@ -59,6 +59,38 @@ def test_eight_bit_adamw_trains_and_paging_is_refused_on_cpu(make_config, tiny_m
         validate(make_config("train.optimizer=adamw8bit", "+train.optimizer_args.is_paged=true", "train.device=cpu"))
 
 
+def test_galore_projects_the_matrices_and_full_fine_tuning_trains_with_it(make_config, tiny_models):
+    from tiny import changed_by_training
+
+    from tests.conftest import tiny_bert
+
+    cfg = make_config(*tiny_bert(tiny_models), "method=full_ft", "train.optimizer=galore", "train.max_steps=3")
+    with open_dict(cfg):
+        cfg.train.optimizer_args = {"rank": 4, "update_proj_gap": 2}
+    changed, trainable = changed_by_training(cfg)
+    assert changed == trainable
+    model = _model(tiny_models)
+    update = optimizers.build("galore", model, 1e-3, OmegaConf.merge(_train_cfg(rank=4), {"optimizer": "galore"}))
+    update.backward(model(**_batch()).loss)
+    update.step()
+    projected = {id(p) for p in optimizers.projected(update.params, 4)}
+    assert projected and all(
+        ("projector" in s) == (id(p) in projected) for p, s in update.optimizer.state.items()
+    )  # a projection for each matrix wider than the rank, and only for those
+
+
+@pytest.mark.parametrize(
+    "args, key",
+    [({"rank": 0}, "rank"), ({"scale": -1}, "scale"), ({"proj_type": "diagonal"}, "proj_type"), ({"eps": -1}, "")],
+)
+def test_bad_galore_settings_are_refused_by_name(make_config, args, key):
+    cfg = make_config("method=full_ft", "train.optimizer=galore")
+    with open_dict(cfg):
+        cfg.train.optimizer_args = args
+    with pytest.raises(ConfigError, match=f"^train.optimizer_args{'.' + key if key else ''}="):
+        validate(cfg)
+
+
 def test_optimizer_values_are_refused_in_torchs_words(make_config):
     with pytest.raises(
         ConfigError, match=r"momentum.: -1\} is not valid: expected values sgd accepts \(Invalid momentum"
@@ -74,6 +106,8 @@ def test_optimizer_values_are_refused_in_torchs_words(make_config):
         ("adamw", {"amsgrad": True}),
         ("adamw8bit", {}),
         ("adamw8bit", {"min_8bit_size": 64}),
+        ("galore", {"rank": 4, "update_proj_gap": 2}),
+        ("galore", {}),  # rank 128: wider than every tiny matrix, so nothing is projected
         ("sgd", {}),
         ("sgd", {"momentum": 0.9}),
         ("adafactor", {}),
@@ -84,12 +118,14 @@ def test_analytic_state_is_what_the_optimizer_allocates(tiny_models, name, args)
     update = optimizers.build(name, model, 1e-3, OmegaConf.merge(_train_cfg(**args), {"optimizer": name}))
     update.backward(model(**_batch()).loss)
     update.step()
-    tensors = {  # by storage: bitsandbytes' states share one code table per moment
-        v.data_ptr(): v
+    held = [  # GaLore's projection matrix sits in its projector object
+        getattr(v, "ortho_matrix", v)
         for state in update.optimizer.state.values()
         for k, v in state.items()
-        if k != "step" and isinstance(v, torch.Tensor)
-    }
+        if k != "step"
+    ]
+    # by storage: bitsandbytes' states share one code table per moment
+    tensors = {v.data_ptr(): v for v in held if isinstance(v, torch.Tensor)}
     allocated = round(sum(v.numel() * v.element_size() for v in tensors.values()) / 4)  # in float32 elements
     assert allocated == optimizers.state_elements(name, args, update.params)
     assert allocated > 0 or name == "sgd" and not args
