@@ -58,7 +58,7 @@ from omegaconf import OmegaConf
 from transformers import PreTrainedModel
 from transformers.pytorch_utils import Conv1D
 
-from bench import assets, measure, meta, optimizers, quantization
+from bench import assets, measure, meta, optimizers, quantization, utilisation
 from bench.errors import ConfigError
 from bench.families import FAMILIES
 from bench.machine import device_of
@@ -127,7 +127,7 @@ def architecture(cfg, model: torch.nn.Module) -> Architecture:
     for name, module in model.named_modules():
         # a classification head reads one token per example: not counted
         if isinstance(module, (torch.nn.Linear, Conv1D)) and module.weight.requires_grad and not family.is_head(name):
-            inputs[split and _is_decoder(name)] += _in_width(module)
+            inputs[split and _is_decoder(name)] += utilisation.in_width(module)
     optimizer = method.optimizer or cfg.train.optimizer
     stored = _quantized(cfg, model, family)
     analytic = {
@@ -164,17 +164,13 @@ def _quantized(cfg, model: torch.nn.Module, family) -> dict[int, float]:
         return {}
     output = _pretrained(model).get_output_embeddings()
     return {
-        id(module.weight): quantization.bytes_per_weight(cfg.model, _in_width(module))
+        id(module.weight): quantization.bytes_per_weight(cfg.model, utilisation.in_width(module))
         for name, module in model.named_modules()
         if isinstance(module, (torch.nn.Linear, Conv1D))
         and module is not output
         and not module.weight.requires_grad
         and not family.is_head(name)
     }
-
-
-def _in_width(module) -> int:
-    return module.weight.shape[0 if isinstance(module, Conv1D) else 1]
 
 
 def job(cfg, device: str) -> Job:

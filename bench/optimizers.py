@@ -219,8 +219,9 @@ def state_elements(name: str, args: dict, params: list[torch.Tensor]) -> int:
     if name == "galore":  # two moments of each projected gradient, and its projection matrix
         rank = galore_settings(args)[0]["rank"]
         matrices = projected(params, rank)
+        ids = {id(p) for p in matrices}
         return sum(2 * rank * max(p.shape) + rank * min(p.shape) for p in matrices) + 2 * sum(
-            p.numel() for p in params if all(p is not q for q in matrices)
+            p.numel() for p in params if id(p) not in ids
         )
     if name == "sgd":
         return sum(p.numel() for p in params) if args.get("momentum", 0) else 0

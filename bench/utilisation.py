@@ -115,7 +115,7 @@ class Training:
                 else:
                     added += n
                 # an adapter's input side on a projection that reads the first layer's input (LoRA's A)
-                if _in_width(module) == shape.width:
+                if in_width(module) == shape.width:
                     added_first += n if name.startswith(readers) else 0
                     added_first_target += n if target_readers and name.startswith(target_readers) else 0
             elif id(module) in outputs or family.is_head(name):
@@ -174,7 +174,8 @@ def _weight(module) -> tuple[int, bool]:
     return quantization.weights(module.weight), module.weight.requires_grad
 
 
-def _in_width(module) -> int:
+def in_width(module) -> int:
+    """The inputs of a linear layer (GPT-2's Conv1D has nx of them)."""
     return module.in_features if hasattr(module, "in_features") else module.nx  # GPT-2's Conv1D: nx inputs
 
 

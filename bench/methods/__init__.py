@@ -109,7 +109,7 @@ class Method:
             raise ConfigError(
                 "method",
                 self.name,
-                f"a method that trains added weights (lora, ia3, prompt_tuning, prefix_tuning, adapter, peft) with "
+                f"a method that trains added weights ({', '.join(quantizable())}) with "
                 f"model.quantize={quantize}: {self.name} updates the base model's own weights, which "
                 "bitsandbytes stores as integers that no gradient can change (or model.quantize=none)",
             )
@@ -210,6 +210,11 @@ class Method:
     def peft_type(self, cfg) -> str | None:
         """The peft type of the adapter this method keeps (peft's adapter_config.json), None if not peft's."""
         return None
+
+
+def quantizable() -> list[str]:
+    """The methods that train on a quantized base: what they train is added to it."""
+    return [name for name, m in METHODS.items() if m.trains and not m.trains_base]
 
 
 def restore(model: torch.nn.Module, tensors: dict[str, torch.Tensor], complete: bool = True) -> None:
