@@ -47,7 +47,7 @@ class TrainConfig:
     warmup_ratio: float = 0.06
     lr_schedule: str = "linear"  # after warmup: linear decay to zero at the last step, or constant
     max_grad_norm: float = 1.0
-    optimizer: str = "adamw"  # adamw | sgd | adafactor | lomo (bench/optimizers.py)
+    optimizer: str = "adamw"  # one of bench/optimizers.py NAMES: adamw, sgd, adafactor, the memory-lean ones, lomo
     # the optimizer's own arguments (momentum, betas, ...); lr and weight decay come from method.lr and
     # train.weight_decay
     optimizer_args: dict[str, Any] = field(default_factory=dict)

@@ -59,7 +59,8 @@ def analytic_bytes(
     (train.precision=bf16), from a model that is not (one built on the meta device); `stored` gives the
     bytes per element of particular weights (by id: a quantized base's layers, bench/quantization.py)."""
     params = list(model.parameters())
-    trainable = [p for p in params if p.requires_grad]
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    trainable = [p for _, p in named]
     element = trainable[0].element_size() if trainable else params[0].element_size()
     stored = stored or {}
 
@@ -70,8 +71,9 @@ def analytic_bytes(
 
     return {
         "weights": round(sum(p.numel() * size(p) for p in params)),
-        "gradients": optimizers.gradient_elements(optimizer, trainable) * element,
-        "optimizer_state": optimizers.state_elements(optimizer, optimizer_args, trainable) * element,
+        "gradients": optimizers.gradient_elements(optimizer, named) * element,
+        "optimizer_state": optimizers.state_elements(optimizer, optimizer_args, named, getattr(model, "config", None))
+        * element,
     }
 
 

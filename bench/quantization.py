@@ -40,9 +40,9 @@ def check(cfg, method) -> None:
         raise ConfigError(
             key, m[key.split(".")[1]], f"its default: it applies to 4-bit bases (model.quantize={m.quantize})"
         )
+    method.check_quantized(cfg.method, m.quantize)
     if not quantized(m):
         return
-    method.check_quantized(cfg.method, m.quantize)
     if cfg.get("mode", "run") == "serve":
         raise ConfigError("model.quantize", m.quantize, "none: mode=serve measures float bases only")
 

@@ -272,6 +272,8 @@ ADDED_LATER = {
     "method.use_rslora": False,
     "method.init": "default",
     "method.lr_ratio": 1.0,
+    "method.adalora": False,
+    "method.init_r": None,
     "task.max_new_tokens": 16,
     "train.lr_schedule": "linear",
     "train.early_stopping_patience": 0,

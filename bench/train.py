@@ -87,13 +87,16 @@ class EarlyStopping:
 
     def __init__(self, model: torch.nn.Module, monitor: str, patience: int):
         self.model, self.monitor, self.patience = model, monitor, patience
+        # named before the optimizer is built: BAdam leaves only its current block trainable
+        self.trained = [n for n, p in model.named_parameters() if p.requires_grad]
         self.best_score, self.best_step, self.best_state, self.since_best = -math.inf, None, None, 0
 
     def update(self, step: int, scores: dict) -> bool:
         """Record an evaluation; True when training should stop."""
         if scores[self.monitor] > self.best_score:
             self.best_score, self.best_step, self.since_best = scores[self.monitor], step, 0
-            self.best_state = {n: p.detach().clone() for n, p in self.model.named_parameters() if p.requires_grad}
+            params = dict(self.model.named_parameters())
+            self.best_state = {n: params[n].detach().clone() for n in self.trained}
         else:
             self.since_best += 1
         return self.since_best >= self.patience
@@ -134,22 +137,25 @@ def train(
     monitor: str | None = None,
     optimizer: str | None = None,
     make_optimizer=None,
+    after_step: Callable[[int], None] | None = None,
 ) -> TrainResult:
     """Train for cfg.max_steps (or cfg.epochs) optimizer steps; with `measure_memory`, fill
     result.memory: on CPU from a profile of one step, on CUDA from the allocator over all steps.
     With cfg.early_stopping_patience, `evaluate` runs every cfg.eval_every steps and at the end,
     training stops once `monitor` has not improved for that many evaluations, and the weights
     of the best evaluation are restored. `optimizer` overrides cfg.optimizer (a method that is its
-    own update rule, LOMO); `make_optimizer` groups the weights as the method asks (bench/optimizers.py)."""
+    own update rule, LOMO); `make_optimizer` groups the weights as the method asks (bench/optimizers.py);
+    `after_step(step)` runs after each optimizer step, before the gradients are cleared (AdaLoRA's ranks)."""
     total = total_steps(cfg, len(loader))
-    update = optimizers.build(
-        optimizer or cfg.optimizer, model, lr, cfg, precision.scaler(cfg.precision, device), make_optimizer
-    )
-    scheduler = LambdaLR(update.optimizer, warmup_then(cfg.lr_schedule, total, round(cfg.warmup_ratio * total)))
-    result = TrainResult()
     stopping = (
         EarlyStopping(model, monitor, cfg.early_stopping_patience) if cfg.early_stopping_patience and evaluate else None
     )
+    update = optimizers.build(
+        optimizer or cfg.optimizer, model, lr, cfg, precision.scaler(cfg.precision, device), make_optimizer
+    )
+    update.after_step = after_step
+    scheduler = LambdaLR(update.optimizer, warmup_then(cfg.lr_schedule, total, round(cfg.warmup_ratio * total)))
+    result = TrainResult()
     # CPU: profile the second step, when the optimizer's state exists (the only step of a 1-step run, then
     # untimed); CUDA: the allocator's peak over the loop
     profiled = min(1, total - 1) if measure_memory and device == "cpu" else None
@@ -220,6 +226,7 @@ def train(
                 if stopping and stopping.update(result.steps, scores):
                     break
     bar.close()
+    update.end()
     if stopping and stopping.best_step is not None:
         stopping.restore()
         result.best_step = stopping.best_step

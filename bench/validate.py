@@ -167,6 +167,13 @@ def _train(t, method) -> None:
             f"{fixed!r} or its default: method={method.name} updates with {fixed} whatever train.optimizer says",
         )
     optimizers.check(fixed or t.optimizer, t.optimizer_args, t.grad_accum, t.precision)
+    if t.optimizer in optimizers.WHOLE_MODEL and not method.trains_base:
+        raise ConfigError(
+            "train.optimizer",
+            t.optimizer,
+            f"an optimizer other than {', '.join(optimizers.WHOLE_MODEL)} with method={method.name}: "
+            f"{t.optimizer} partitions the base model's own matrices, which {method.name} leaves as they are",
+        )
     _one_of("train.lr_schedule", t.lr_schedule, {"linear", "constant"})
     if t.early_stopping_patience and not t.eval_every:
         raise ConfigError(

@@ -5,8 +5,8 @@ memory, without a weight loaded: the table to read before buying time on a GPU.
     python -m bench mode=fit model=llama2-7b train.memory_limit_gib=24 train.gradient_checkpointing=true
 
 Each row is the run's config with another method (its conf/method YAML), `model.quantize` and, for a method
-that trains with `train.optimizer`, AdamW in 32 or 8 bits (and GaLore, for full fine-tuning) beside the
-command's own, validated as
+that trains with `train.optimizer`, AdamW in 32 or 8 bits (and, for full fine-tuning, GaLore, APOLLO,
+APOLLO-Mini, Adam-mini and BAdam) beside the command's own, validated as
 mode=count validates it (a combination that cannot run is left out: full fine-tuning on a quantized base),
 counted and estimated by bench/fit.py: trainable parameters, the estimated peak and whether it fits
 `train.memory_limit_gib` (else the device's memory), and where it does not, the largest batch size that does
@@ -26,6 +26,7 @@ from bench.validate import validate
 
 QUANTIZE = ("none", "nf4", "int8")
 OPTIMIZERS = ("adamw", "adamw8bit")  # beside the command's own train.optimizer, for methods that do not fix theirs
+FULL = ("galore", "apollo", "apollo_mini", "adam_mini", "badam")  # the memory-lean ones, for full fine-tuning
 
 
 def variant(cfg: DictConfig, method: str, quantize: str, optimizer: str | None = None) -> DictConfig:
@@ -46,7 +47,7 @@ def optimizers_of(cfg: DictConfig, method: str) -> list[str]:
     if not m.trains or m.optimizer:
         return [m.optimizer or cfg.train.optimizer]
     # GaLore projects the gradients of whole weight matrices: for a method that trains every weight
-    return list(dict.fromkeys((cfg.train.optimizer, *OPTIMIZERS, *(["galore"] if m.full_copy else []))))
+    return list(dict.fromkeys((cfg.train.optimizer, *OPTIMIZERS, *(FULL if m.full_copy else []))))
 
 
 def row(cfg: DictConfig, method: str, quantize: str, optimizer: str | None = None) -> dict | None:
@@ -90,11 +91,11 @@ def render(cfg: DictConfig, rows: list[dict]) -> str:
         f"what fits {cfg.model.name} in {first['limit_bytes'] / fit.GIB:,.1f} GiB ({first['limit_of']}), "
         f"task {cfg.task.name}: batch {t.batch_size}, {t.precision}"
         + (", gradient checkpointing" if t.gradient_checkpointing else ""),
-        f"{'method':<14} {'base':<5} {'optimizer':<10} {'trainable':>15} {'peak GiB':>10}  fits  what would fit (GiB)",
+        f"{'method':<14} {'base':<5} {'optimizer':<11} {'trainable':>15} {'peak GiB':>10}  fits  what would fit (GiB)",
     ]
     for r in rows:
         lines.append(
-            f"{r['method']:<14} {r['quantize']:<5} {r['optimizer']:<10} {r['trainable']:>15,} "
+            f"{r['method']:<14} {r['quantize']:<5} {r['optimizer']:<11} {r['trainable']:>15,} "
             f"{r['bytes'] / fit.GIB:>10,.1f}  {'yes ' if r['fits'] else 'no  '}  {'' if r['fits'] else _levers(r)}"
         )
     return "\n".join(lines)

@@ -1,5 +1,6 @@
-"""LoRA's variants as settings of method=lora: DoRA, rsLoRA and the initialisations (gaussian, PiSSA, OLoRA),
-each training what it should, counted, labelled and refused where it cannot run (tiny random models)."""
+"""LoRA's variants as settings of method=lora: DoRA, rsLoRA, the initialisations (gaussian, PiSSA, OLoRA, LoftQ),
+LoRA+ and AdaLoRA, each training what it should, counted, labelled and refused where it cannot run (tiny random
+models)."""
 
 import math
 
@@ -71,8 +72,14 @@ def test_dora_counts_a_magnitude_per_output_and_the_rest_as_lora(make_config, ti
 @pytest.mark.parametrize(
     "overrides, key, says",
     [
-        (["method.init=loftq"], "method.init", "one of default, gaussian, pissa, olora"),
+        (["method.init=loftx"], "method.init", "one of default, gaussian, pissa, olora, loftq"),
         (["method.init=pissa", "model.quantize=nf4"], "method.init", "the float weights"),
+        (["method.init=loftq"], "model.quantize", "nf4 or fp4 with method.init=loftq"),
+        (["method.init=loftq", "model.quantize=int8"], "model.quantize", "nf4 or fp4 with method.init=loftq"),
+        (["method.adalora=true", "method.use_dora=true"], "method.use_dora", "peft's AdaLoRA has no such variant"),
+        (["method.adalora=true", "method.lr_ratio=4"], "method.lr_ratio", "peft's AdaLoRA has no such variant"),
+        (["method.adalora=true", "method.init_r=4"], "method.init_r", "a starting rank >= method.r=8"),
+        (["method.adalora=true", "train.optimizer=lomo"], "train.optimizer", "AdaLoRA reads the gradients"),
     ],
 )
 def test_variants_that_cannot_run_are_refused_before_loading(make_config, overrides, key, says):
@@ -111,3 +118,54 @@ def test_lora_plus_trains_and_a_ratio_below_one_is_refused(make_config, tiny_mod
         validate(make_config("method.lr_ratio=0.5"))
     with pytest.raises(ConfigError, match=r"method.lr_ratio=16.0 is not valid: expected 1 with train.optimizer=lomo"):
         validate(make_config("method.lr_ratio=16", "train.optimizer=lomo"))
+
+
+def test_adalora_prunes_ranks_to_the_budget_and_counts_what_it_kept(make_config, tiny_models):
+    from test_kept import _reloaded
+
+    from bench.launch import launch
+
+    rec = launch(
+        make_config(
+            *tiny_bert(tiny_models),
+            "method.adalora=true",
+            "method.r=2",
+            "method.init_r=4",
+            "train.max_steps=10",
+            "train.batch_size=8",
+            "method.lr=1e-2",
+        )
+    )
+    assert rec.status == "ok", rec.error
+    ranks = {k: v for k, v in rec.params.items() if k.startswith("rank/")}
+    assert len(ranks) == L * 2 and sum(ranks.values()) == 2 * len(ranks)  # the budget: r on average over q and v
+    assert all(0 <= r <= 4 for r in ranks.values())
+    per_rank = H + H + 1  # a row of A, a column of B and a singular value
+    assert rec.params.method == sum(ranks.values()) * per_rank
+    assert rec.params.trainable == rec.params.method + rec.params.head
+    # peft keeps the allocated ranks only, and rebuilds them from its config on reload
+    assert _reloaded(rec)[1] == rec.per_example["predicted"]
+
+
+def test_adalora_trains_its_svd_factors_and_the_head_only(make_config, tiny_models):
+    changed, trainable = changed_by_training(make_config(*tiny_bert(tiny_models), "method.adalora=true", *TRAINED))
+    assert changed == trainable and any("lora_E" in n for n in changed)
+    assert all("lora_" in n or n.split(".")[-3] in ("pooler", "classifier") or "modules_to_save" in n for n in changed)
+
+
+def test_loftq_starts_the_adapter_at_the_quantization_error(make_config, tiny_models):
+    # the 4-bit base plus LoftQ's B·A is nearer the float weight than the 4-bit base alone
+    import bitsandbytes as bnb
+    from safetensors.torch import load_file
+
+    built = build(make_config(*tiny_bert(tiny_models), "model.quantize=nf4", "method.init=loftq"))
+    weights = load_file(f"{tiny_models['bert']}/model.safetensors")
+    errors = []
+    for name, m in built.model.named_modules():
+        if hasattr(m, "lora_A") and isinstance(m.get_base_layer(), bnb.nn.Linear4bit):
+            key = name.removeprefix("base_model.model.") + ".weight"
+            w = weights.get(key, weights.get(key.removeprefix("bert.")))
+            q = bnb.functional.dequantize_4bit(m.get_base_layer().weight.data, m.get_base_layer().weight.quant_state)
+            ba = m.lora_B["default"].weight @ m.lora_A["default"].weight * m.scaling["default"]
+            errors.append(((w - q).norm().item(), (w - q - ba).norm().item()))
+    assert errors and all(after < before for before, after in errors)

@@ -80,6 +80,84 @@ def test_galore_projects_the_matrices_and_full_fine_tuning_trains_with_it(make_c
 
 
 @pytest.mark.parametrize(
+    "name, args",
+    [
+        ("apollo", {"rank": 4, "update_proj_gap": 2}),
+        ("apollo_mini", {}),
+        ("adam_mini", {}),
+        ("badam", {"switch_block_every": 1}),  # 3 steps: the tiny BERT's embeddings and its two layers, in turn
+    ],
+)
+def test_memory_lean_optimizers_train_every_weight_of_full_fine_tuning(make_config, tiny_models, name, args):
+    from tiny import changed_by_training
+
+    from tests.conftest import tiny_bert
+
+    cfg = make_config(*tiny_bert(tiny_models), "method=full_ft", f"train.optimizer={name}", "train.max_steps=3")
+    with open_dict(cfg):
+        cfg.train.optimizer_args = args
+    changed, trainable = changed_by_training(cfg)
+    assert changed == trainable and len(trainable) > 30  # BAdam's frozen blocks are trainable again at the end
+
+
+def test_badam_trains_one_block_at_a_time_and_the_head_always():
+    prefixes, always = optimizers.blocks(
+        [
+            "bert.embeddings.word_embeddings.weight",
+            "bert.encoder.layer.0.attention.self.query.weight",
+            "bert.encoder.layer.1.output.dense.weight",
+            "bert.encoder.layer.11.output.dense.weight",
+            "bert.pooler.dense.weight",
+            "classifier.weight",
+        ]
+    )
+    assert prefixes == [
+        ["bert.embeddings."],
+        ["bert.encoder.layer.0."],
+        ["bert.encoder.layer.1."],
+        ["bert.encoder.layer.11."],
+    ]
+    assert always == ["bert.pooler.dense.weight", "classifier.weight"]
+    assert optimizers.blocks(["model.layers.3.mlp.up_proj.weight", "transformer.h.0.attn.c_attn.weight"])[0] == [
+        ["model.layers.3."],
+        ["transformer.h.0."],
+    ]
+
+
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        (["method=lora", "train.optimizer=adam_mini"], "train.optimizer"),
+        (["method=lora", "train.optimizer=badam"], "train.optimizer"),
+        (
+            ["method=full_ft", "train.optimizer=apollo", "+train.optimizer_args.scale_type=row"],
+            "train.optimizer_args.scale_type",
+        ),
+        (
+            ["method=full_ft", "train.optimizer=apollo_mini", "+train.optimizer_args.proj=gaussian"],
+            "train.optimizer_args.proj",
+        ),
+        (
+            ["method=full_ft", "train.optimizer=badam", "+train.optimizer_args.switch_mode=cyclic"],
+            "train.optimizer_args.switch_mode",
+        ),
+        (
+            ["method=full_ft", "train.optimizer=badam", "+train.optimizer_args.switch_block_every=0"],
+            "train.optimizer_args.switch_block_every",
+        ),
+        (["method=full_ft", "train.optimizer=adam_mini", "+train.optimizer_args.dim=64"], "train.optimizer_args.dim"),
+        (
+            ["method=full_ft", "train.optimizer=adam_mini", "+train.optimizer_args.betas=[0.9,2.0]"],
+            "train.optimizer_args",
+        ),
+    ],
+)
+def test_bad_memory_lean_settings_name_the_key(make_config, overrides, key):
+    with pytest.raises(ConfigError, match=f"^{key}="):
+        validate(make_config(*overrides))
+
+
+@pytest.mark.parametrize(
     "args, key",
     [({"rank": 0}, "rank"), ({"scale": -1}, "scale"), ({"proj_type": "diagonal"}, "proj_type"), ({"eps": -1}, "")],
 )
@@ -108,6 +186,10 @@ def test_optimizer_values_are_refused_in_torchs_words(make_config):
         ("adamw8bit", {"min_8bit_size": 64}),
         ("galore", {"rank": 4, "update_proj_gap": 2}),
         ("galore", {}),  # rank 128: wider than every tiny matrix, so nothing is projected
+        ("apollo", {"rank": 4, "update_proj_gap": 2}),
+        ("apollo_mini", {}),  # rank 1: every matrix projected
+        ("adam_mini", {}),
+        ("badam", {"start_block": 0}),  # the embeddings: the tiny model's largest block
         ("sgd", {}),
         ("sgd", {"momentum": 0.9}),
         ("adafactor", {}),
@@ -115,19 +197,19 @@ def test_optimizer_values_are_refused_in_torchs_words(make_config):
 )
 def test_analytic_state_is_what_the_optimizer_allocates(tiny_models, name, args):
     model = _model(tiny_models)
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     update = optimizers.build(name, model, 1e-3, OmegaConf.merge(_train_cfg(**args), {"optimizer": name}))
     update.backward(model(**_batch()).loss)
     update.step()
-    held = [  # GaLore's projection matrix sits in its projector object
-        getattr(v, "ortho_matrix", v)
-        for state in update.optimizer.state.values()
-        for k, v in state.items()
-        if k != "step"
+    inner = getattr(update.optimizer, "base_optimizer", update.optimizer)  # BAdam's AdamW of the current block
+    held = [  # GaLore's and APOLLO's projection matrix sits in its projector object
+        getattr(v, "ortho_matrix", v) for state in inner.state.values() for k, v in state.items() if k != "step"
     ]
+    held += list(getattr(update.optimizer, "param_idx2hp", {}).values())  # BAdam's float32 copy of the block
     # by storage: bitsandbytes' states share one code table per moment
     tensors = {v.data_ptr(): v for v in held if isinstance(v, torch.Tensor)}
     allocated = round(sum(v.numel() * v.element_size() for v in tensors.values()) / 4)  # in float32 elements
-    assert allocated == optimizers.state_elements(name, args, update.params)
+    assert allocated == optimizers.state_elements(name, args, named, model.config)
     assert allocated > 0 or name == "sgd" and not args
 
 

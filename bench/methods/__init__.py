@@ -104,8 +104,8 @@ class Method:
         """Raise ConfigError for a method setting the run's training settings rule out."""
 
     def check_quantized(self, cfg, quantize: str) -> None:
-        """Raise ConfigError where the method cannot train on a base stored quantized (model.quantize)."""
-        if self.trains_base:
+        """Raise ConfigError where the method cannot train on a base stored as model.quantize says (or none)."""
+        if self.trains_base and quantize != "none":
             raise ConfigError(
                 "method",
                 self.name,
@@ -156,7 +156,13 @@ class Method:
             monitor=monitor,
             optimizer=self.optimizer,
             make_optimizer=self.make_optimizer(model, cfg),
+            after_step=self.after_step(model, cfg),
         )
+
+    def after_step(self, model: torch.nn.Module, cfg):
+        """What the method does after each optimizer step, before the gradients are cleared (`f(step)`:
+        AdaLoRA's rank allocation); None: nothing."""
+        return None
 
     def make_optimizer(self, model: torch.nn.Module, cfg):
         """How to build the optimizer over this model's trained weights, where the method groups them itself

@@ -1,6 +1,8 @@
 """LoRA (Hu et al. 2021): a low-rank update B·A on the chosen matrices, through peft."""
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from omegaconf import OmegaConf
 
@@ -17,19 +19,28 @@ class LoraSchema(MethodSchema):
     targets: list[str] = field(default_factory=lambda: ["q", "v"])
     # the variants, as peft's LoraConfig has them: DoRA (Liu et al. 2024) splits each weight into a trained
     # magnitude and a direction that LoRA updates; rsLoRA (Kalajdzievski 2023) scales by alpha/sqrt(r), so that
-    # a large rank still learns; `init` starts B·A at zero (default, gaussian) or from the weight's principal
-    # (pissa: Meng et al. 2024) or orthonormal (olora: Büyükakyüz 2024) directions, taken out of the weight
+    # a large rank still learns; `init` starts B·A at zero (default, gaussian), from the weight's principal
+    # (pissa: Meng et al. 2024) or orthonormal (olora: Büyükakyüz 2024) directions, taken out of the weight, or
+    # (loftq: Li et al. 2023, on a 4-bit base) at the low-rank part of the error quantization made
     use_dora: bool = False
     use_rslora: bool = False
     init: str = "default"
     # LoRA+ (Hayou et al. 2024): B's learning rate this many times A's (method.lr), through peft's
     # create_loraplus_optimizer; 1 is plain LoRA
     lr_ratio: float = 1.0
+    # AdaLoRA (Zhang et al. 2023): each matrix's update in SVD form P·E·Q starting at rank init_r (null: 1.5 r,
+    # peft's 12 for 8), the least important singular values pruned during training until the ranks average r
+    adalora: bool = False
+    init_r: int | None = None
 
 
-INITS = {"default": True, "gaussian": "gaussian", "pissa": "pissa", "olora": "olora"}  # peft's init_lora_weights
+# peft's init_lora_weights; LoftQ (Li et al. 2023) is set after the adapters are made, on a 4-bit base
+INITS = {"default": True, "gaussian": "gaussian", "pissa": "pissa", "olora": "olora", "loftq": True}
 # what moves the weights at initialisation: not a stored integer's, nor a tensor without values (meta)
 FROM_WEIGHTS = {"pissa", "olora"}
+# AdaLoRA's phases, as fractions of the run's steps: every rank trains for the first, the budget falls (cubically)
+# to r on average until the last, in which the final ranks train alone; the paper sets both per task in steps
+ADALORA_PHASES = (0.1, 0.2)
 
 
 @register
@@ -44,10 +55,18 @@ class Lora(Method):
     }
 
     def peft_type(self, cfg):
-        return "LORA"
+        return "ADALORA" if cfg.adalora else "LORA"
 
     def label(self, row):
-        variants = [v for v, on in (("DoRA", row.get("use_dora")), ("rsLoRA", row.get("use_rslora"))) if on is True]
+        variants = [
+            v
+            for v, on in (
+                ("DoRA", row.get("use_dora")),
+                ("rsLoRA", row.get("use_rslora")),
+                ("AdaLoRA", row.get("adalora")),
+            )
+            if on is True
+        ]
         if isinstance(row.get("lr_ratio"), (int, float)) and row.get("lr_ratio") != 1:
             variants.append(f"LoRA+ x{row.get('lr_ratio'):g}")
         init = row.get("init")
@@ -56,7 +75,7 @@ class Lora(Method):
         return f"LoRA (r={row.r:g}; {row.targets}{''.join(f'; {v}' for v in variants)})"
 
     def countable(self, cfg):
-        if cfg.init not in FROM_WEIGHTS:
+        if cfg.init not in FROM_WEIGHTS | {"loftq"}:
             return cfg, []
         return OmegaConf.merge(cfg, {"init": "default"}), [
             f"LoRA initialised as default (the meta device holds no weights to take {cfg.init}'s directions from): "
@@ -75,8 +94,27 @@ class Lora(Method):
             raise ConfigError("method.init", cfg.init, "one of " + ", ".join(INITS))
         if not cfg.lr_ratio >= 1:
             raise ConfigError("method.lr_ratio", cfg.lr_ratio, "a ratio >= 1 of B's learning rate to A's (1: LoRA)")
+        if cfg.adalora:
+            self._check_adalora(cfg)
+
+    def _check_adalora(self, cfg):
+        for key, plain in (("use_dora", False), ("use_rslora", False), ("init", "default"), ("lr_ratio", 1.0)):
+            if cfg[key] != plain:
+                raise ConfigError(
+                    f"method.{key}", cfg[key], f"{plain} with method.adalora=true: peft's AdaLoRA has no such variant"
+                )
+        if cfg.init_r is not None and cfg.init_r < cfg.r:
+            raise ConfigError(
+                "method.init_r", cfg.init_r, f"a starting rank >= method.r={cfg.r}, the average AdaLoRA prunes down to"
+            )
 
     def check_training(self, cfg, train_cfg):
+        if cfg.adalora and train_cfg.optimizer == "lomo":
+            raise ConfigError(
+                "train.optimizer",
+                "lomo",
+                "another optimizer with method.adalora=true: AdaLoRA reads the gradients LOMO frees",
+            )
         if cfg.lr_ratio != 1 and train_cfg.optimizer == "lomo":
             raise ConfigError(
                 "method.lr_ratio", cfg.lr_ratio, "1 with train.optimizer=lomo: LOMO updates every weight at one rate"
@@ -92,7 +130,13 @@ class Lora(Method):
         )
 
     def check_quantized(self, cfg, quantize):
-        if cfg.init in FROM_WEIGHTS:
+        if cfg.init == "loftq" and quantize not in ("nf4", "fp4"):
+            raise ConfigError(
+                "model.quantize",
+                quantize,
+                "nf4 or fp4 with method.init=loftq: LoftQ starts the adapters at the error of a 4-bit base",
+            )
+        if cfg.init in FROM_WEIGHTS and quantize != "none":
             raise ConfigError(
                 "method.init",
                 cfg.init,
@@ -107,15 +151,114 @@ class Lora(Method):
             )
 
     def apply(self, model, cfg, family, tokenizer):
-        from peft import LoraConfig
+        from peft import AdaLoraConfig, LoraConfig
 
-        config = LoraConfig(
-            r=cfg.r,
-            lora_alpha=cfg.alpha,
-            lora_dropout=cfg.dropout,
-            target_modules=family.modules(model, cfg.targets),
-            use_dora=cfg.use_dora,
-            use_rslora=cfg.use_rslora,
-            init_lora_weights=INITS[cfg.init],
+        common = {
+            "lora_alpha": cfg.alpha,
+            "lora_dropout": cfg.dropout,
+            "target_modules": family.modules(model, cfg.targets),
+        }
+        if cfg.adalora:  # its schedule is set in `fit`, which knows the run's steps
+            config = AdaLoraConfig(target_r=cfg.r, init_r=self.init_r(cfg), total_step=1, **common)
+        else:
+            config = LoraConfig(
+                r=cfg.r, use_dora=cfg.use_dora, use_rslora=cfg.use_rslora, init_lora_weights=INITS[cfg.init], **common
+            )
+        model = wrap_peft(model, config, family)
+        if cfg.init == "loftq":
+            self._loftq(model)
+        return model
+
+    @staticmethod
+    def _loftq(model):
+        """B·A set to the best rank-r approximation of each 4-bit layer's quantization error, W - dequant(Q(W)),
+        divided by LoRA's scale, with W read again from the base's safetensors (one LoftQ step, as peft's
+        replace_lora_weights_loftq takes it). Written here because peft computes it on CUDA only (0.21 hard-codes
+        the device) and sets B·A without the scale."""
+        import bitsandbytes as bnb
+        import torch
+
+        base = model.get_base_model()
+        read = _float_weights(Path(base.config._name_or_path))
+        layers = [
+            (n, m)
+            for n, m in model.named_modules()
+            if hasattr(m, "lora_A") and isinstance(m.get_base_layer(), bnb.nn.Linear4bit)
+        ]
+        if not layers:
+            raise ValueError("LoftQ found no 4-bit layer under a LoRA adapter to start from")
+        with torch.no_grad():
+            for name, m in layers:
+                w = read(name.removeprefix("base_model.model."), base.base_model_prefix)
+                q = m.get_base_layer().weight
+                error = w - bnb.functional.dequantize_4bit(q.data, q.quant_state).float()
+                u, s, vh = torch.linalg.svd(error, full_matrices=False)
+                r, a, b = m.r["default"], m.lora_A["default"].weight, m.lora_B["default"].weight
+                root = s[:r].sqrt()
+                a.copy_(root[:, None] * vh[:r])
+                b.copy_(u[:, :r] * root / m.scaling["default"])
+
+    @staticmethod
+    def init_r(cfg) -> int:
+        return cfg.init_r if cfg.init_r is not None else max(cfg.r, round(1.5 * cfg.r))
+
+    def fit(self, model, loader, cfg, train_cfg, device, evaluate=None, log=None, monitor=None):
+        if cfg.adalora:
+            from bench.train import total_steps  # deferred: torch
+
+            config = model.peft_config["default"]
+            config.total_step = total_steps(train_cfg, len(loader))
+            config.tinit, config.tfinal = (round(f * config.total_step) for f in ADALORA_PHASES)
+        return super().fit(model, loader, cfg, train_cfg, device, evaluate, log, monitor)
+
+    def load(self, model, cfg, family, tokenizer, folder):
+        loaded = super().load(model, cfg, family, tokenizer, folder)
+        if cfg.adalora:  # peft 0.21's AdaLoRA forward names the adapter it trains, even one loaded to predict
+            loaded.base_model.trainable_adapter_name = "default"
+        return loaded
+
+    def after_step(self, model, cfg):
+        return model.base_model.update_and_allocate if cfg.adalora else None
+
+    def count(self, model, cfg, family):
+        """AdaLoRA's, once training has allocated the ranks: the parameters of those it kept (peft stores no
+        more), and each matrix's rank (`rank/<module>`)."""
+        counted = super().count(model, cfg, family)
+        pattern = model.peft_config["default"].rank_pattern if cfg.adalora else None
+        if not pattern:
+            return counted
+        ranks = {n.removesuffix(".lora_E.default"): sum(kept) for n, kept in pattern.items()}
+        method = sum(  # each rank kept: a column of B, a row of A and its singular value
+            ranks[n.removeprefix("base_model.model.")]
+            * (m.lora_A["default"].shape[1] + m.lora_B["default"].shape[0] + 1)
+            for n, m in model.named_modules()
+            if n.removeprefix("base_model.model.") in ranks and hasattr(m, "lora_E")
         )
-        return wrap_peft(model, config, family)
+        trainable = counted["head"] + method
+        return {
+            **counted,
+            "trainable": trainable,
+            "method": method,
+            "trainable_pct": 100.0 * trainable / counted["total"],
+            **{f"rank/{n}": r for n, r in ranks.items()},
+        }
+
+
+def _float_weights(folder: Path):
+    """`read(module, prefix)`: a module's float weight from the safetensors in `folder` (one file or shards), by
+    its name in the model or without the model's base prefix (a checkpoint of the bare backbone)."""
+    from safetensors import safe_open
+
+    index = folder / "model.safetensors.index.json"
+    files = json.loads(index.read_text())["weight_map"] if index.exists() else None
+
+    def read(module: str, prefix: str):
+        for key in (f"{module}.weight", f"{module.removeprefix(prefix + '.')}.weight"):
+            file = folder / (files.get(key, "") if files else "model.safetensors")
+            if file.is_file():
+                with safe_open(str(file), "pt") as f:
+                    if key in f.keys():
+                        return f.get_tensor(key).float()
+        raise KeyError(f"{module}.weight is in no safetensors file of {folder}: LoftQ needs the float weights")
+
+    return read
