@@ -28,10 +28,10 @@ from bench.selection import select
 PNG_METADATA = {"Software": None}
 
 
-def pareto_front(points: pd.DataFrame) -> pd.DataFrame:
-    """Runs that no other run beats with fewer or equal trainable parameters."""
+def pareto_front(points: pd.DataFrame, cost: str = "method_params") -> pd.DataFrame:
+    """Runs that no other run beats at an equal or lower `cost` (trainable parameters, peak memory)."""
     best, front = -1.0, []
-    for _, row in points.sort_values(["method_params", "score"], ascending=[True, False]).iterrows():
+    for _, row in points.sort_values([cost, "score"], ascending=[True, False]).iterrows():
         if row.score > best:
             best = row.score
             front.append(row)
@@ -86,6 +86,40 @@ def accuracy_vs_parameters(selected: pd.DataFrame, path: Path) -> Path | None:
     ax.set_xlabel("trainable parameters of the method (log scale; head excluded)")
     ax.set_ylabel(measure(selected).lower())
     ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def accuracy_vs_memory(selected: pd.DataFrame, path: Path) -> Path | None:
+    """Each setting of method, base and optimizer at its selected learning rate: its test score (mean over seeds,
+    bars: their standard deviation) against its tensor peak in training, with the Pareto front: the settings no
+    other beats in less memory. Drawn where the runs differ in base or optimizer."""
+    if selected.quantize.nunique() < 2 and selected.optimizer.nunique() < 2:
+        return None
+    points = (
+        selected.dropna(subset=["peak_memory_bytes"])
+        .groupby("label", sort=True)
+        .agg(peak=("peak_memory_bytes", "mean"), score=("score", "mean"), std=("score", "std"))
+    )
+    if len(points) < 2:
+        return None
+    points = points.assign(peak=points.peak / 2**20)
+    fig, ax = plt.subplots(figsize=(7.2, 4.8))
+    markers = iter(["o", "s", "^", "D", "v", "P", "X", "*"] * 4)
+    for label, p in points.iterrows():
+        ax.errorbar(
+            p.peak,
+            100 * p.score,
+            yerr=100 * (0 if pd.isna(p["std"]) else p["std"]),
+            fmt=next(markers),
+            capsize=3,
+            label=label,
+        )
+    front = pareto_front(points, "peak")
+    ax.step(front.peak, 100 * front.score, where="post", color="black", linewidth=1, label="Pareto front")
+    ax.set_xlabel(f"tensor peak in training (MiB; {selected.memory_measure.dropna().iloc[0]})")
+    ax.set_ylabel(measure(selected).lower())
+    ax.legend(fontsize=6, loc="lower right")
     ax.grid(alpha=0.3)
     return _save(fig, path)
 
@@ -203,6 +237,7 @@ def figures(frame: pd.DataFrame, folder: Path) -> list[Path]:
         *(accuracy_vs_parameters(runs, folder / f"accuracy_vs_parameters{suffix}.png") for runs, suffix in per_task),
         *(learning_curve(runs, folder / f"learning_curve{suffix}.png") for runs, suffix in per_task),
         *(accuracy_vs_forgetting(runs, folder / f"accuracy_vs_forgetting{suffix}.png") for runs, suffix in per_task),
+        *(accuracy_vs_memory(runs, folder / f"accuracy_vs_memory{suffix}.png") for runs, suffix in per_task),
         curve(
             ok[ok.method == "lora"],
             "r",

@@ -137,12 +137,23 @@ def method_label(row) -> str:
     record without the keys its method's label reads (written by hand, or before the key existed), the
     method's name and the keys it has."""
     if row.method not in METHODS:
-        return row.method
+        return row.method + _memory_setting(row)
     method = METHODS[row.method]
     try:
-        return method.label(row)
+        return method.label(row) + _memory_setting(row)
     except (TypeError, ValueError):  # a key the label formats is missing (NA)
-        return Method.label(method, row)
+        return Method.label(method, row) + _memory_setting(row)
+
+
+def _memory_setting(row) -> str:
+    """The base's storage and the optimizer, where they are not the default (a float base, AdamW): QLoRA is LoRA
+    on an nf4 base, full fine-tuning under GaLore another row than under AdamW."""
+    quantize, optimizer = row.get("quantize"), row.get("optimizer")
+    shown = [f"{quantize} base"] if isinstance(quantize, str) and quantize != "none" else []
+    if isinstance(optimizer, str) and optimizer != "adamw" and METHODS.get(row.method, Method).optimizer is None:
+        args = row.get("optimizer_args")
+        shown.append(optimizer + (f" ({args})" if isinstance(args, str) and args else ""))
+    return "".join(f" · {s}" for s in shown)
 
 
 def rank_grid(ok: pd.DataFrame) -> Table | None:
@@ -298,6 +309,82 @@ def _interval(low: float, high: float) -> str:
     return f"[{100 * low:.1f}, {100 * high:.1f}]"
 
 
+def is_reference(row) -> bool:
+    """Plain LoRA on a float32 base under AdamW: what the memory table's ratios are to."""
+    plain = all(row.get(k) in (None, v) or pd.isna(row.get(k)) for k, v in PLAIN_LORA.items())
+    return row.method == "lora" and plain and row.get("precision") in (None, "fp32")
+
+
+PLAIN_LORA = {
+    "quantize": "none",
+    "optimizer": "adamw",
+    "use_dora": False,
+    "use_rslora": False,
+    "init": "default",
+    "lr_ratio": 1.0,
+    "adalora": False,
+}
+# the memory table's measurements: column -> (record column, scale, format); each also as a ratio to plain LoRA's
+MEASURED = {
+    "tensor peak MiB": ("peak_memory_bytes", 2**-20, "{:,.1f}"),
+    "process RSS MiB": ("process_peak_rss_bytes", 2**-20, "{:,.0f}"),
+    "s/step": ("median_step_seconds", 1, "{:.3f}"),
+}
+
+
+def memory_table(runs: pd.DataFrame, task: str, name: str = "memory") -> Table | None:
+    """Each setting of method, base and optimizer at its selected learning rate: its score with intervals, its
+    trainable parameters, and its tensor peak, process peak and step time beside the estimate, each as a ratio
+    to plain LoRA's (float32, AdamW; the lowest-rank one where there are several). Drawn where the runs differ
+    in base or optimizer."""
+    frame = select(runs[runs.task == task])
+    if frame.empty or (frame.quantize.nunique() < 2 and frame.optimizer.nunique() < 2):
+        return None
+    frame = frame.assign(label=frame.apply(method_label, axis=1))
+    _check_repeats(frame, ["label"], name)
+    metric = frame.metric.dropna().iloc[0]
+    reference = frame[frame.apply(is_reference, axis=1)].sort_values("method_params")
+    base = reference[reference.label == reference.label.iloc[0]] if len(reference) else None
+    table = {}
+    for label, e in frame.groupby("label", sort=False):
+        results = list(e.per_example)
+        row = {"n": len(e), "lr": f"{e.lr.iloc[0]:g}" + (" (edge of grid)" if e.lr_edge.iloc[0] else "")}
+        values = e.score
+        row[f"{metric} %"] = f"{100 * values.mean():.1f}" + (f" ± {100 * values.std(ddof=1):.1f}" if len(e) > 1 else "")
+        supported = all(isinstance(r, dict) for r in results) and uncertainty.supports(metric, results[0])
+        row[f"{metric} 95% CI"] = (
+            _interval(*uncertainty.interval(metric, results, list(e.run_id))) if supported else "-"
+        )
+        row["trainable (method)"] = human(e.method_params.iloc[0])
+        for shown, (column, scale, fmt) in MEASURED.items():
+            mine = e[column].dropna().mean()
+            row[shown] = "-" if pd.isna(mine) else fmt.format(mine * scale)
+            ref = base[column].dropna().mean() if base is not None else float("nan")
+            row[f"{shown.split()[0]} x LoRA"] = "-" if pd.isna(mine) or pd.isna(ref) else f"{mine / ref:.2f}"
+        estimate = e.estimate_bytes.dropna().mean()
+        peak = e.peak_memory_bytes.dropna().mean()
+        row["estimate MiB"] = "-" if pd.isna(estimate) else f"{estimate / 2**20:,.1f}"
+        row["estimate / peak"] = "-" if pd.isna(estimate) or pd.isna(peak) else f"{estimate / peak:.2f}"
+        used = e.utilisation.dropna()
+        row["utilisation %"] = f"{100 * used.mean():.2f}" if len(used) else "-"
+        row["timing shared"] = "yes" if e.shared_machine.fillna(False).astype(bool).any() else "no"
+        table[label] = row
+    out = pd.DataFrame.from_dict(table, orient="index").sort_values("tensor peak MiB", key=_mib)
+    out.index.name = "setting"
+    return Table(
+        name,
+        f"{measure(frame)} on {task} by method, base and optimizer at the selected learning rate: mean ± std over n "
+        "seeds, 95% bootstrap interval over test examples; tensor peak, process peak RSS and median step time "
+        "(means over seeds) with their ratio to plain LoRA in float32; the fit estimate made before loading "
+        "(timing shared: another job used the CPUs, so its times are not clean)",
+        out,
+    )
+
+
+def _mib(column: pd.Series) -> pd.Series:
+    return pd.to_numeric(column.str.replace(",", ""), errors="coerce")
+
+
 def _by(ok: pd.DataFrame, column: str, name: str, title: str, subset=None) -> Table | None:
     frame = ok if subset is None else ok[subset(ok)]
     # a table needs some task and method run at two values or more (not two methods at one each)
@@ -336,6 +423,10 @@ def tables(frame: pd.DataFrame) -> list[Table]:
         lambda: _by(ok, "init", "prompt_init", "by prompt initialisation", lambda f: f.method == "prompt_tuning"),
         lambda: _by(ok, "train_size", "data_size", "by training-set size"),
         lambda: _by(ok, "model", "model_scale", "by model"),
+        *(
+            lambda task=task: memory_table(frame, task, "memory" if ok.task.nunique() == 1 else f"memory_{task}")
+            for task in sorted(ok.task.unique())
+        ),
     ]
     found = []
     for build in builders:

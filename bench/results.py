@@ -38,6 +38,10 @@ COLUMNS = {
     "epochs": ("time", "epochs"),
     "examples_seen": ("time", "examples_seen"),
     "tokens_seen": ("time", "tokens_seen"),
+    "quantize": ("config", "model", "quantize"),  # the base as stored (model.quantize): none in records before it
+    "optimizer": ("config", "train", "optimizer"),
+    "optimizer_args": ("config", "train", "optimizer_args"),
+    "precision": ("config", "train", "precision"),
     "batch_size": ("config", "train", "batch_size"),
     "grad_accum": ("config", "train", "grad_accum"),
     "majority_label": ("data", "majority_label"),
@@ -55,6 +59,7 @@ COLUMNS = {
     "process_peak_rss_bytes": ("memory", "process_peak_rss_bytes"),
     "train_seconds": ("time", "train_seconds"),
     "median_step_seconds": ("time", "median_step_seconds"),
+    "shared_machine": ("time", "shared_machine"),  # its timings are not clean: other work used the CPUs
     "tokens_per_second": ("time", "tokens_per_second"),
     "flops_per_token": ("utilisation", "flops_per_token"),  # bench/utilisation.py: model FLOPs
     "utilisation": ("utilisation", "fraction"),  # of the device's peak (MFU)

@@ -1,6 +1,10 @@
 """The learning-rate search, then seeds: a methods comparison that can rank methods.
 
     python -m bench.search [--methods full_ft,lora,...] [--seeds 3] [override ...]
+    python -m bench.search --recipes lora,qlora,galore,... [--seeds 3] [override ...]
+
+`--recipes` searches conf/recipe settings (a method with its variant, base and optimizer: `+recipe=qlora`)
+instead of plain methods, each over its own grid.
 
 1. Each method's grid (`method.lr_grid`, in conf/method/<name>.yaml) runs on seed 0: one Hydra
    multirun per method (`python -m bench -m method=NAME method.lr=a,b,c,d seed=0 ...`), so every
@@ -25,7 +29,7 @@ from pathlib import Path
 from hydra.errors import HydraException
 
 from bench import results
-from bench.compose import compose, to_container
+from bench.compose import CONF, compose, to_container
 from bench.errors import ConfigError
 from bench.methods import METHODS as REGISTRY
 from bench.record import search_id
@@ -52,13 +56,13 @@ def _compose(overrides: list[str]) -> dict:
     return to_container(cfg)
 
 
-def _multirun(method: str, overrides: list[str], lrs: list[float] | None, seeds: list[int]) -> int:
+def _multirun(choice: str, overrides: list[str], lrs: list[float] | None, seeds: list[int]) -> int:
     command = [
         sys.executable,
         "-m",
         "bench",
         "-m",
-        f"method={method}",
+        choice,
         *([f"method.lr={','.join(map(repr, lrs))}"] if lrs else []),
         f"seed={','.join(map(str, seeds))}",
         *overrides,
@@ -90,6 +94,7 @@ def selected_lr(runs) -> tuple[float, dict] | None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--methods", default=METHODS, help=f"comma-separated (default: {METHODS})")
+    parser.add_argument("--recipes", help="comma-separated conf/recipe names, searched instead of --methods")
     parser.add_argument("--seeds", type=int, default=3, help="seeds of each selected setting (default: 3)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run, as for python -m bench")
     args = parser.parse_args(argv)
@@ -98,19 +103,27 @@ def main(argv: list[str] | None = None) -> int:
     if args.seeds < 1:
         parser.error(f"--seeds={args.seeds}: expected 1 or more")
     overrides = ["sweep_name=lr_search", *args.overrides]
-    methods = args.methods.split(",")
-    unknown = [m for m in methods if m not in REGISTRY]
-    if unknown:
-        parser.error(f"--methods: unknown {', '.join(unknown)}; expected names from: {', '.join(sorted(REGISTRY))}")
+    if args.recipes:
+        recipes = sorted(p.stem for p in (CONF / "recipe").glob("*.yaml"))
+        choices = {r: f"+recipe={r}" for r in args.recipes.split(",")}
+        unknown = [r for r in choices if r not in recipes]
+        if unknown:
+            parser.error(f"--recipes: unknown {', '.join(unknown)}; expected names from: {', '.join(recipes)}")
+    else:
+        choices = {m: f"method={m}" for m in args.methods.split(",")}
+        unknown = [m for m in choices if m not in REGISTRY]
+        if unknown:
+            parser.error(f"--methods: unknown {', '.join(unknown)}; expected names from: {', '.join(sorted(REGISTRY))}")
     try:
-        configs = {m: _compose([*overrides, f"method={m}"]) for m in methods}
+        configs = {m: _compose([*overrides, choice]) for m, choice in choices.items()}
     except (ConfigError, HydraException) as e:
         parser.error(str(e).splitlines()[0])
+    trains = {m: REGISTRY[config["method"]["name"]].trains for m, config in configs.items()}
 
     failures = 0
     print("== 1. learning-rate grids, seed 0", flush=True)
     for m, config in configs.items():
-        failures += _multirun(m, overrides, config["method"]["lr_grid"] if REGISTRY[m].trains else None, [0]) != 0
+        failures += _multirun(choices[m], overrides, config["method"]["lr_grid"] if trains[m] else None, [0]) != 0
     print("== 2. selection on validation", flush=True)
     chosen = {}
     for m, config in configs.items():
@@ -124,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             failures += 1
             continue
         chosen[m], why = found
-        if REGISTRY[m].trains:
+        if trains[m]:
             print(
                 f"{m}: lr {chosen[m]:g} of {', '.join(f'{lr:g}' for lr in why['grid'])} "
                 f"(mean validation {why['metric']} {why['validation']:.4f})"
@@ -132,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             )
     print(f"== 3. the selected settings on seeds 0..{args.seeds - 1}", flush=True)
     for m, lr in chosen.items():
-        failures += _multirun(m, overrides, [lr] if REGISTRY[m].trains else None, list(range(args.seeds))) != 0
+        failures += _multirun(choices[m], overrides, [lr] if trains[m] else None, list(range(args.seeds))) != 0
     return 1 if failures else 0
 
 

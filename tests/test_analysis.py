@@ -23,15 +23,18 @@ def _record(
     val=None,
     per_example=None,
     majority=None,
+    quantize="none",
+    optimizer="adamw",
+    peak_mib=None,
     **method_keys,
 ):
     config = {
         "sweep_name": folder.name,
         "seed": seed,
-        "model": {"name": "minilm-l6", "params": 22.7e6},
+        "model": {"name": "minilm-l6", "params": 22.7e6, "quantize": quantize},
         "task": {"name": "tweets"},
         "method": {"name": method, "lr": lr, **method_keys},
-        "train": {"batch_size": 32},
+        "train": {"batch_size": 32, "optimizer": optimizer, "optimizer_args": {}, "precision": "fp32"},
     }
     rec = {
         "run_id": run_id,
@@ -47,7 +50,12 @@ def _record(
             params={"total": 10**7, "trainable": trainable + 10, "method": trainable, "head": 10, "trainable_pct": 1.0},
             data={"train": {"size": 640}},
             time={"steps": 100, "median_step_seconds": 0.5, "train_seconds": 50},
-            memory={"peak_bytes": 2**20 * (100 + method_keys.get("r", 0)), "measure": "profiler"},
+            memory={
+                "peak_bytes": round(2**20 * (peak_mib or 100 + method_keys.get("r", 0))),
+                "measure": "profiler",
+                "process_peak_rss_bytes": round(2**20 * 10 * (peak_mib or 100)),
+            },
+            estimate={"bytes": round(2**20 * 1.1 * (peak_mib or 100))},
             size={"bytes": 4 * trainable},
             latency={"median_ms": 10.0},
             environment={"device": "cpu"},
@@ -415,3 +423,33 @@ def test_bad_analysis_arguments_are_one_line(results, tmp_path, capsys, args, me
         analysis_main(["--results", str(results), *args])
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_the_memory_table_and_figure_rate_each_setting_against_plain_lora(tmp_path):
+    sweep = tmp_path / "results" / "memory"
+    lora = {"method": "lora", "r": 8, "targets": ["q", "v"], "use_dora": False, "init": "default", "lr_ratio": 1.0}
+    _record(sweep, "l0", accuracy=0.70, peak_mib=100, **lora)
+    _record(sweep, "l1", accuracy=0.72, peak_mib=100, seed=1, **lora)
+    _record(sweep, "q0", accuracy=0.69, peak_mib=80, quantize="nf4", **lora)
+    _record(sweep, "d0", accuracy=0.71, peak_mib=130, **{**lora, "use_dora": True})
+    _record(sweep, "g0", method="full_ft", accuracy=0.73, peak_mib=300, optimizer="galore")
+    _record(sweep, "f0", method="full_ft", accuracy=0.74, peak_mib=400)
+    frame = records.load(tmp_path / "results")
+    table = tables.memory_table(frame, "tweets").frame
+    qlora = next(i for i in table.index if i.startswith("LoRA") and i.endswith(" · nf4 base"))
+    plain = next(i for i in table.index if i.startswith("LoRA") and "·" not in i and "DoRA" not in i)
+    galore = next(i for i in table.index if i.endswith(" · galore"))
+    assert list(table.index)[0] == qlora and list(table.index)[-1] not in (qlora, plain, galore)  # by tensor peak
+    assert table.loc[plain, ["n", "accuracy %", "tensor x LoRA", "process x LoRA"]].tolist() == [
+        2,
+        "71.0 ± 1.4",
+        "1.00",
+        "1.00",
+    ]
+    assert table.loc[qlora, "tensor x LoRA"] == "0.80" and table.loc[galore, "tensor x LoRA"] == "3.00"
+    assert table.loc[qlora, "estimate / peak"] == "1.10"
+    # a sweep of one base and one optimizer has no memory table
+    assert tables.memory_table(frame[frame.quantize == "none"][frame.optimizer == "adamw"], "tweets") is None
+    analysis_main(["--results", str(tmp_path / "results"), "--out", str(tmp_path / "report")])
+    assert (tmp_path / "report" / "memory" / "figures" / "accuracy_vs_memory.png").stat().st_size > 0
+    assert (tmp_path / "report" / "memory" / "tables" / "memory.md").read_text().count("\n") > 6

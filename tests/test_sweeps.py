@@ -25,6 +25,7 @@ EXPECTED_JOBS = {
     "data_size": 6,
     "model_scale": 6,  # 2 models x 3 methods
     "icl_vs_finetune": 2,
+    "memory": 17,  # conf/recipe: LoRA, its variants, QLoRA (and LoftQ), full FT under six optimizers, LOMO
     # the GPU-sized variants (hub models and data)
     "lora_rank_paper": 15,
     "methods_paper": 16,  # 8 methods x 2 tasks
@@ -34,6 +35,7 @@ EXPECTED_JOBS = {
     "model_scale_paper": 10,  # 5 sizes x prompt tuning and LoRA
     "model_scale_full_ft_paper": 5,  # the same sizes' full fine-tuning, with Adafactor to fit one GPU at XXL
     "icl_vs_finetune_paper": 2,
+    "memory_paper": 17,
 }
 # sweeps that write into another sweep's results folder, so that its tables show them together
 SHARES_FOLDER = {"model_scale_full_ft_paper": "model_scale_paper"}
@@ -53,7 +55,13 @@ def test_every_sweep_has_an_expected_job_count():
 
 
 # the GPU-sized variants and the larger grids compose the same way with more jobs: the slow tier checks them
-SLOW_SWEEPS = {s for s in SWEEPS if s.endswith("_paper")} | {"lora_rank", "model_scale", "methods", "data_size"}
+SLOW_SWEEPS = {s for s in SWEEPS if s.endswith("_paper")} | {
+    "lora_rank",
+    "model_scale",
+    "methods",
+    "data_size",
+    "memory",
+}
 
 
 @pytest.mark.parametrize("sweep", [pytest.param(s, marks=pytest.mark.slow) if s in SLOW_SWEEPS else s for s in SWEEPS])

@@ -8,4 +8,5 @@ from bench.methods.full_ft import FullFineTuning
 @register
 class Lomo(FullFineTuning):
     name = "lomo"
+    title = "LOMO (full fine-tuning)"  # not full fine-tuning's own title: tables must tell the two apart
     optimizer = "lomo"
