@@ -92,6 +92,12 @@ class Architecture:
     optimizer_state: int
     optimizer_step: dict[str, int]  # bytes of the step's temporaries, by device
     parameters: int  # elements of all weights: autocast's 16-bit copies
+    # bytes of the float copy bitsandbytes makes of a quantized layer's weight for its matmul, one layer at a
+    # time in the forward and again in the backward: the largest layer's (0 on a float base)
+    dequantized: int = 0
+    # bitsandbytes' paged optimizers keep their state in CUDA unified memory, which pages out to the host under
+    # pressure: counted apart from the device's peak
+    paged: bool = False
 
 
 @dataclass(frozen=True)
@@ -130,6 +136,8 @@ def architecture(cfg, model: torch.nn.Module) -> Architecture:
             inputs[split and _is_decoder(name)] += utilisation.in_width(module)
     optimizer = method.optimizer or cfg.train.optimizer
     stored = _quantized(cfg, model, family)
+    sizes = {id(p): p.numel() for p in model.parameters()}
+    dequantized = max((sizes[i] for i in stored), default=0) * (FLOAT32 if cfg.model.compute_dtype == "float32" else 2)
     analytic = {
         p: measure.analytic_bytes(
             model, optimizer, cfg.train.optimizer_args, frozen_element=2 if p == "bf16" else None, stored=stored
@@ -154,6 +162,8 @@ def architecture(cfg, model: torch.nn.Module) -> Architecture:
         optimizer_state=analytic["fp32"]["optimizer_state"],
         optimizer_step={d: FLOAT32 * optimizers.step_elements(optimizer, trained, d) for d in ("cpu", "cuda")},
         parameters=sum(p.numel() for p in model.parameters()),
+        dequantized=dequantized,
+        paged=bool(cfg.train.optimizer_args.get("is_paged", False)),
     )
 
 
@@ -238,10 +248,11 @@ def parts(a: Architecture, j: Job) -> dict[str, int]:
     return {
         "weights": a.weights["bf16" if j.precision == "bf16" else "fp32"],
         "gradients": a.gradients if a.trains else 0,
-        "optimizer_state": a.optimizer_state if a.trains else 0,
-        "activations": round(activations) if a.trains else 0,
+        "optimizer_state": a.optimizer_state if a.trains and not a.paged else 0,
+        "paged_optimizer_state": a.optimizer_state if a.trains and a.paged else 0,
+        "activations": round(activations) + a.dequantized if a.trains else 0,
         "optimizer_step": a.optimizer_step[j.device] if a.trains else 0,
-        "evaluation": round(work + max(logits, cache)),
+        "evaluation": round(work + max(logits, cache)) + a.dequantized,
     }
 
 
@@ -368,7 +379,13 @@ def describe(est: dict) -> str:
     return (
         f"{_gib(est['bytes'])} GiB at the {est['peak_of']} (weights {_gib(p['weights'])}, gradients "
         f"{_gib(p['gradients'])}, optimizer state {_gib(p['optimizer_state'])}, activations {_gib(p['activations'])} "
-        f"or the optimizer step's {_gib(p['optimizer_step'])}; evaluation {_gib(p['evaluation'])} beside the weights)"
+        f"or the optimizer step's {_gib(p['optimizer_step'])}; evaluation {_gib(p['evaluation'])} beside the weights"
+        + (
+            f"; paged optimizer state {_gib(p['paged_optimizer_state'])}, host-backed"
+            if p.get("paged_optimizer_state")
+            else ""
+        )
+        + ")"
     )
 
 

@@ -271,3 +271,21 @@ def test_a_run_asking_checkpointing_of_a_model_without_it_stops_as_a_config_erro
     with pytest.raises(ConfigError, match="train.gradient_checkpointing=True"):
         launch(cfg)
     assert record.read(record.path_for(to_container(cfg))) is None  # nothing recorded: the input was wrong
+
+
+def test_a_paged_optimizers_state_is_counted_apart_from_the_device_peak(make_config):
+    # bitsandbytes pages it to the host under pressure: the peak to fit leaves it out, the estimate states it
+    common = (
+        "model=llama2-7b",
+        "method=full_ft",
+        "train.optimizer=adamw8bit",
+        "train.device=cuda",
+        "train.memory_limit_gib=80",
+    )
+    plain, paged = (
+        fit.estimate(make_config(*common, f"+train.optimizer_args.is_paged={p}", fast=False)) for p in ("false", "true")
+    )
+    state = plain["parts"]["optimizer_state"]
+    assert state > 0 and paged["parts"]["optimizer_state"] == 0 and paged["parts"]["paged_optimizer_state"] == state
+    assert plain["bytes"] - paged["bytes"] == state
+    assert "paged optimizer state 12.7, host-backed" in fit.describe(paged)

@@ -132,3 +132,14 @@ def test_model_flops_of_a_quantized_base_are_the_float_bases(make_config, tiny_m
         built = build(make_config(*_tiny(tiny_models, family, f"model.quantize={kind}")))
         flops.append(utilisation.flops_per_token(built.model, built.family, built.architecture, [24] * 4, None, 4))
     assert flops[0] == flops[1]
+
+
+@pytest.mark.parametrize("family", ["bert", pytest.param("llama", marks=pytest.mark.slow)])
+def test_the_estimate_of_a_qlora_run_is_within_15_percent_of_its_profiled_peak(make_config, tiny_models, family):
+    from test_families import run_config
+    from test_fit import PROFILED, _ratio
+
+    rec = launch(run_config(make_config, tiny_models, family, "method=lora", "model.quantize=nf4", *PROFILED))
+    # the estimate counts the 4-bit weights with their constants and the float copy a matmul dequantizes
+    assert rec.estimate["parts"]["weights"] < rec.estimate["parts"]["activations"]  # where tiny models put the peak
+    assert 0.85 < _ratio(rec) < 1.15
