@@ -144,7 +144,7 @@ def architecture(cfg, model: torch.nn.Module) -> Architecture:
         )
         for p in ("fp32", "bf16")
     }
-    trained = [p for p in model.parameters() if p.requires_grad]
+    trained = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     return Architecture(
         layers=shape.layers,
         decoder_layers=shape.decoder_layers,
@@ -160,7 +160,10 @@ def architecture(cfg, model: torch.nn.Module) -> Architecture:
         weights={p: a["weights"] for p, a in analytic.items()},
         gradients=analytic["fp32"]["gradients"],
         optimizer_state=analytic["fp32"]["optimizer_state"],
-        optimizer_step={d: FLOAT32 * optimizers.step_elements(optimizer, trained, d) for d in ("cpu", "cuda")},
+        optimizer_step={
+            d: FLOAT32 * optimizers.step_elements(optimizer, cfg.train.optimizer_args, trained, d)
+            for d in ("cpu", "cuda")
+        },
         parameters=sum(p.numel() for p in model.parameters()),
         dequantized=dequantized,
         paged=bool(cfg.train.optimizer_args.get("is_paged", False)),

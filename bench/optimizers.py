@@ -419,13 +419,26 @@ def gradient_elements(name: str, named: list[tuple[str, torch.Tensor]]) -> int:
     return sum(p.numel() for _, p in named)
 
 
-def step_elements(name: str, params: list[torch.Tensor], device: str) -> int:
+def step_elements(name: str, args: dict, named: list[tuple[str, torch.Tensor]], device: str) -> int:
     """Elements of the temporaries one optimizer step allocates. AdamW takes the square root of its
     second moments: on CUDA, where torch steps all weights together (foreach), for every weight at
     once; on CPU weight by weight, with a second temporary for the division: twice the largest
-    weight. SGD, Adafactor and LOMO are taken to update in place."""
-    if name != "adamw":
-        return 0
-    if device == "cuda":
-        return sum(p.numel() for p in params)
-    return 2 * max((p.numel() for p in params), default=0)
+    weight (BAdam: AdamW over its largest block). GaLore projects its update back to the weight's shape and
+    renews its projection by an SVD of the gradient (its two factors); APOLLO scales the full gradient and
+    limits its norm (two copies); Adam-mini builds each update whole (one). SGD, Adafactor and LOMO are taken to
+    update in place."""
+    params = [p for _, p in named]
+    largest = max((p.numel() for p in params), default=0)
+    if name in ("adamw", "badam"):
+        if device == "cuda":
+            return _largest_block(named) if name == "badam" else sum(p.numel() for p in params)
+        return 2 * largest
+    if name in PROJECTED:
+        matrices = projected(params, settings(name, args)[0]["rank"])
+        if not matrices:
+            return 2 * largest  # nothing projected: AdamW's step
+        biggest = max(p.numel() for p in matrices)
+        if name != "galore":
+            return 2 * biggest
+        return biggest + max(min(p.shape) * sum(p.shape) for p in matrices)
+    return largest if name == "adam_mini" else 0
