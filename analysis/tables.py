@@ -310,9 +310,9 @@ def _interval(low: float, high: float) -> str:
 
 
 def is_reference(row) -> bool:
-    """Plain LoRA on a float32 base under AdamW: what the memory table's ratios are to."""
+    """Plain LoRA on a float base under AdamW: what the memory table's ratios are to."""
     plain = all(row.get(k) in (None, v) or pd.isna(row.get(k)) for k, v in PLAIN_LORA.items())
-    return row.method == "lora" and plain and row.get("precision") in (None, "fp32")
+    return row.method == "lora" and plain
 
 
 PLAIN_LORA = {
@@ -335,15 +335,19 @@ MEASURED = {
 def memory_table(runs: pd.DataFrame, task: str, name: str = "memory") -> Table | None:
     """Each setting of method, base and optimizer at its selected learning rate: its score with intervals, its
     trainable parameters, and its tensor peak, process peak and step time beside the estimate, each as a ratio
-    to plain LoRA's (float32, AdamW; the lowest-rank one where there are several). Drawn where the runs differ
-    in base or optimizer."""
+    to plain LoRA's (a float base, AdamW; in float32 where it ran so, the lowest rank where there are several).
+    Drawn where the runs differ in base or optimizer."""
     frame = select(runs[runs.task == task])
     if frame.empty or (frame.quantize.nunique() < 2 and frame.optimizer.nunique() < 2):
         return None
     frame = frame.assign(label=frame.apply(method_label, axis=1))
     _check_repeats(frame, ["label"], name)
     metric = frame.metric.dropna().iloc[0]
-    reference = frame[frame.apply(is_reference, axis=1)].sort_values("method_params")
+    # float32 before another precision (a GPU sweep's bf16), then the lowest rank
+    reference = frame[frame.apply(is_reference, axis=1)]
+    reference = reference.assign(other=reference.precision.fillna("fp32") != "fp32").sort_values(
+        ["other", "method_params"]
+    )
     base = reference[reference.label == reference.label.iloc[0]] if len(reference) else None
     table = {}
     for label, e in frame.groupby("label", sort=False):
@@ -375,7 +379,7 @@ def memory_table(runs: pd.DataFrame, task: str, name: str = "memory") -> Table |
         name,
         f"{measure(frame)} on {task} by method, base and optimizer at the selected learning rate: mean ± std over n "
         "seeds, 95% bootstrap interval over test examples; tensor peak, process peak RSS and median step time "
-        "(means over seeds) with their ratio to plain LoRA in float32; the fit estimate made before loading "
+        "(means over seeds) with their ratio to plain LoRA (float base, AdamW); the fit estimate made before loading "
         "(timing shared: another job used the CPUs, so its times are not clean)",
         out,
     )

@@ -55,9 +55,9 @@ SWITCH_MODES = ("random", "descending", "ascending", "fixed")
 # one transformer layer's parameter names, up to its index (BERT's encoder.layer.3., LLaMA's layers.3., GPT-2's
 # h.3., T5's block.3.), and the embeddings (BAdam's own pattern)
 LAYER = re.compile(r"^(.*?(?:^|\.)(?:layer|layers|h|block|blocks)\.\d+\.)")
-EMBEDDINGS = re.compile(r"^(.*?embed[^.]*\.)")
+EMBEDDINGS = re.compile(r"^(.*?(?:embed[^.]*|wte|wpe)\.)")  # GPT-2's are wte and wpe
 # optimizers that step the base model's own matrices in their own partition (Adam-mini's heads and neurons,
-# BAdam's layers): no method that adds weights to the base
+# BAdam's layers): only for methods that train the base's own weights (Method.trains_base)
 WHOLE_MODEL = ("adam_mini", "badam")
 # bitsandbytes keeps 32-bit state for a tensor smaller than this (its min_8bit_size), and a float32 absmax
 # per block of 256 values of each 8-bit moment
@@ -107,7 +107,10 @@ def optimizer_class(name: str) -> type:
 
 def accepted_args(name: str) -> list[str]:
     names = inspect.signature(optimizer_class(name).__init__).parameters
-    set_here = {"self", "model", "params", "lr", "weight_decay", "clip_grad_norm", "defaults", "verbose"}
+    set_here = {
+        *("self", "model", "params", "lr", "weight_decay", "clip_grad_norm", "defaults", "verbose"),
+        "no_deprecation_warning",  # set to True: the authors' AdamW warns that transformers deprecated its original
+    }
     own = [a for a in names if a not in set_here and a not in SET_ELSEWHERE and a != "model_sharding"]
     return own + list(PROJECTED.get(name, {})) + (list(BADAM) if name == "badam" else [])
 
@@ -173,6 +176,12 @@ def _check_projection(group: dict) -> None:
     for key, choices in CHOICES.items():
         if key in group and group[key] not in choices:
             raise ConfigError(f"train.optimizer_args.{key}", group[key], "one of " + ", ".join(choices))
+    if group.get("scale_type") == "channel" and group["proj_type"] != "std":
+        raise ConfigError(
+            "train.optimizer_args.proj_type",
+            group["proj_type"],
+            "std with scale_type=channel: APOLLO's channel-wise scale assumes std's orientation of the projection",
+        )
 
 
 def _check_blocks(group: dict) -> None:
@@ -238,6 +247,12 @@ class Update:
         """After the last step: every weight the run trained is trainable again (BAdam froze all but a block)."""
         for p in self.trained:
             p.requires_grad_(True)
+
+    def __enter__(self) -> Update:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.end()
 
     def backward(self, loss: torch.Tensor) -> None:
         (self.scaler.scale(loss) if self.scaler else loss).backward()
@@ -371,7 +386,7 @@ def state_elements(name: str, args: dict, named: list[tuple[str, torch.Tensor]],
     if name == "adam_mini":
         return sum(p.numel() for p in params) + _adam_mini_moments(named, config)
     if name == "badam":  # the block's moments and its float32 copy, which BAdam steps and copies back
-        return 3 * _largest_block(named)
+        return (4 if args.get("amsgrad") else 3) * _largest_block(named)
     if name == "sgd":
         return sum(p.numel() for p in params) if args.get("momentum", 0) else 0
     if name == "adafactor":

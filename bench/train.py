@@ -163,7 +163,7 @@ def train(
     batches = _forever(loader)
     model.train()
     bar = tqdm(total=total, desc="train", disable=not show_progress, dynamic_ncols=True)
-    with whole, MachineLoad(result.machine):
+    with whole, MachineLoad(result.machine), update:  # the update ends however the loop does
         for step in range(total):
             probe = cpu_step_profile(result.memory) if step == profiled else nullcontext()
             reading = time.perf_counter()
@@ -226,7 +226,6 @@ def train(
                 if stopping and stopping.update(result.steps, scores):
                     break
     bar.close()
-    update.end()
     if stopping and stopping.best_step is not None:
         stopping.restore()
         result.best_step = stopping.best_step

@@ -78,7 +78,13 @@ def test_dora_counts_a_magnitude_per_output_and_the_rest_as_lora(make_config, ti
         (["method.init=loftq", "model.quantize=int8"], "model.quantize", "nf4 or fp4 with method.init=loftq"),
         (["method.adalora=true", "method.use_dora=true"], "method.use_dora", "peft's AdaLoRA has no such variant"),
         (["method.adalora=true", "method.lr_ratio=4"], "method.lr_ratio", "peft's AdaLoRA has no such variant"),
-        (["method.adalora=true", "method.init_r=4"], "method.init_r", "a starting rank >= method.r=8"),
+        (["method.adalora=true", "method.init_r=8"], "method.init_r", "a starting rank > method.r=8"),
+        (
+            ["method.adalora=true", "train.early_stopping_patience=2", "train.eval_every=10"],
+            "train.early_stopping_patience",
+            "would keep the ranks allocated since",
+        ),
+        (["method.init=loftq", "model.quantize=nf4", "method.use_dora=true"], "method.use_dora", "DoRA's magnitudes"),
         (["method.adalora=true", "train.optimizer=lomo"], "train.optimizer", "AdaLoRA reads the gradients"),
     ],
 )

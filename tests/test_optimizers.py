@@ -147,6 +147,14 @@ def test_badam_trains_one_block_at_a_time_and_the_head_always():
         ),
         (["method=full_ft", "train.optimizer=adam_mini", "+train.optimizer_args.dim=64"], "train.optimizer_args.dim"),
         (
+            ["method=full_ft", "train.optimizer=apollo", "+train.optimizer_args.proj_type=reverse_std"],
+            "train.optimizer_args.proj_type",
+        ),
+        (
+            ["method=full_ft", "train.optimizer=galore", "+train.optimizer_args.no_deprecation_warning=false"],
+            "train.optimizer_args.no_deprecation_warning",
+        ),
+        (
             ["method=full_ft", "train.optimizer=adam_mini", "+train.optimizer_args.betas=[0.9,2.0]"],
             "train.optimizer_args",
         ),

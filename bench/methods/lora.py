@@ -103,18 +103,14 @@ class Lora(Method):
                 raise ConfigError(
                     f"method.{key}", cfg[key], f"{plain} with method.adalora=true: peft's AdaLoRA has no such variant"
                 )
-        if cfg.init_r is not None and cfg.init_r < cfg.r:
+        if cfg.init_r is not None and cfg.init_r <= cfg.r:
             raise ConfigError(
-                "method.init_r", cfg.init_r, f"a starting rank >= method.r={cfg.r}, the average AdaLoRA prunes down to"
+                "method.init_r", cfg.init_r, f"a starting rank > method.r={cfg.r}, the average AdaLoRA prunes down to"
             )
 
     def check_training(self, cfg, train_cfg):
-        if cfg.adalora and train_cfg.optimizer == "lomo":
-            raise ConfigError(
-                "train.optimizer",
-                "lomo",
-                "another optimizer with method.adalora=true: AdaLoRA reads the gradients LOMO frees",
-            )
+        if cfg.adalora:
+            self._check_adalora_training(train_cfg)
         if cfg.lr_ratio != 1 and train_cfg.optimizer == "lomo":
             raise ConfigError(
                 "method.lr_ratio", cfg.lr_ratio, "1 with train.optimizer=lomo: LOMO updates every weight at one rate"
@@ -129,7 +125,35 @@ class Lora(Method):
             model, optimizer_class, loraplus_lr_ratio=cfg.lr_ratio, **kwargs
         )
 
+    @staticmethod
+    def _check_adalora_training(t):
+        if t.optimizer == "lomo":
+            raise ConfigError(
+                "train.optimizer",
+                "lomo",
+                "another optimizer with method.adalora=true: AdaLoRA reads the gradients LOMO frees",
+            )
+        if t.early_stopping_patience:
+            raise ConfigError(
+                "train.early_stopping_patience",
+                t.early_stopping_patience,
+                "0 with method.adalora=true: restoring an earlier step's weights would keep the ranks allocated since",
+            )
+        if t.precision == "fp16-mixed":
+            raise ConfigError(
+                "train.precision",
+                t.precision,
+                "fp32, bf16-mixed or bf16 with method.adalora=true: a step the gradient scaler skips would still feed "
+                "its overflowed gradients into AdaLoRA's importance scores",
+            )
+
     def check_quantized(self, cfg, quantize):
+        if cfg.init == "loftq" and cfg.use_dora:
+            raise ConfigError(
+                "method.use_dora",
+                True,
+                "false with method.init=loftq: DoRA's magnitudes are set before LoftQ moves B·A",
+            )
         if cfg.init == "loftq" and quantize not in ("nf4", "fp4"):
             raise ConfigError(
                 "model.quantize",
@@ -179,7 +203,7 @@ class Lora(Method):
         import torch
 
         base = model.get_base_model()
-        read = _float_weights(Path(base.config._name_or_path))
+        read = _float_weights(_folder(base.config._name_or_path))
         layers = [
             (n, m)
             for n, m in model.named_modules()
@@ -189,8 +213,8 @@ class Lora(Method):
             raise ValueError("LoftQ found no 4-bit layer under a LoRA adapter to start from")
         with torch.no_grad():
             for name, m in layers:
-                w = read(name.removeprefix("base_model.model."), base.base_model_prefix)
                 q = m.get_base_layer().weight
+                w = read(name.removeprefix("base_model.model."), base.base_model_prefix).to(q.device)
                 error = w - bnb.functional.dequantize_4bit(q.data, q.quant_state).float()
                 u, s, vh = torch.linalg.svd(error, full_matrices=False)
                 r, a, b = m.r["default"], m.lora_A["default"].weight, m.lora_B["default"].weight
@@ -200,7 +224,7 @@ class Lora(Method):
 
     @staticmethod
     def init_r(cfg) -> int:
-        return cfg.init_r if cfg.init_r is not None else max(cfg.r, round(1.5 * cfg.r))
+        return cfg.init_r if cfg.init_r is not None else max(cfg.r + 1, round(1.5 * cfg.r))
 
     def fit(self, model, loader, cfg, train_cfg, device, evaluate=None, log=None, monitor=None):
         if cfg.adalora:
@@ -242,6 +266,15 @@ class Lora(Method):
             "trainable_pct": 100.0 * trainable / counted["total"],
             **{f"rank/{n}": r for n, r in ranks.items()},
         }
+
+
+def _folder(source: str) -> Path:
+    """The folder a base loaded from: a local one as it is, a hub id's snapshot in the hub cache."""
+    if Path(source).is_dir():
+        return Path(source)
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(source, local_files_only=True))
 
 
 def _float_weights(folder: Path):
