@@ -324,18 +324,20 @@ PLAIN_LORA = {
     "lr_ratio": 1.0,
     "adalora": False,
 }
-# the memory table's measurements: column -> (record column, scale, format); each also as a ratio to plain LoRA's
+# the memory table's measurements: column -> (record column, scale, format, also as a ratio to plain LoRA's)
 MEASURED = {
-    "tensor peak MiB": ("peak_memory_bytes", 2**-20, "{:,.1f}"),
-    "process RSS MiB": ("process_peak_rss_bytes", 2**-20, "{:,.0f}"),
-    "s/step": ("median_step_seconds", 1, "{:.3f}"),
+    "tensor peak MiB": ("peak_memory_bytes", 2**-20, "{:,.1f}", True),
+    "optimizer state MiB": ("state_at_peak_bytes", 2**-20, "{:,.1f}", False),  # LoRA's is next to nothing
+    "process RSS MiB": ("process_peak_rss_bytes", 2**-20, "{:,.0f}", True),
+    "s/step": ("median_step_seconds", 1, "{:.3f}", True),
 }
 
 
 def memory_table(runs: pd.DataFrame, task: str, name: str = "memory") -> Table | None:
     """Each setting of method, base and optimizer at its selected learning rate: its score with intervals, its
-    trainable parameters, and its tensor peak, process peak and step time beside the estimate, each as a ratio
-    to plain LoRA's (a float base, AdamW; in float32 where it ran so, the lowest rank where there are several).
+    trainable parameters, and its tensor peak (and the optimizer state in it), process peak and step time beside
+    the estimate, each but the state as a ratio to plain LoRA's (a float base, AdamW; in float32 where it ran
+    so, the lowest rank where there are several).
     Drawn where the runs differ in base or optimizer."""
     frame = select(runs[runs.task == task])
     if frame.empty or (frame.quantize.nunique() < 2 and frame.optimizer.nunique() < 2):
@@ -360,9 +362,11 @@ def memory_table(runs: pd.DataFrame, task: str, name: str = "memory") -> Table |
             _interval(*uncertainty.interval(metric, results, list(e.run_id))) if supported else "-"
         )
         row["trainable (method)"] = human(e.method_params.iloc[0])
-        for shown, (column, scale, fmt) in MEASURED.items():
+        for shown, (column, scale, fmt, ratio) in MEASURED.items():
             mine = e[column].dropna().mean()
             row[shown] = "-" if pd.isna(mine) else fmt.format(mine * scale)
+            if not ratio:
+                continue
             ref = base[column].dropna().mean() if base is not None else float("nan")
             row[f"{shown.split()[0]} x LoRA"] = "-" if pd.isna(mine) or pd.isna(ref) else f"{mine / ref:.2f}"
         estimate = e.estimate_bytes.dropna().mean()

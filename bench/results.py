@@ -56,6 +56,7 @@ COLUMNS = {
     "peak_memory_bytes": ("memory", "peak_bytes"),
     "estimate_bytes": ("estimate", "bytes"),  # bench/fit.py: the memory estimated before loading
     "memory_measure": ("memory", "measure"),
+    "state_at_peak_bytes": ("memory", "breakdown_at_peak", "optimizer_state"),  # the profiler's, on CPU
     "process_peak_rss_bytes": ("memory", "process_peak_rss_bytes"),
     "train_seconds": ("time", "train_seconds"),
     "median_step_seconds": ("time", "median_step_seconds"),
