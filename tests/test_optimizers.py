@@ -125,42 +125,22 @@ def test_badam_trains_one_block_at_a_time_and_the_head_always():
 
 
 @pytest.mark.parametrize(
-    "overrides, key",
-    [
-        (["method=lora", "train.optimizer=adam_mini"], "train.optimizer"),
-        (["method=lora", "train.optimizer=badam"], "train.optimizer"),
-        (
-            ["method=full_ft", "train.optimizer=apollo", "+train.optimizer_args.scale_type=row"],
-            "train.optimizer_args.scale_type",
-        ),
-        (
-            ["method=full_ft", "train.optimizer=apollo_mini", "+train.optimizer_args.proj=gaussian"],
-            "train.optimizer_args.proj",
-        ),
-        (
-            ["method=full_ft", "train.optimizer=badam", "+train.optimizer_args.switch_mode=cyclic"],
-            "train.optimizer_args.switch_mode",
-        ),
-        (
-            ["method=full_ft", "train.optimizer=badam", "+train.optimizer_args.switch_block_every=0"],
-            "train.optimizer_args.switch_block_every",
-        ),
-        (["method=full_ft", "train.optimizer=adam_mini", "+train.optimizer_args.dim=64"], "train.optimizer_args.dim"),
-        (
-            ["method=full_ft", "train.optimizer=apollo", "+train.optimizer_args.proj_type=reverse_std"],
-            "train.optimizer_args.proj_type",
-        ),
-        (
-            ["method=full_ft", "train.optimizer=galore", "+train.optimizer_args.no_deprecation_warning=false"],
-            "train.optimizer_args.no_deprecation_warning",
-        ),
-        (
-            ["method=full_ft", "train.optimizer=adam_mini", "+train.optimizer_args.betas=[0.9,2.0]"],
-            "train.optimizer_args",
-        ),
+    "method, optimizer, arg, key",
+    [  # arg: one train.optimizer_args entry; key: what the error names
+        ("lora", "adam_mini", None, "train.optimizer"),
+        ("lora", "badam", None, "train.optimizer"),
+        ("full_ft", "apollo", "scale_type=row", "train.optimizer_args.scale_type"),
+        ("full_ft", "apollo_mini", "proj=gaussian", "train.optimizer_args.proj"),
+        ("full_ft", "badam", "switch_mode=cyclic", "train.optimizer_args.switch_mode"),
+        ("full_ft", "badam", "switch_block_every=0", "train.optimizer_args.switch_block_every"),
+        ("full_ft", "adam_mini", "dim=64", "train.optimizer_args.dim"),
+        ("full_ft", "apollo", "proj_type=reverse_std", "train.optimizer_args.proj_type"),
+        ("full_ft", "galore", "no_deprecation_warning=false", "train.optimizer_args.no_deprecation_warning"),
+        ("full_ft", "adam_mini", "betas=[0.9,2.0]", "train.optimizer_args"),
     ],
 )
-def test_bad_memory_lean_settings_name_the_key(make_config, overrides, key):
+def test_bad_memory_lean_settings_name_the_key(make_config, method, optimizer, arg, key):
+    overrides = [f"method={method}", f"train.optimizer={optimizer}", *([f"+train.optimizer_args.{arg}"] if arg else [])]
     with pytest.raises(ConfigError, match=f"^{key}="):
         validate(make_config(*overrides))
 
