@@ -192,11 +192,22 @@ class _Entry:
         return bool(self.results) and uncertainty.supports(metric, self.results[0])
 
 
+def _entry(label: str, runs: pd.DataFrame) -> _Entry:
+    results = list(runs.per_example)
+    return _Entry(label, runs, results if all(isinstance(r, dict) for r in results) else None)
+
+
+def _score(e: _Entry, metric: str) -> dict:
+    """A row's cells of one metric: the mean ± std over seeds, and the 95% bootstrap interval over test examples."""
+    values = e.values(metric)
+    return {
+        f"{metric} %": f"{100 * values.mean():.1f}" + (f" ± {100 * values.std(ddof=1):.1f}" if len(values) > 1 else ""),
+        f"{metric} 95% CI": _interval(*uncertainty.interval(metric, e.results, e.names)) if e.supports(metric) else "-",
+    }
+
+
 def _entries(frame: pd.DataFrame) -> list[_Entry]:
-    entries = []
-    for label, runs in frame.groupby("label", sort=False):
-        results = list(runs.per_example)
-        entries.append(_Entry(label, runs, results if all(isinstance(r, dict) for r in results) else None))
+    entries = [_entry(label, runs) for label, runs in frame.groupby("label", sort=False)]
     baseline = majority(frame)
     if baseline is not None:
         entries.append(_Entry(MAJORITY, None, [baseline]))
@@ -277,13 +288,7 @@ def methods_table(runs: pd.DataFrame, task: str, name: str = "methods") -> Table
     for e in sorted(entries, key=lambda e: e.runs.method_params.iloc[0] if e.runs is not None else -1):
         row = {**_learning_rate(e.runs), "n": len(e.names)}
         for metric in metrics:
-            values = e.values(metric)
-            row[f"{metric} %"] = f"{100 * values.mean():.1f}" + (
-                f" ± {100 * values.std(ddof=1):.1f}" if len(values) > 1 else ""
-            )
-            row[f"{metric} 95% CI"] = (
-                _interval(*uncertainty.interval(metric, e.results, e.names)) if e.supports(metric) else "-"
-            )
+            row.update(_score(e, metric))
         row["vs best (95% CI)"] = _versus(e, best, metrics[0])
         method, head = (e.runs.method_params.iloc[0], e.runs.head_params.iloc[0]) if e.runs is not None else (0, 0)
         if frame.forgetting.notna().any():  # decoder and T5 runs: the loss on general text, after minus before
@@ -353,14 +358,7 @@ def memory_table(runs: pd.DataFrame, task: str, name: str = "memory") -> Table |
     base = reference[reference.label == reference.label.iloc[0]] if len(reference) else None
     table = {}
     for label, e in frame.groupby("label", sort=False):
-        results = list(e.per_example)
-        row = {"n": len(e), "lr": f"{e.lr.iloc[0]:g}" + (" (edge of grid)" if e.lr_edge.iloc[0] else "")}
-        values = e.score
-        row[f"{metric} %"] = f"{100 * values.mean():.1f}" + (f" ± {100 * values.std(ddof=1):.1f}" if len(e) > 1 else "")
-        supported = all(isinstance(r, dict) for r in results) and uncertainty.supports(metric, results[0])
-        row[f"{metric} 95% CI"] = (
-            _interval(*uncertainty.interval(metric, results, list(e.run_id))) if supported else "-"
-        )
+        row = {"n": len(e), "lr": _learning_rate(e)["lr"], **_score(_entry(label, e), metric)}
         row["trainable (method)"] = human(e.method_params.iloc[0])
         for shown, (column, scale, fmt, ratio) in MEASURED.items():
             mine = e[column].dropna().mean()

@@ -217,8 +217,9 @@ class Update:
     is skipped and the scale lowered."""
 
     def __init__(self, name: str, model: torch.nn.Module, lr: float, cfg, args: dict, scaler=None, make=None):
+        # taken before BAdam freezes all but its first block: clipping skips the frozen ones (no gradient), `end`
+        # makes them trainable again
         self.params = [p for p in model.parameters() if p.requires_grad]
-        self.trained = self.params[:]  # as they were before BAdam froze all but its first block
         self.max_grad_norm, self.scaler = cfg.max_grad_norm, scaler
         # a method's own work after each step, before the gradients are cleared (AdaLoRA's ranks): given the steps
         self.after_step, self.steps = None, 0
@@ -245,7 +246,7 @@ class Update:
 
     def end(self) -> None:
         """After the last step: every weight the run trained is trainable again (BAdam froze all but a block)."""
-        for p in self.trained:
+        for p in self.params:
             p.requires_grad_(True)
 
     def __enter__(self) -> Update:
