@@ -137,19 +137,21 @@ def method_label(row) -> str:
     record without the keys its method's label reads (written by hand, or before the key existed), the
     method's name and the keys it has."""
     if row.method not in METHODS:
-        return row.method + _memory_setting(row)
+        return row.method + _base_and_optimizer(row)
     method = METHODS[row.method]
     try:
-        return method.label(row) + _memory_setting(row)
+        return method.label(row) + _base_and_optimizer(row)
     except (TypeError, ValueError):  # a key the label formats is missing (NA)
-        return Method.label(method, row) + _memory_setting(row)
+        return Method.label(method, row) + _base_and_optimizer(row)
 
 
-def _memory_setting(row) -> str:
-    """The base's storage and the optimizer, where they are not the default (a float base, AdamW): QLoRA is LoRA
-    on an nf4 base, full fine-tuning under GaLore another row than under AdamW."""
+def _base_and_optimizer(row) -> str:
+    """The base and the optimizer, where they are not the default (pre-trained weights in float, AdamW): QLoRA is
+    LoRA on an nf4 base, full fine-tuning under GaLore another row than under AdamW, and a row on random weights
+    (a speed check) says so."""
     quantize, optimizer = row.get("quantize"), row.get("optimizer")
-    shown = [f"{quantize} base"] if isinstance(quantize, str) and quantize != "none" else []
+    shown = ["random weights"] if row.get("weights") == "random" else []
+    shown += [f"{quantize} base"] if isinstance(quantize, str) and quantize != "none" else []
     if isinstance(optimizer, str) and optimizer != "adamw" and METHODS.get(row.method, Method).optimizer is None:
         args = row.get("optimizer_args")
         shown.append(optimizer + (f" ({args})" if isinstance(args, str) and args else ""))

@@ -35,6 +35,11 @@ class ModelConfig:
     quantize: str = "none"
     double_quant: bool = True
     compute_dtype: str = "float32"
+    # pretrained, or random: the preset's `config` with its own initialisation (bench/random_weights.py), for
+    # measuring speed and memory without carrying weights; then the tokenizer comes from `tokenizer` (a folder
+    # or hub id; null: the preset's source)
+    weights: str = "pretrained"
+    tokenizer: str | None = None
 
 
 @dataclass

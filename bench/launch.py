@@ -130,7 +130,9 @@ def summary(rec: record.Record, path: Path) -> str:
     c = rec.config
     lines = [
         f"run {rec.run_id}: {rec.status}",
-        f"  model {c['model']['name']}  task {c['task']['name']}  method {c['method']['name']}",
+        f"  model {c['model']['name']}"
+        + (" (random weights: a speed check, its scores mean nothing)" if c["model"].get("weights") == "random" else "")
+        + f"  task {c['task']['name']}  method {c['method']['name']}",
     ]
     if rec.status != "ok":
         lines.append(f"  {rec.error.type}: {rec.error.message}")

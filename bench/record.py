@@ -268,6 +268,8 @@ ADDED_LATER = {
     "model.quantize": "none",
     "model.double_quant": True,
     "model.compute_dtype": "float32",
+    "model.weights": "pretrained",
+    "model.tokenizer": None,
     "method.use_dora": False,
     "method.use_rslora": False,
     "method.init": "default",

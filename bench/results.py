@@ -38,6 +38,7 @@ COLUMNS = {
     "epochs": ("time", "epochs"),
     "examples_seen": ("time", "examples_seen"),
     "tokens_seen": ("time", "tokens_seen"),
+    "weights": ("config", "model", "weights"),  # pretrained, or random (a speed check: its scores mean nothing)
     "quantize": ("config", "model", "quantize"),  # the base as stored (model.quantize): none in records before it
     "optimizer": ("config", "train", "optimizer"),
     "optimizer_args": ("config", "train", "optimizer_args"),

@@ -161,6 +161,7 @@ def train(
     profiled = min(1, total - 1) if measure_memory and device == "cpu" else None
     whole = CudaPeak(result.memory) if measure_memory and device == "cuda" else nullcontext()
     batches = _forever(loader)
+    steps_on_device = []  # CUDA: each step's start and end events
     model.train()
     bar = tqdm(total=total, desc="train", disable=not show_progress, dynamic_ncols=True)
     with whole, MachineLoad(result.machine), update:  # the update ends however the loop does
@@ -170,6 +171,9 @@ def train(
             micro_batches = [next(batches) for _ in range(cfg.grad_accum)]
             start = time.perf_counter()
             result.data_seconds += start - reading
+            if device == "cuda":
+                began = torch.cuda.Event(enable_timing=True)
+                began.record()
             tokens, loss_sum = 0, torch.zeros((), device=device)
             with probe:
                 for batch in micro_batches:
@@ -182,14 +186,16 @@ def train(
                     loss_sum += loss.detach()  # on the device: read only when logged, so no step waits for it
                 update.step()
                 scheduler.step()
-            if device == "cuda":
-                torch.cuda.synchronize()
-            seconds = time.perf_counter() - start
-            if step != profiled:
-                result.step_seconds.append(seconds)
+            if device == "cuda":  # timed on the device's own clock after the loop: no step waits for the GPU
+                ended = torch.cuda.Event(enable_timing=True)
+                ended.record()
+                steps_on_device.append((began, ended))
+                result.tokens_timed += tokens
+            elif step != profiled:
+                result.step_seconds.append(time.perf_counter() - start)
                 result.tokens_timed += tokens
             else:
-                result.profile_seconds = seconds
+                result.profile_seconds = time.perf_counter() - start
             result.tokens_seen += tokens
             result.steps = step + 1
             bar.update(1)
@@ -226,6 +232,9 @@ def train(
                 if stopping and stopping.update(result.steps, scores):
                     break
     bar.close()
+    if steps_on_device:
+        steps_on_device[-1][1].synchronize()
+        result.step_seconds = [began.elapsed_time(ended) / 1000 for began, ended in steps_on_device]
     if stopping and stopping.best_step is not None:
         stopping.restore()
         result.best_step = stopping.best_step

@@ -94,7 +94,10 @@ def _model(cfg: DictConfig) -> None:
     m = cfg.model
     check_component("model.name", m.name)  # the run id's prefix: a file name in the store
     _one_of("model.family", m.family, FAMILIES)
-    if m.hub_id is None and not m.package and cfg.get("mode", "run") not in ("count", "fit"):
+    _one_of("model.weights", m.weights, {"pretrained", "random"})
+    if m.weights == "random":
+        _random_weights(m)
+    elif m.hub_id is None and not m.package and cfg.get("mode", "run") not in ("count", "fit"):
         raise ConfigError(
             "mode",
             cfg.get("mode", "run"),
@@ -126,6 +129,19 @@ def _model(cfg: DictConfig) -> None:
             raise ConfigError(
                 "model.hub_id", m.hub_id, "a hub id, or a model folder holding config.json (this folder has none)"
             )
+
+
+def _random_weights(m) -> None:
+    if m.config is None:
+        raise ConfigError(
+            "model.weights", "random", f"'pretrained': preset {m.name} has no `config` to build random weights from"
+        )
+    if m.tokenizer is None and m.hub_id is None and not _offline_copy(m):
+        raise ConfigError(
+            "model.tokenizer",
+            None,
+            f"a tokenizer folder or hub id: preset {m.name} has no tokenizer of its own (no hub id, no package)",
+        )
 
 
 def _task(t) -> None:

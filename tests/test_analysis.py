@@ -26,12 +26,13 @@ def _record(
     quantize="none",
     optimizer="adamw",
     peak_mib=None,
+    weights="pretrained",
     **method_keys,
 ):
     config = {
         "sweep_name": folder.name,
         "seed": seed,
-        "model": {"name": "minilm-l6", "params": 22.7e6, "quantize": quantize},
+        "model": {"name": "minilm-l6", "params": 22.7e6, "quantize": quantize, "weights": weights},
         "task": {"name": "tweets"},
         "method": {"name": method, "lr": lr, **method_keys},
         "train": {"batch_size": 32, "optimizer": optimizer, "optimizer_args": {}, "precision": "fp32"},
@@ -410,6 +411,16 @@ def test_a_record_without_the_keys_its_label_reads_still_gets_a_row_and_a_report
     table = tables.methods_table(records.load(results), "tweets").frame
     assert list(table.index) == ["BitFit", "lora (targets=q,v)"]  # labelled with what the record holds
     analysis_main(["--results", str(results), "--out", str(tmp_path / "report")])  # the report is still written
+
+
+def test_a_run_on_random_weights_is_its_own_row_and_says_so(tmp_path):
+    sweep = tmp_path / "results" / "methods"
+    lora = {"r": 8, "targets": ["q", "v"]}
+    _record(sweep, "p0", accuracy=0.70, **lora)
+    _record(sweep, "r0", accuracy=0.40, weights="random", **lora)
+    _record(sweep, "b0", method="bitfit", accuracy=0.60)
+    table = tables.methods_table(records.load(tmp_path / "results"), "tweets").frame
+    assert sorted(table.index) == ["BitFit", "LoRA (r=8; q,v)", "LoRA (r=8; q,v) · random weights"]
 
 
 @pytest.mark.parametrize(
