@@ -140,11 +140,17 @@ def architecture(cfg, model: torch.nn.Module) -> Architecture:
     dequantized = max((sizes[i] for i in stored), default=0) * (FLOAT32 if cfg.model.compute_dtype == "float32" else 2)
     analytic = {
         p: measure.analytic_bytes(
-            model, optimizer, cfg.train.optimizer_args, frozen_element=2 if p == "bf16" else None, stored=stored
+            model,
+            optimizer,
+            cfg.train.optimizer_args,
+            frozen_element=2 if p == "bf16" else None,
+            stored=stored,
+            method_state=method.state_elements(model, cfg.method),
         )
         for p in ("fp32", "bf16")
     }
     trained = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    optimizers.check_blocks(optimizer, cfg.train.optimizer_args, [n for n, _ in trained])
     return Architecture(
         layers=shape.layers,
         decoder_layers=shape.decoder_layers,

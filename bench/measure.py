@@ -51,13 +51,15 @@ def analytic_bytes(
     optimizer_args: dict,
     frozen_element: int | None = None,
     stored: dict[int, float] | None = None,
+    method_state: int = 0,
 ) -> dict:
     """Bytes of the weights (every tensor held: diff pruning's differences and peft's frozen copy of
     the head too), the gradients held at once and the optimizer's state (bench/optimizers.py), which
     take the trained weights' element size. Each weight counts its own element size, or
     `frozen_element` for the frozen ones: what they will take once stored in another precision
     (train.precision=bf16), from a model that is not (one built on the meta device); `stored` gives the
-    bytes per element of particular weights (by id: a quantized base's layers, bench/quantization.py)."""
+    bytes per element of particular weights (by id: a quantized base's layers, bench/quantization.py);
+    `method_state`, elements the method keeps beside the optimizer's state (Method.state_elements)."""
     params = list(model.parameters())
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     trainable = [p for _, p in named]
@@ -72,7 +74,9 @@ def analytic_bytes(
     return {
         "weights": round(sum(p.numel() * size(p) for p in params)),
         "gradients": optimizers.gradient_elements(optimizer, named) * element,
-        "optimizer_state": optimizers.state_elements(optimizer, optimizer_args, named, getattr(model, "config", None))
+        "optimizer_state": (
+            optimizers.state_elements(optimizer, optimizer_args, named, getattr(model, "config", None)) + method_state
+        )
         * element,
     }
 

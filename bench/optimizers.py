@@ -194,6 +194,19 @@ def _check_blocks(group: dict) -> None:
         raise ConfigError("train.optimizer_args.start_block", start, "a block index >= 0, or null for switch_mode's")
 
 
+def check_blocks(name: str, args: dict, trained: list[str]) -> None:
+    """BAdam's start_block among the blocks of the weights that train: only the model says how many there are,
+    so this is checked on the meta model (bench/fit.py), still before any weight loads."""
+    start = settings(name, args)[0].get("start_block") if name == "badam" else None
+    count = len(blocks(trained)[0])
+    if start is not None and start >= count:
+        raise ConfigError(
+            "train.optimizer_args.start_block",
+            start,
+            f"a block index below {count}, or null: the trained weights form {count} blocks (layers, embeddings)",
+        )
+
+
 def _check_values(name: str, args) -> None:
     """torch's own answer to the argument values: its constructor checks them (momentum >= 0, betas in
     [0, 1), ...), here on a one-element weight instead of after the model has loaded."""

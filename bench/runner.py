@@ -299,7 +299,12 @@ def measure_run(run: Run, built: Built, loader, result) -> None:
             )
         s["memory"] = {
             **result.memory,
-            "analytic_bytes": measure.analytic_bytes(built.model, method.optimizer or tc.optimizer, tc.optimizer_args),
+            "analytic_bytes": measure.analytic_bytes(
+                built.model,
+                method.optimizer or tc.optimizer,
+                tc.optimizer_args,
+                method_state=method.state_elements(built.model, cfg.method),
+            ),
         }
         kept = run.path.with_suffix("") if cfg.keep_full_copies or not method.full_copy else None  # beside the record
         s["size"] = measure.stored_bytes(method.save, built.model, kept)

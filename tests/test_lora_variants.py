@@ -153,6 +153,16 @@ def test_adalora_prunes_ranks_to_the_budget_and_counts_what_it_kept(make_config,
     assert _reloaded(rec)[1] == rec.per_example["predicted"]
 
 
+def test_adalora_state_in_the_estimate_is_what_its_rank_allocator_keeps(make_config, tiny_models):
+    cfg = make_config(*tiny_bert(tiny_models), "method.adalora=true")
+    model = build(cfg).model
+    model(input_ids=torch.randint(5, 100, (2, 8)), labels=torch.tensor([0, 1])).loss.backward()
+    allocator = model.base_model.rankallocator
+    allocator.update_ipt(model)  # what each step of the budgeting phase keeps
+    kept = sum(t.numel() for d in (allocator.ipt, allocator.exp_avg_ipt, allocator.exp_avg_unc) for t in d.values())
+    assert kept and METHODS["lora"].state_elements(model, cfg.method) == kept
+
+
 def test_adalora_trains_its_svd_factors_and_the_head_only(make_config, tiny_models):
     changed, trainable = changed_by_training(make_config(*tiny_bert(tiny_models), "method.adalora=true", *TRAINED))
     assert changed == trainable and any("lora_E" in n for n in changed)

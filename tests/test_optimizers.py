@@ -8,7 +8,7 @@ import torch
 from omegaconf import OmegaConf, open_dict
 from transformers import AutoModelForSequenceClassification
 
-from bench import optimizers
+from bench import fit, optimizers
 from bench.errors import ConfigError
 from bench.validate import validate
 
@@ -143,6 +143,14 @@ def test_bad_memory_lean_settings_name_the_key(make_config, method, optimizer, a
     overrides = [f"method={method}", f"train.optimizer={optimizer}", *([f"+train.optimizer_args.{arg}"] if arg else [])]
     with pytest.raises(ConfigError, match=f"^{key}="):
         validate(make_config(*overrides))
+
+
+def test_a_badam_start_block_beyond_the_models_blocks_is_refused_before_loading(make_config, tmp_path):
+    # MiniLM: six layers and the embeddings; the estimate builds it on the meta device, no weight loads
+    cfg = make_config("method=full_ft", "train.optimizer=badam", "+train.optimizer_args.start_block=7")
+    with pytest.raises(ConfigError, match="^train.optimizer_args.start_block=7 .* below 7"):
+        fit.checked(cfg)
+    assert fit.checked(make_config("method=full_ft", "train.optimizer=badam", "+train.optimizer_args.start_block=6"))
 
 
 @pytest.mark.parametrize(

@@ -164,6 +164,11 @@ class Method:
         AdaLoRA's rank allocation); None: nothing."""
         return None
 
+    def state_elements(self, model: torch.nn.Module, cfg) -> int:
+        """Elements of state the method keeps beside the optimizer's, as long as it (AdaLoRA's importance scores),
+        for the fit estimate and the record's analytic bytes."""
+        return 0
+
     def make_optimizer(self, model: torch.nn.Module, cfg):
         """How to build the optimizer over this model's trained weights, where the method groups them itself
         (`make(optimizer_class, lr=, weight_decay=, **args)`); None: one group at method.lr."""

@@ -244,6 +244,13 @@ class Lora(Method):
     def after_step(self, model, cfg):
         return model.base_model.update_and_allocate if cfg.adalora else None
 
+    def state_elements(self, model, cfg):
+        """AdaLoRA's rank allocator keeps three tensors the size of each of its weights (the sensitivity, its
+        moving average and its uncertainty: peft's RankAllocator.update_ipt)."""
+        if not cfg.adalora:
+            return 0
+        return 3 * sum(p.numel() for n, p in model.named_parameters() if "lora_" in n and p.requires_grad)
+
     def count(self, model, cfg, family):
         """AdaLoRA's, once training has allocated the ranks: the parameters of those it kept (peft stores no
         more), and each matrix's rank (`rank/<module>`)."""
