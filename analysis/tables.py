@@ -194,12 +194,12 @@ class _Entry:
         return bool(self.results) and uncertainty.supports(metric, self.results[0])
 
 
-def _entry(label: str, runs: pd.DataFrame) -> _Entry:
+def entry(label: str, runs: pd.DataFrame) -> _Entry:
     results = list(runs.per_example)
     return _Entry(label, runs, results if all(isinstance(r, dict) for r in results) else None)
 
 
-def _score(e: _Entry, metric: str) -> dict:
+def score_cells(e: _Entry, metric: str) -> dict:
     """A row's cells of one metric: the mean ± std over seeds, and the 95% bootstrap interval over test examples."""
     values = e.values(metric)
     return {
@@ -209,7 +209,7 @@ def _score(e: _Entry, metric: str) -> dict:
 
 
 def _entries(frame: pd.DataFrame) -> list[_Entry]:
-    entries = [_entry(label, runs) for label, runs in frame.groupby("label", sort=False)]
+    entries = [entry(label, runs) for label, runs in frame.groupby("label", sort=False)]
     baseline = majority(frame)
     if baseline is not None:
         entries.append(_Entry(MAJORITY, None, [baseline]))
@@ -290,7 +290,7 @@ def methods_table(runs: pd.DataFrame, task: str, name: str = "methods") -> Table
     for e in sorted(entries, key=lambda e: e.runs.method_params.iloc[0] if e.runs is not None else -1):
         row = {**_learning_rate(e.runs), "n": len(e.names)}
         for metric in metrics:
-            row.update(_score(e, metric))
+            row.update(score_cells(e, metric))
         row["vs best (95% CI)"] = _versus(e, best, metrics[0])
         method, head = (e.runs.method_params.iloc[0], e.runs.head_params.iloc[0]) if e.runs is not None else (0, 0)
         if frame.forgetting.notna().any():  # decoder and T5 runs: the loss on general text, after minus before
@@ -360,7 +360,7 @@ def memory_table(runs: pd.DataFrame, task: str, name: str = "memory") -> Table |
     base = reference[reference.label == reference.label.iloc[0]] if len(reference) else None
     table = {}
     for label, e in frame.groupby("label", sort=False):
-        row = {"n": len(e), "lr": _learning_rate(e)["lr"], **_score(_entry(label, e), metric)}
+        row = {"n": len(e), "lr": _learning_rate(e)["lr"], **score_cells(entry(label, e), metric)}
         row["trainable (method)"] = human(e.method_params.iloc[0])
         for shown, (column, scale, fmt, ratio) in MEASURED.items():
             mine = e[column].dropna().mean()

@@ -13,6 +13,7 @@ import os
 import random
 import sys
 import time
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ import torch
 from omegaconf import DictConfig
 from pydantic import ValidationError
 
-from bench import batching, fit, forgetting, measure, models, precision, record, tasks, utilisation
+from bench import batching, card, fit, forgetting, measure, models, precision, record, tasks, utilisation
 from bench.compose import typed
 from bench.errors import CONFIG_ERROR, ConfigError
 from bench.families import FAMILIES, Family
@@ -344,6 +345,11 @@ def finish(run: Run, status: str, error: dict | None, tracker: Tracker) -> recor
         )
         rec = record.new(run.config, "failed", error={"type": "InvalidRecord", "message": message}, **ids)
     record.keep(run.path, rec)  # a record that could not be written is printed in full
+    if rec.status == "ok" and rec.size and rec.size.folder:
+        try:
+            card.write(Path(rec.size.folder), rec)
+        except Exception as e:  # noqa: BLE001 - the card describes the run: it must not fail it
+            warnings.warn(f"the kept folder's model card was not written: {type(e).__name__}: {e}", stacklevel=1)
     tracker.finish(rec)
     return rec
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import warnings
 from pathlib import Path
@@ -98,8 +99,31 @@ class Tracker:
             return True
         try:
             self.run.summary.update(flatten({k: v for k, v in record.dump().items() if k != "config"}))
+            self._log_kept(record)
             self.run.finish(exit_code=0 if record.status in ("ok", "not_applicable") else 1)
         except Exception as e:  # noqa: BLE001
             self._fail("finish", e)
             return False
         return True
+
+    def _log_kept(self, record: Record) -> None:
+        """The kept folder (adapter, model card) as a model artifact named by the run id, with the record
+        (less its per-example results) as metadata: what W&B's model registry and lineage read."""
+        folder = record.size.folder if record.size else None
+        if record.status != "ok" or not folder or not Path(folder).is_dir():
+            return
+        import wandb
+
+        meta = {k: v for k, v in record.dump().items() if k not in ("per_example", "predictions")}
+        artifact = wandb.Artifact(record.run_id, type="model", metadata=meta)
+        # W&B copies the files it will upload into a staging folder, by default in the user's home: the run's
+        # own W&B folder instead (unless the user set one), so that an offline sweep's folder holds all `wandb
+        # sync` sends. A copy, not a reference: the model card in the kept folder is rewritten by analysis.
+        staging = os.environ.get("WANDB_DATA_DIR")
+        os.environ["WANDB_DATA_DIR"] = staging or str(Path(self._info["dir"]).parent)
+        try:
+            artifact.add_dir(folder)
+            self.run.log_artifact(artifact)
+        finally:
+            if staging is None:
+                del os.environ["WANDB_DATA_DIR"]

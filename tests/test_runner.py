@@ -3,6 +3,7 @@
 import json
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -190,6 +191,15 @@ def test_fresh_process_run_and_real_wandb_offline_run(make_config, tmp_path):
     [log] = list((tmp_path / "results" / "default" / "wandb").glob("offline-run-*/run-*.wandb"))
     assert log.stat().st_size > 1000
     assert rec.run_id.encode() in log.read_bytes()  # the run is named after the record
+    # the kept adapter went to W&B as a model artifact, its files staged beside the run for `wandb sync`
+    kept = {p.read_bytes() for p in Path(rec.size.folder).iterdir()}
+    staged = {
+        p.read_bytes() for p in (tmp_path / "results" / "default" / "wandb" / "artifacts").rglob("*") if p.is_file()
+    }
+    assert kept <= staged and b"adapter_model.safetensors" in log.read_bytes()
+    card = (Path(rec.size.folder) / "README.md").read_text()  # its model card, in the hub's format
+    assert card.startswith("---\nbase_model: sentence-transformers/all-MiniLM-L6-v2\nlibrary_name: peft\n")
+    assert "python -m bench model=minilm-l6 task=tweets method=ia3" in card
     # where the run's time went: every stage timed, and together they are the wall time within a few percent
     stages = rec.time.stages
     assert set(stages["seconds"]) == {
