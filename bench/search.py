@@ -10,7 +10,9 @@ instead of plain methods, each over its own grid.
    multirun per method (`python -m bench -m method=NAME method.lr=a,b,c,d seed=0 ...`), so every
    launcher and every override of `python -m bench` applies.
 2. The learning rate with the best mean validation score is selected (bench/selection.py);
-   test scores are never read. A choice at the edge of the grid is reported.
+   test scores are never read. A choice at the edge of the rates tried widens the grid: one rate
+   beyond it at the grid's own spacing there runs on seed 0, and the selection is made again, until
+   the choice is interior or `--extend` steps (default 2) were taken; one still at the edge is reported.
 3. The selected rate runs on seeds 0..N-1 (seed 0 stands from step 1 and is skipped).
 
 Methods that do not train (probe, icl) run once per seed. Records go to
@@ -91,17 +93,29 @@ def selected_lr(runs) -> tuple[float, dict] | None:
     }
 
 
+def beyond(grid: list[float], edge: float) -> float:
+    """The next rate past `edge`, the lowest or highest of the rates tried (ascending), at their spacing there (to
+    three significant digits: a rate as a person would write it, and the same rate's run id on every machine)."""
+    step = edge * grid[-1] / grid[-2] if edge == grid[-1] else edge * grid[0] / grid[1]
+    return float(f"{step:.3g}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--methods", default=METHODS, help=f"comma-separated (default: {METHODS})")
     parser.add_argument("--recipes", help="comma-separated conf/recipe names, searched instead of --methods")
     parser.add_argument("--seeds", type=int, default=3, help="seeds of each selected setting (default: 3)")
+    parser.add_argument(
+        "--extend", type=int, default=2, help="rates tried past a grid's edge while the choice sits there (default: 2)"
+    )
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run, as for python -m bench")
     args = parser.parse_args(argv)
     if any(o.lstrip("+~").split("=")[0] in ("seed", "method", "method.lr") for o in args.overrides):
         parser.error("seed, method and method.lr are set by the search: use --seeds and --methods")
     if args.seeds < 1:
         parser.error(f"--seeds={args.seeds}: expected 1 or more")
+    if args.extend < 0:
+        parser.error(f"--extend={args.extend}: expected 0 or more")
     overrides = ["sweep_name=lr_search", *args.overrides]
     if args.recipes:
         recipes = sorted(p.stem for p in (CONF / "recipe").glob("*.yaml"))
@@ -136,12 +150,20 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{m}: no finished run to select from; its seeds are skipped")
             failures += 1
             continue
+        for _ in range(args.extend if trains[m] else 0):
+            lr, why = found
+            if not why["edge"]:
+                break
+            step = beyond(why["grid"], lr)
+            print(f"{m}: lr {lr:g} is at the edge of {', '.join(f'{g:g}' for g in why['grid'])}: trying {step:g}")
+            failures += _multirun(choices[m], overrides, [step], [0]) != 0
+            found = selected_lr(search_runs(config))
         chosen[m], why = found
         if trains[m]:
             print(
                 f"{m}: lr {chosen[m]:g} of {', '.join(f'{lr:g}' for lr in why['grid'])} "
                 f"(mean validation {why['metric']} {why['validation']:.4f})"
-                + ("; AT THE EDGE of the grid: widen method.lr_grid" if why["edge"] else "")
+                + (f"; STILL AT THE EDGE after --extend={args.extend}: widen method.lr_grid" if why["edge"] else "")
             )
     print(f"== 3. the selected settings on seeds 0..{args.seeds - 1}", flush=True)
     for m, lr in chosen.items():

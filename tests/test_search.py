@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from bench.search import main
+from bench.search import beyond, main
 from tests.conftest import tiny_bert
 
 TINY = [
@@ -29,6 +29,8 @@ def test_search_runs_the_grid_then_the_selected_rate_on_seeds(tmp_path, tiny_mod
             "lora,probe",
             "--seeds",
             "2",
+            "--extend",
+            "0",
             f"results_dir={tmp_path}",
             "method.lr_grid=[1e-4,3e-3]",
             *TINY,
@@ -50,7 +52,31 @@ def test_search_runs_the_grid_then_the_selected_rate_on_seeds(tmp_path, tiny_mod
     assert set(by_lr) == {1e-4, 3e-3} and sorted(by_lr[best]) == [0, 1] and len(lora) == 3
     assert sorted(r["config"]["seed"] for r in runs if r["config"]["method"]["name"] == "probe") == [0, 1]
     out = capsys.readouterr().out
-    assert f"lora: lr {best:g} of 0.0001, 0.003" in out and "AT THE EDGE of the grid" in out
+    assert f"lora: lr {best:g} of 0.0001, 0.003" in out and "STILL AT THE EDGE after --extend=0" in out
+
+
+def test_a_step_beyond_an_edge_keeps_the_grids_spacing_there():
+    assert beyond([1e-4, 1e-3], 1e-3) == pytest.approx(1e-2) and beyond([1e-4, 1e-3], 1e-4) == pytest.approx(1e-5)
+    assert beyond([1e-4, 3e-4, 1e-3], 1e-3) == 3.33e-3  # to three significant digits
+
+
+@pytest.mark.slow
+def test_a_choice_at_the_edge_widens_the_grid_until_it_is_interior_or_the_limit(tmp_path, tiny_models, capsys):
+    args = ["--methods", "lora", "--seeds", "1", "--extend", "2", f"results_dir={tmp_path}", *TINY]
+    assert main([*args, "method.lr_grid=[1e-5,1e-4]", *tiny_bert(tiny_models)]) == 0
+    runs = [json.loads(p.read_text()) for p in (tmp_path / "lr_search").glob("*.json")]
+    tried = sorted(r["config"]["method"]["lr"] for r in runs)
+    out = capsys.readouterr().out
+    steps = out.count(" is at the edge of ")
+    assert len(tried) == 2 + steps and steps <= 2 and len(runs) == len(set(tried))  # seed 0 only
+    grid = [1e-5, 1e-4]
+    for line in out.splitlines():  # each step one spacing past the edge the choice sat at then
+        if " is at the edge of " in line:
+            edge, step = float(line.split("lr ")[1].split(" ")[0]), float(line.split("trying ")[1])
+            assert step == pytest.approx(beyond(grid, edge), rel=1e-3)
+            grid = sorted([*grid, step])
+    assert tried == pytest.approx(grid, rel=1e-3)
+    assert steps == 2 or "STILL AT THE EDGE" not in out
 
 
 @pytest.mark.slow
