@@ -104,6 +104,13 @@ def primary_metric(record: dict) -> str | None:
     return next(iter(headline_metrics(record)), None)
 
 
+def selection_score(record: dict) -> float | None:
+    """The final validation's primary metric: the score of the weights that were tested, what a search selects
+    by (bench/selection.py) and what Hydra's Optuna sweeper maximizes (bench/__main__.py)."""
+    metric, validation = primary_metric(record), record.get("validation") or []
+    return validation[-1].get(metric) if validation and metric else None
+
+
 def load(results: Path) -> pd.DataFrame:
     """Every record under `results`, sorted by sweep and run id so output is reproducible. A file
     that is not a readable record is skipped with a warning naming it and why. The sweep is the
@@ -131,8 +138,7 @@ def load(results: Path) -> pd.DataFrame:
                 "search": search_id(record["config"]),
                 "metric": metric,
                 "score": record["metrics"][metric] if metric else None,
-                # the validation score of the weights that were tested: what a search selects by
-                "val_score": validation[-1].get(metric) if validation and metric else None,
+                "val_score": selection_score(record),
                 "scores": headline_metrics(record),
                 "validation": validation,
                 "per_example": record.get("per_example"),

@@ -93,6 +93,23 @@ def selected_lr(runs) -> tuple[float, dict] | None:
     }
 
 
+def tpe(grid: list[float], trials: int) -> list[str]:
+    """Overrides for Hydra's Optuna sweeper: `trials` TPE trials over the grid's range on a log scale, maximizing
+    the validation score each run returns (bench/__main__.py), seeded, so that the same command asks for the
+    same rates and resumes as a grid does. A failed or diverged trial is recorded as such and the study goes on;
+    the sweeper hands Optuna whole runs, so it prunes none."""
+    low, high = min(grid), max(grid)
+    return [
+        "hydra/sweeper=optuna",
+        f"hydra.sweeper.n_trials={trials}",
+        "hydra.sweeper.n_jobs=1",
+        "hydra.sweeper.direction=maximize",
+        "hydra.sweeper.sampler.seed=0",
+        "hydra.sweeper.max_failure_rate=1.0",
+        f"method.lr=tag(log,interval({low},{high}))",
+    ]
+
+
 def beyond(grid: list[float], edge: float) -> float:
     """The next rate past `edge`, the lowest or highest of the rates tried (ascending), at their spacing there (to
     three significant digits: a rate as a person would write it, and the same rate's run id on every machine)."""
@@ -108,6 +125,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--extend", type=int, default=2, help="rates tried past a grid's edge while the choice sits there (default: 2)"
     )
+    parser.add_argument(
+        "--sampler",
+        choices=("grid", "tpe"),
+        default="grid",
+        help="grid: each method's lr_grid; tpe: Hydra's Optuna sweeper over the grid's range on a log scale",
+    )
+    parser.add_argument("--trials", type=int, help="tpe: trials per method (default: its grid's length)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run, as for python -m bench")
     args = parser.parse_args(argv)
     if any(o.lstrip("+~").split("=")[0] in ("seed", "method", "method.lr") for o in args.overrides):
@@ -116,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--seeds={args.seeds}: expected 1 or more")
     if args.extend < 0:
         parser.error(f"--extend={args.extend}: expected 0 or more")
+    if args.trials is not None and (args.sampler != "tpe" or args.trials < 1):
+        parser.error(f"--trials={args.trials}: expected 1 or more, with --sampler tpe")
     overrides = ["sweep_name=lr_search", *args.overrides]
     if args.recipes:
         recipes = sorted(p.stem for p in (CONF / "recipe").glob("*.yaml"))
@@ -137,7 +163,11 @@ def main(argv: list[str] | None = None) -> int:
     failures = 0
     print("== 1. learning-rate grids, seed 0", flush=True)
     for m, config in configs.items():
-        failures += _multirun(choices[m], overrides, config["method"]["lr_grid"] if trains[m] else None, [0]) != 0
+        grid = config["method"]["lr_grid"] if trains[m] else None
+        if grid and args.sampler == "tpe":
+            failures += _multirun(choices[m], [*overrides, *tpe(grid, args.trials or len(grid))], None, [0]) != 0
+        else:
+            failures += _multirun(choices[m], overrides, grid, [0]) != 0
     print("== 2. selection on validation", flush=True)
     chosen = {}
     for m, config in configs.items():
@@ -150,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{m}: no finished run to select from; its seeds are skipped")
             failures += 1
             continue
-        for _ in range(args.extend if trains[m] else 0):
+        for _ in range(args.extend if trains[m] and args.sampler == "grid" else 0):
             lr, why = found
             if not why["edge"]:
                 break

@@ -80,6 +80,21 @@ def test_a_choice_at_the_edge_widens_the_grid_until_it_is_interior_or_the_limit(
 
 
 @pytest.mark.slow
+def test_tpe_searches_the_grids_range_on_a_log_scale_and_selects_as_the_grid_does(tmp_path, tiny_models, capsys):
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="pip install -e '.[search]'")
+    args = ["--methods", "lora", "--sampler", "tpe", "--trials", "3", "--seeds", "2", f"results_dir={tmp_path}", *TINY]
+    assert main([*args, "method.lr_grid=[1e-4,1e-2]", *tiny_bert(tiny_models)]) == 0
+    runs = [json.loads(p.read_text()) for p in (tmp_path / "lr_search").glob("*.json")]
+    seed0 = {r["config"]["method"]["lr"]: r for r in runs if r["config"]["seed"] == 0}
+    assert len(seed0) == 3 and all(1e-4 <= lr <= 1e-2 for lr in seed0) and len(runs) == 4  # 3 trials, 1 more seed
+    best = max(seed0, key=lambda lr: (seed0[lr]["validation"][-1]["accuracy"], -lr))
+    assert [r["config"]["method"]["lr"] for r in runs if r["config"]["seed"] == 1] == [best]
+    assert "hydra/sweeper=optuna" in capsys.readouterr().out
+    assert main([*args, "method.lr_grid=[1e-4,1e-2]", *tiny_bert(tiny_models)]) == 0  # seeded: resumes, runs nothing
+    assert len(list((tmp_path / "lr_search").glob("*.json"))) == 4
+
+
+@pytest.mark.slow
 def test_a_method_that_does_not_apply_is_no_failure(tmp_path, tiny_models, capsys):
     # few-shot prompting needs a model that reads prompts; BERT is an encoder
     assert main(["--methods", "icl", "--seeds", "2", f"results_dir={tmp_path}", *TINY, *tiny_bert(tiny_models)]) == 0
