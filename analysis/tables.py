@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from analysis import uncertainty
+from bench.fit import peaks
 from bench.methods import METHODS, Method
 from bench.results import METHOD_KEYS
 from bench.selection import select
@@ -369,7 +370,9 @@ def memory_table(runs: pd.DataFrame, task: str, name: str = "memory") -> Table |
                 continue
             ref = base[column].dropna().mean() if base is not None else float("nan")
             row[f"{shown.split()[0]} x LoRA"] = "-" if pd.isna(mine) or pd.isna(ref) else f"{mine / ref:.2f}"
-        estimate = e.estimate_bytes.dropna().mean()
+        # the training step's estimate, as the tensor peak is the profiled training step's (not an evaluation's)
+        estimate = e.estimate_parts.map(_training_step)
+        estimate = estimate.dropna().mean()
         peak = e.peak_memory_bytes.dropna().mean()
         row["estimate MiB"] = "-" if pd.isna(estimate) else f"{estimate / 2**20:,.1f}"
         row["estimate / peak"] = "-" if pd.isna(estimate) or pd.isna(peak) else f"{estimate / peak:.2f}"
@@ -383,10 +386,18 @@ def memory_table(runs: pd.DataFrame, task: str, name: str = "memory") -> Table |
         name,
         f"{measure(frame)} on {task} by method, base and optimizer at the selected learning rate: mean ± std over n "
         "seeds, 95% bootstrap interval over test examples; tensor peak, process peak RSS and median step time "
-        "(means over seeds) with their ratio to plain LoRA (float base, AdamW); the fit estimate made before loading "
+        "(means over seeds) with their ratio to plain LoRA (float base, AdamW); the fit estimate of a training step, "
+        "made before loading "
         "(timing shared: another job used the CPUs, so its times are not clean)",
         out,
     )
+
+
+def _training_step(parts) -> float | None:
+    """The estimate's training-step bytes from its parts, which the results table holds as "key=bytes,..."."""
+    if not isinstance(parts, str) or not parts:
+        return None
+    return peaks({k: int(v) for k, v in (item.split("=") for item in parts.split(","))})["training step"]
 
 
 def _mib(column: pd.Series) -> pd.Series:

@@ -56,6 +56,7 @@ COLUMNS = {
     "total_params": ("params", "total"),
     "peak_memory_bytes": ("memory", "peak_bytes"),
     "estimate_bytes": ("estimate", "bytes"),  # bench/fit.py: the memory estimated before loading
+    "estimate_parts": ("estimate", "parts"),  # its parts, of which bench.fit.peaks makes the training step's
     "memory_measure": ("memory", "measure"),
     "state_at_peak_bytes": ("memory", "breakdown_at_peak", "optimizer_state"),  # the profiler's, on CPU
     "process_peak_rss_bytes": ("memory", "process_peak_rss_bytes"),

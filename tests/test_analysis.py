@@ -56,7 +56,15 @@ def _record(
                 "measure": "profiler",
                 "process_peak_rss_bytes": round(2**20 * 10 * (peak_mib or 100)),
             },
-            estimate={"bytes": round(2**20 * 1.1 * (peak_mib or 100))},
+            estimate={  # its training step: 1.1x the peak, the largest part; its evaluation, more than the whole
+                "bytes": round(2**20 * 2 * (peak_mib or 100)),
+                "parts": {
+                    **dict.fromkeys(["weights", "gradients", "optimizer_state", "optimizer_step"], 0),
+                    "activations": round(2**20 * 1.1 * (peak_mib or 100)),
+                    "evaluation": round(2**20 * 2 * (peak_mib or 100)),
+                    "paged_optimizer_state": 0,
+                },
+            },
             size={"bytes": 4 * trainable},
             latency={"median_ms": 10.0},
             environment={"device": "cpu"},
