@@ -11,7 +11,7 @@ from hydra.errors import OverrideParseException
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from bench import launch, record, results
+from bench import launch, record
 from bench.compose import CONF, compose, register_schemas, to_container
 from bench.errors import ConfigError
 from bench.machine import cpu_count
@@ -39,8 +39,8 @@ def concurrent_jobs(hydra_cfg) -> int | None:
 
 @hydra.main(version_base="1.3", config_path=str(CONF), config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    """A run's validation score (results.selection_score) is returned: the objective a sweeper that optimizes
-    reads (hydra/sweeper=optuna); the basic sweeper ignores it."""
+    """Under hydra/sweeper=optuna a run's validation score (results.selection_score) is returned: the objective
+    the sweeper maximizes."""
     try:
         # count and serve import torch and transformers, so each only in its own mode
         if cfg.mode == "count":  # parameters only, on the meta device: no weights, no training
@@ -61,7 +61,10 @@ def main(cfg: DictConfig) -> float | None:
             # a run that did not succeed (or runs elsewhere) fails the command: `python -m bench && next` stops
             if rec is None or rec.status not in ("ok", "not_applicable"):
                 _fail(f"run {rec.run_id} ended {rec.status}" if rec else "the run is running in another process")
-            return results.selection_score(rec.dump())
+            if "optuna" in HydraConfig.get().sweeper.get("_target_", ""):  # the objective it maximizes
+                from bench.results import selection_score  # deferred: pandas, for this sweeper only
+
+                return selection_score(rec.dump())
     except ConfigError as e:
         if HydraConfig.get().mode != RunMode.MULTIRUN:
             sys.exit(f"error: {e}")
