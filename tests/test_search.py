@@ -89,7 +89,8 @@ def test_tpe_searches_the_grids_range_on_a_log_scale_and_selects_as_the_grid_doe
     assert len(seed0) == 3 and all(1e-4 <= lr <= 1e-2 for lr in seed0) and len(runs) == 4  # 3 trials, 1 more seed
     best = max(seed0, key=lambda lr: (seed0[lr]["validation"][-1]["accuracy"], -lr))
     assert [r["config"]["method"]["lr"] for r in runs if r["config"]["seed"] == 1] == [best]
-    assert "hydra/sweeper=optuna" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "hydra/sweeper=optuna" in out and "hydra.sweeper.sampler.n_startup_trials=2" in out  # 2 random, 1 TPE
     assert main([*args, "method.lr_grid=[1e-4,1e-2]", *tiny_bert(tiny_models)]) == 0  # seeded: resumes, runs nothing
     assert len(list((tmp_path / "lr_search").glob("*.json"))) == 4
 
