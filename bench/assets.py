@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
@@ -138,19 +139,23 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
+def hf_config(model_cfg, num_labels: int | None = None):
+    """The preset's Hugging Face config: its inline `config`, else the config.json of its package
+    copy or its hub id (which needs the package installed or the hub reachable)."""
+    from omegaconf import OmegaConf
+    from transformers import AutoConfig  # here, not above: `python -m bench.assets` lists without importing torch
+
+    extra = {"num_labels": num_labels} if num_labels is not None else {}
+    if model_cfg.config is None:
+        return AutoConfig.from_pretrained(source(model_cfg), **extra)
+    fields = OmegaConf.to_container(model_cfg.config, resolve=True)
+    return AutoConfig.for_model(fields.pop("model_type"), **fields, **extra)
+
+
 def gguf_model_folder(package: str, gguf_file: str, sha256: str, cache_dir: str | None = None) -> Path:
     """A transformers model folder converted from `gguf_file` in the installed `package`."""
-    from filelock import FileLock  # a dependency of huggingface_hub, so always present
 
-    root = cache_root(cache_dir)
-    folder = _converted(root, gguf_file, sha256)
-    if (folder / MARKER).is_file():
-        return folder
-    root.mkdir(parents=True, exist_ok=True)
-    # parallel runs (joblib, submitit) may all ask at once: one converts, the others wait and reuse
-    with FileLock(str(folder) + ".lock"):
-        if (folder / MARKER).is_file():
-            return folder
+    def convert(out: Path) -> None:
         src = package_file(package, gguf_file)
         actual = sha256_of(src)
         if actual != sha256:
@@ -158,11 +163,28 @@ def gguf_model_folder(package: str, gguf_file: str, sha256: str, cache_dir: str 
                 f"package {package!r}: {src} has sha256 {actual}, expected {sha256}; "
                 "a different or corrupted file, reinstall the package at the pinned version"
             )
+        _convert(src, out, package=package, sha256=actual)
+
+    return built_once(_converted(cache_root(cache_dir), gguf_file, sha256), convert)
+
+
+def built_once(folder: Path, build: Callable[[Path], None]) -> Path:
+    """`folder`, made by `build(partial_folder)` on first use and complete once its marker is written. Parallel runs
+    (joblib, submitit) may all ask at once: one builds, the others wait and reuse; an interrupted build leaves a
+    .partial folder or one without its marker, and the next call builds again."""
+    from filelock import FileLock  # a dependency of huggingface_hub, so always present
+
+    if (folder / MARKER).is_file():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder) + ".lock"):
+        if (folder / MARKER).is_file():
+            return folder
         tmp = folder.with_name(folder.name + ".partial")
-        shutil.rmtree(tmp, ignore_errors=True)  # left by an interrupted conversion
-        _convert(src, tmp, package=package, sha256=actual)
+        shutil.rmtree(tmp, ignore_errors=True)
+        build(tmp)
         (tmp / MARKER).write_text(time.strftime("%Y-%m-%dT%H:%M:%S%z") + "\n")
-        shutil.rmtree(folder, ignore_errors=True)  # a folder without its marker is incomplete
+        shutil.rmtree(folder, ignore_errors=True)
         tmp.rename(folder)
     return folder
 

@@ -12,8 +12,6 @@ from __future__ import annotations
 import warnings
 
 import torch
-from omegaconf import OmegaConf
-from transformers import AutoConfig
 from transformers.utils import logging
 
 from bench import assets, models, tasks
@@ -23,19 +21,9 @@ from bench.methods import METHODS
 DEFAULT_LABELS = 2
 
 
-def hf_config(model_cfg, num_labels: int | None = None):
-    """The preset's Hugging Face config: its inline `config`, else the config.json of its package
-    copy or its hub id (which needs the package installed or the hub reachable)."""
-    extra = {"num_labels": num_labels} if num_labels is not None else {}
-    if model_cfg.config is None:
-        return AutoConfig.from_pretrained(assets.source(model_cfg), **extra)
-    fields = OmegaConf.to_container(model_cfg.config, resolve=True)
-    return AutoConfig.for_model(fields.pop("model_type"), **fields, **extra)
-
-
 def build(model_cfg, family: Family, num_labels: int | None = None) -> torch.nn.Module:
     """The preset's architecture on the meta device, with the head a run would use."""
-    config = hf_config(model_cfg, num_labels)
+    config = assets.hf_config(model_cfg, num_labels)
     with torch.device("meta"):
         model = models.AUTO_CLASSES[family.architecture].from_config(config)
         if model_cfg.config is not None and model_cfg.config.get("tie_word_embeddings") is False:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from bench import count, meta
+from bench import assets, count, meta
 from bench.compose import CONF
 from bench.errors import ConfigError
 from bench.families import FAMILIES
@@ -127,7 +127,7 @@ def test_tied_embeddings_counted_once_unlike_init_empty_weights(make_config):
     # counts the vocabulary matrix twice
     accelerate = pytest.importorskip("accelerate")
     with accelerate.init_empty_weights():
-        untied = type(model)(meta.hf_config(cfg.model))
+        untied = type(model)(assets.hf_config(cfg.model))
     assert untied.lm_head.weight is not untied.transformer.wte.weight
     assert sum(p.numel() for p in untied.parameters()) == 124_439_808 + 50257 * 768
 

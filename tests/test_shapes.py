@@ -5,7 +5,7 @@ import pytest
 from omegaconf import OmegaConf
 from transformers.pytorch_utils import Conv1D
 
-from bench import meta
+from bench import assets, meta
 from bench.compose import CONF
 from bench.families import FAMILIES
 from bench.shapes import Shape
@@ -39,7 +39,7 @@ def test_every_family_has_a_published_shape_here():
 
 @pytest.mark.parametrize("preset", sorted(PUBLISHED))
 def test_the_reader_gives_the_published_shape(preset):
-    s = Shape.of(meta.hf_config(_preset(preset)))
+    s = Shape.of(assets.hf_config(_preset(preset)))
     assert (s.width, s.layers, s.heads, s.kv_heads, s.ff_width, s.gated, s.vocab) == PUBLISHED[preset]
     assert s.decoder_layers == (12 if preset == "flan-t5-base" else 0)
 
