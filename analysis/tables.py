@@ -371,8 +371,7 @@ def memory_table(runs: pd.DataFrame, task: str, name: str = "memory") -> Table |
             ref = base[column].dropna().mean() if base is not None else float("nan")
             row[f"{shown.split()[0]} x LoRA"] = "-" if pd.isna(mine) or pd.isna(ref) else f"{mine / ref:.2f}"
         # the training step's estimate, as the tensor peak is the profiled training step's (not an evaluation's)
-        estimate = e.estimate_parts.map(_training_step)
-        estimate = estimate.dropna().mean()
+        estimate = e.estimate_parts.map(_training_step).dropna().mean()
         peak = e.peak_memory_bytes.dropna().mean()
         row["estimate MiB"] = "-" if pd.isna(estimate) else f"{estimate / 2**20:,.1f}"
         row["estimate / peak"] = "-" if pd.isna(estimate) or pd.isna(peak) else f"{estimate / peak:.2f}"
@@ -394,10 +393,11 @@ def memory_table(runs: pd.DataFrame, task: str, name: str = "memory") -> Table |
 
 
 def _training_step(parts) -> float | None:
-    """The estimate's training-step bytes from its parts, which the results table holds as "key=bytes,..."."""
-    if not isinstance(parts, str) or not parts:
+    """The training step's bytes of an estimate's parts; None where a record has none (or a hand-edited one)."""
+    try:
+        return peaks(parts)["training step"]
+    except (KeyError, TypeError):
         return None
-    return peaks({k: int(v) for k, v in (item.split("=") for item in parts.split(","))})["training step"]
 
 
 def _mib(column: pd.Series) -> pd.Series:

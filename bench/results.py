@@ -56,7 +56,6 @@ COLUMNS = {
     "total_params": ("params", "total"),
     "peak_memory_bytes": ("memory", "peak_bytes"),
     "estimate_bytes": ("estimate", "bytes"),  # bench/fit.py: the memory estimated before loading
-    "estimate_parts": ("estimate", "parts"),  # its parts, of which bench.fit.peaks makes the training step's
     "memory_measure": ("memory", "measure"),
     "state_at_peak_bytes": ("memory", "breakdown_at_peak", "optimizer_state"),  # the profiler's, on CPU
     "process_peak_rss_bytes": ("memory", "process_peak_rss_bytes"),
@@ -77,8 +76,20 @@ COLUMNS = {
 # beside COLUMNS: the sweep (the record's folder), which runs are repeats of one setting (all but the seed),
 # which form one learning-rate
 # search (all but seed and lr), the primary metric and its test and validation scores, every validation
-# evaluation, every headline test metric, and the per-example test results that intervals are computed from
-EXTRA = ["sweep", "setting", "search", "metric", "score", "val_score", "scores", "validation", "per_example"]
+# evaluation, every headline test metric, the per-example test results that intervals are computed from, and the
+# parts of the memory estimate (bench/fit.py), of which bench.fit.peaks makes a training step's and an evaluation's
+EXTRA = [
+    "sweep",
+    "setting",
+    "search",
+    "metric",
+    "score",
+    "val_score",
+    "scores",
+    "validation",
+    "per_example",
+    "estimate_parts",
+]
 
 
 def _get(record: dict, path: tuple):
@@ -143,6 +154,7 @@ def load(results: Path) -> pd.DataFrame:
                 "scores": headline_metrics(record),
                 "validation": validation,
                 "per_example": record.get("per_example"),
+                "estimate_parts": (record.get("estimate") or {}).get("parts"),
             }
         )
     frame = pd.DataFrame(rows, columns=[*COLUMNS, *EXTRA])
