@@ -15,6 +15,7 @@ import string
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import astuple
+from functools import partial
 
 from bench.tasks import Example
 
@@ -72,6 +73,25 @@ def answer_hits(examples: Sequence[Example], outputs: Sequence[str]) -> list[boo
 def answer_exact_match(examples: Sequence[Example], outputs: Sequence[str]) -> float:
     hits = answer_hits(examples, outputs)
     return sum(hits) / len(hits)
+
+
+ROUGE = ("rouge1", "rouge2", "rougeL")
+
+
+def rouge_scores(kind: str, examples: Sequence[Example], outputs: Sequence[str]) -> list[float]:
+    """Per example: the ROUGE F-measure (`kind`: rouge1, rouge2 or rougeL) of the generation against the target, by
+    Google's rouge-score (the reference reimplementation of ROUGE-1.5.5, as the LoRA paper's SAMSum table used),
+    with Porter stemming. Its tokenizer keeps lower-cased letters and digits only: "12 + 3 = 15" is 12, 3, 15."""
+    from rouge_score.rouge_scorer import RougeScorer
+
+    _same_length(examples, outputs)
+    scorer = RougeScorer([kind], use_stemmer=True)
+    return [scorer.score(e.target, o)[kind].fmeasure for o, e in zip(outputs, examples)]
+
+
+def _mean_rouge(kind: str, examples: Sequence[Example], outputs: Sequence[str]) -> float:
+    scores = rouge_scores(kind, examples, outputs)
+    return sum(scores) / len(scores)
 
 
 def _best_options(examples: Sequence[Example], outputs: Sequence) -> list[Example]:
@@ -168,11 +188,17 @@ METRICS = {
     "multirc_em": multirc_em,
     "record_f1": record_f1,
     "record_em": record_em,
+    **{kind: partial(_mean_rouge, kind) for kind in ROUGE},
 }
 
 
-# generate-task metrics that are a mean of per-example hits: what per-example results keep for them
-HITS = {"exact_match": exact_hits, "answer_exact_match": answer_hits}
+# generate-task metrics that are a mean over examples of a hit (0 or 1) or a score in [0, 1]: what per-example
+# results keep for them ("hits", the name records have used since exact match was the only one)
+HITS = {
+    "exact_match": exact_hits,
+    "answer_exact_match": answer_hits,
+    **{kind: partial(rouge_scores, kind) for kind in ROUGE},
+}
 
 
 def fingerprint(examples: Sequence[Example]) -> str:
@@ -188,13 +214,18 @@ def per_example(
     given: Sequence[Example] | None = None,
 ) -> dict:
     """The compact per-example test results that analysis bootstraps and pairs: the gold and the
-    chosen choice of each example (classify tasks), or each exact-match metric's hit (generate).
+    chosen choice of each example (classify tasks), or each exact-match metric's hit and each ROUGE score (generate).
     The fingerprint is of `given`, the test examples as the task gave them, where a method rewrote them."""
     if kind == "generate":
-        results = {"hits": {n: [int(h) for h in HITS[n](examples, outputs)] for n in names if n in HITS}}
+        results = {"hits": {n: [_compact(h) for h in HITS[n](examples, outputs)] for n in names if n in HITS}}
     else:
         results = {"gold": [e.label for e in examples], "predicted": chosen(outputs)}
     return {"fingerprint": fingerprint(given or examples), **results}
+
+
+def _compact(hit: bool | float) -> int | float:
+    """A hit as 0 or 1, a score to four places: the record keeps one per test example."""
+    return int(hit) if isinstance(hit, bool) else round(hit, 4)
 
 
 def compute(names: Sequence[str], examples: Sequence[Example], outputs: Sequence) -> dict[str, float]:

@@ -117,7 +117,8 @@ def test_every_generated_target_is_correct(make_config):
     data = load(
         arithmetic(make_config, "task.train_size=2000", "task.val_size=200", "task.test_size=400"), "text_to_text"
     )
-    assert data.kind == "generate" and data.labels == [] and data.metrics == ("answer_exact_match",)
+    assert data.kind == "generate" and data.labels == []
+    assert data.metrics == ("answer_exact_match", "rouge1", "rouge2", "rougeL")
     for e in data.train + data.validation + data.test:
         recompute(e.target)
         op, a, b = operands(e.target)

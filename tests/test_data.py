@@ -206,7 +206,8 @@ def test_separate_test_file_is_used_whole(make_config):
 def test_free_text_completions_make_a_generation_task(make_config):
     cfg = jsonl(make_config, CAPITALS, "task.val_size=2", "task.test_size=2").task
     data = load(cfg, "text_to_text")
-    assert data.kind == "generate" and data.labels == [] and data.metrics == ("exact_match",)
+    assert data.kind == "generate" and data.labels == []
+    assert data.metrics == ("exact_match", "rouge1", "rouge2", "rougeL")
     assert {e.target for e in data.train + data.validation + data.test} >= {"Paris", "Tokyo"}
     with pytest.raises(ConfigError) as error:
         load(cfg, "encoder")

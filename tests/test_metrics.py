@@ -1,6 +1,6 @@
 import pytest
 
-from bench.metrics import accuracy, chosen, compute, exact_match, macro_f1
+from bench.metrics import accuracy, chosen, compute, exact_match, macro_f1, per_example, rouge_scores
 from bench.tasks import Example
 
 TARGETS = [0, 0, 0, 1, 1, 2]
@@ -49,3 +49,29 @@ def test_compute_reports_each_category_apart():
     }
     with pytest.raises(ValueError, match="equal"):
         accuracy(examples_for([1]), scores_for([1, 2]))
+
+
+def test_rouge_by_hand():
+    # "the cat on the mat" against "the cat sat on the mat": unigrams 5 of 5 predicted, 5 of 6 in the target
+    # (F = 10/11); bigrams 3 of 4 and 3 of 5 (the cat, on the, the mat: F = 2/3); the longest common
+    # subsequence is the whole prediction (F = 10/11). Stemming: "cats sitting" matches "cat sits" entirely.
+    examples = [Example("a", target="the cat sat on the mat"), Example("b", target="The cat sits.")]
+    outputs = ["the cat on the mat", "the cats sitting"]
+    assert rouge_scores("rouge1", examples, outputs) == pytest.approx([10 / 11, 1.0])
+    assert rouge_scores("rouge2", examples, outputs) == pytest.approx([2 / 3, 1.0])
+    assert compute(["rougeL"], examples, outputs) == {"rougeL": pytest.approx((10 / 11 + 1.0) / 2)}
+
+
+def test_rouge_of_an_arithmetic_rationale_counts_its_numbers_not_its_operators():
+    # 9 numbers each side, 7 shared: 0.778; the empty generation scores 0
+    target = "63 * 17 = 63 * 10 + 63 * 7 = 630 + 441 = 1071"
+    examples = [Example("q", target=target), Example("q", target=target)]
+    assert rouge_scores("rouge1", examples, ["63 * 17 = 63 * 10 + 63 * 7 = 630 + 451 = 1081", ""]) == pytest.approx(
+        [7 / 9, 0.0]
+    )
+
+
+def test_per_example_results_keep_rouge_scores_beside_the_hits():
+    examples = [Example("a", target="the cat sat on the mat"), Example("b", target="x")]
+    results = per_example("generate", ["exact_match", "rouge1"], examples, ["the cat on the mat", "x"])
+    assert results["hits"] == {"exact_match": [0, 1], "rouge1": [0.9091, 1.0]}

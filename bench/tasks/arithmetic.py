@@ -16,8 +16,10 @@ and multi-digit division is long division, one line per non-zero quotient digit:
     Therefore, 8914 / 64 = 139 R 18
 
 The final answer is the text after the last "=", which `answer_exact_match` scores, per
-operation (Example.category). Goat's targets restate the question in symbols; the question
-itself is symbolic ("What is 397 * 4429?") or in words ("What is 397 times 4429?").
+operation (Example.category); ROUGE-1, -2 and -L score the whole completion, the rationale's
+overlap with Goat's steps (rouge-score's tokens: the numbers and words, not the operators).
+Goat's targets restate the question in symbols; the question itself is symbolic
+("What is 397 * 4429?") or in words ("What is 397 times 4429?").
 
 Splits: one seeded stream of distinct problems; each problem's split is fixed by a hash of
 (operation, operands), so train, validation and test never share a problem (a + b and b + a
@@ -133,7 +135,13 @@ def load(cfg, form) -> TaskData:
                 {k: dict(v) for k, v in cfg.digits.items()},
                 f"digit ranges with enough distinct problems for the split sizes (still missing {left})",
             )
-    return TaskData(labels=[], metrics=("answer_exact_match",), kind="generate", instruction=INSTRUCTION, **splits)
+    return TaskData(
+        labels=[],
+        metrics=("answer_exact_match", "rouge1", "rouge2", "rougeL"),
+        kind="generate",
+        instruction=INSTRUCTION,
+        **splits,
+    )
 
 
 def problems(cfg, ops):

@@ -130,7 +130,7 @@ def load(cfg, form) -> TaskData:
         )
     return TaskData(
         labels=labels,
-        metrics=("accuracy", "macro_f1") if kind == "classify" else ("exact_match",),
+        metrics=("accuracy", "macro_f1") if kind == "classify" else ("exact_match", "rouge1", "rouge2", "rougeL"),
         train=subsample(order, cfg.train_size, cfg.split_seed),
         kind=kind,
         **splits,
