@@ -5,6 +5,9 @@ prompt stops and its completion starts.
 
     python -m bench.data check FILE [--separator S]
     python -m bench.data augment FILE --out OUT [--methods synonym,delete,swap,typo] [--copies N] [--seed S]
+    python -m bench.data clean FILE --out OUT [--offensive drop|flag] [--threshold P] [--find email,phone,...]
+    python -m bench.data sample FILE --size N --out REVIEW.csv [--seed S]
+    python -m bench.data review REVIEW.csv
 
 `check` reports every problem with its line number and exits 1 when there are errors; it
 never changes the file. Errors (the jsonl task refuses to load such a file):
@@ -29,6 +32,14 @@ are. Synonyms come from the small built-in table SYNONYMS (WordNet is not availa
 A copy that would repeat an existing prompt is drawn again, and skipped after 10 tries.
 Augment only the training file: copies of one prompt are near duplicates of each other, and
 would leak into a test split carved out of the same file.
+
+`clean` writes the file without its offensive records (or with them, --offensive flag) and with
+personal data replaced by tags, and a report beside it (OUT.report.json: which lines, never the
+text found); bench/cleaning.py says how each is found. `sample` writes a stratified, seeded
+sample to read (a CSV with an empty verdict column; strata: the completions where they are
+labels, else quartiles of prompt length); `review` reads it back once verdicts are filled in
+(ok or bad) and reports the error rate with its interval and the rows that failed
+(bench/review.py). None of them changes its input.
 """
 
 from __future__ import annotations
@@ -47,6 +58,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SEPARATOR = "\n\n###\n\n"
+MAX_LABELS = 20  # completions that are labels: at most this many distinct ones, each at least twice
 NEAR_DUPLICATE_JACCARD = 0.8
 OUTLIER_MIN_RECORDS = 8
 JSON_TYPES = {
@@ -85,6 +97,21 @@ class Problem:
 
     def __str__(self) -> str:
         return f"line {self.line}: {self.level}: {self.message}"
+
+
+def labels_like(counts: Counter) -> bool:
+    """Whether completions with these counts are labels to classify by (not free text to generate)."""
+    return len(counts) <= MAX_LABELS and min(counts.values()) >= 2
+
+
+def strata(records: list[Record]) -> list[str]:
+    """Each record's stratum for a review sample: its completion where the completions are labels, else the
+    quartile of its prompt's length."""
+    counts = Counter(r.completion.strip() for r in records)
+    if labels_like(counts):
+        return [r.completion.strip() for r in records]
+    cuts = statistics.quantiles([len(r.body) for r in records], n=4) if len(records) > 1 else []
+    return [f"prompt length Q{1 + sum(len(r.body) > c for c in cuts)}" for r in records]
 
 
 def unescape(separator: str) -> str:
@@ -368,7 +395,56 @@ def augment(
 # --- command line -----------------------------------------------------------------------------
 
 
-def main(argv=None) -> int:
+def write_atomic(out: Path, write) -> None:
+    """`write(f)` into a temporary file beside `out`, then a rename: a failed or killed write leaves no half file."""
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            write(f)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _augmented(f, lines, records, args, methods) -> int:
+    written = 0
+    for r, prompts in augment(records, methods, args.copies, args.seed, args.rate):
+        f.write(lines[r.line - 1].decode("utf-8").rstrip("\r") + "\n")  # the original line, unchanged
+        f.writelines(
+            json.dumps({"prompt": prompt, "completion": r.completion}, ensure_ascii=False) + "\n" for prompt in prompts
+        )
+        written += len(prompts)
+    return written
+
+
+def _cleaned(f, lines, kept) -> None:
+    for r, body, completion in kept:
+        line = json.loads(lines[r.line - 1])  # the line's other keys stay as they were
+        f.write(json.dumps({**line, "prompt": body + r.separator, "completion": completion}, ensure_ascii=False))
+        f.write("\n")
+
+
+def _review(path: str) -> int:
+    from bench import review
+
+    try:
+        found = review.read(Path(path))
+    except (review.ReviewError, OSError, UnicodeDecodeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(
+        f"{path}: {found.reviewed} rows reviewed ({found.unreviewed} not yet), {len(found.bad)} bad: error rate "
+        f"{100 * found.rate:.1f}% (95% Clopper-Pearson interval {100 * found.low:.1f}% to {100 * found.high:.1f}%), "
+        f"about {found.rate * found.population:.0f} of the file's {found.population} records "
+        f"({found.low * found.population:.0f} to {found.high * found.population:.0f})"
+    )
+    for row in found.bad:
+        print(f"  line {row['line']} ({row['stratum']}): bad" + (f": {row['note']}" if row["note"] else ""))
+    return 0
+
+
+def _arguments(argv):
     parser = argparse.ArgumentParser(
         prog="python -m bench.data", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -376,6 +452,8 @@ def main(argv=None) -> int:
     for name, text in (
         ("check", "report every problem of a JSONL file with its line number"),
         ("augment", "write the file's lines, each followed by seeded augmented copies"),
+        ("clean", "write the file without offensive records and with personal data redacted, and a report"),
+        ("sample", "write a stratified random sample of the file to review by hand"),
     ):
         p = commands.add_parser(name, help=text, description=text)
         p.add_argument("file")
@@ -384,61 +462,103 @@ def main(argv=None) -> int:
             default="\\n\\n###\\n\\n",
             help="ends every prompt; \\n and \\t understood (default %(default)s)",
         )
+        if name != "check":
+            p.add_argument("--out", required=True, help="the file to write (not the input file)")
+    text = "the error rate of a reviewed sample (its verdict column filled in with ok or bad)"
+    commands.add_parser("review", help=text, description=text).add_argument("file")
     augment_cmd = commands.choices["augment"]
-    augment_cmd.add_argument("--out", required=True, help="the file to write (not the input file)")
     augment_cmd.add_argument("--methods", default=",".join(METHODS), help="comma-separated, from " + ", ".join(METHODS))
     augment_cmd.add_argument("--copies", type=int, default=1, help="augmented copies per line (default 1)")
     augment_cmd.add_argument("--seed", type=int, default=0)
     augment_cmd.add_argument(
         "--rate", type=float, default=0.1, help="share of a prompt's words each copy changes (default 0.1)"
     )
-    args = parser.parse_args(argv)
+    clean_cmd = commands.choices["clean"]
+    clean_cmd.add_argument("--offensive", choices=("drop", "flag"), default="drop", help="(default drop)")
+    clean_cmd.add_argument("--threshold", type=float, default=0.5, help="offensive from this probability (0.5)")
+    clean_cmd.add_argument("--find", default="email,phone,card,iban,ip", help="personal data to redact (all)")
+    clean_cmd.add_argument("--region", default="US", help="phone numbers without + are read as this country's")
+    sample_cmd = commands.choices["sample"]
+    sample_cmd.add_argument("--size", type=int, required=True, help="rows to review")
+    sample_cmd.add_argument("--seed", type=int, default=0)
+    return parser, parser.parse_args(argv)
 
+
+def main(argv=None) -> int:
+    parser, args = _arguments(argv)
+    if not Path(args.file).is_file():
+        parser.error(f"{args.file}: no such file")
+    if args.command == "review":
+        return _review(args.file)
     separator = unescape(args.separator)
     if not separator:
         parser.error("--separator must not be empty")
-    if not Path(args.file).is_file():
-        parser.error(f"{args.file}: no such file")
     records, problems = check_file(args.file, separator)
     errors = sum(p.level == "error" for p in problems)
     if args.command == "check" or errors:
         for p in problems:
             print(f"{args.file}:{p.line}: {p.level}: {p.message}")
         print(f"{args.file}: {len(records)} records, {errors} error(s), {len(problems) - errors} warning(s)")
-        if args.command == "augment":
-            print("augment needs a file without errors", file=sys.stderr)
+        if args.command != "check":
+            print(f"{args.command} needs a file without errors", file=sys.stderr)
         return 1 if errors else 0
 
-    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
-    if not methods or set(methods) - set(METHODS):
-        parser.error(f"--methods {args.methods!r}: expected a comma-separated list from " + ", ".join(METHODS))
-    if args.copies < 0 or not 0 < args.rate <= 1:
-        parser.error("--copies must be >= 0 and --rate in (0, 1]")
     out = Path(args.out)
     if out.exists() and os.path.samefile(out, args.file):  # the file's identity: a hard link is the same file
-        parser.error(f"--out {args.out} is the input file (or a link to it): augment never rewrites its input")
+        parser.error(f"--out {args.out} is the input file (or a link to it): {args.command} never rewrites its input")
     lines = Path(args.file).read_bytes().split(b"\n")
-    written = 0
-    tmp = None
-    try:  # a temporary file beside the output, then a rename: a failed or killed write leaves no half file
-        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for r, prompts in augment(records, methods, args.copies, args.seed, args.rate):
-                f.write(lines[r.line - 1].decode("utf-8").rstrip("\r") + "\n")  # the original line, unchanged
-                f.writelines(
-                    json.dumps({"prompt": prompt, "completion": r.completion}, ensure_ascii=False) + "\n"
-                    for prompt in prompts
-                )
-                written += len(prompts)
-        os.replace(tmp, out)
+    try:
+        if args.command == "augment":
+            methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+            if not methods or set(methods) - set(METHODS):
+                parser.error(f"--methods {args.methods!r}: expected a comma-separated list from " + ", ".join(METHODS))
+            if args.copies < 0 or not 0 < args.rate <= 1:
+                parser.error("--copies must be >= 0 and --rate in (0, 1]")
+            written = []
+            write_atomic(out, lambda f: written.append(_augmented(f, lines, records, args, methods)))
+            print(
+                f"{args.out}: {len(records)} lines and {written[0]} augmented copies "
+                f"({len(records) * args.copies - written[0]} skipped)"
+            )
+        elif args.command == "clean":
+            return _clean(parser, args, out, lines, records)
+        else:
+            from bench import review
+
+            if args.size < 1:
+                parser.error(f"--size {args.size}: expected 1 or more rows to review")
+            rows = review.sample(records, strata(records), args.size, args.seed)
+            write_atomic(out, lambda f: review.write(rows, f))
+            print(
+                f"{args.out}: {len(rows)} of {len(records)} records in {len({r['stratum'] for r in rows})} strata; "
+                f"write ok or bad in its verdict column, then: python -m bench.data review {args.out}"
+            )
     except OSError as e:
-        if tmp:
-            Path(tmp).unlink(missing_ok=True)
         print(f"error: could not write --out {args.out}: {e.strerror or e}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _clean(parser, args, out: Path, lines, records) -> int:
+    from bench import cleaning
+
+    kinds = tuple(k.strip() for k in args.find.split(",") if k.strip())
+    if set(kinds) - set(cleaning.KINDS):
+        parser.error(f"--find {args.find!r}: expected a comma-separated list from " + ", ".join(cleaning.KINDS))
+    if not 0 < args.threshold <= 1:
+        parser.error(f"--threshold {args.threshold}: expected a probability in (0, 1]")
+    if args.region not in cleaning.regions():
+        parser.error(f"--region {args.region!r}: expected a country code phonenumbers knows, such as US, GB or DE")
+    kept, report = cleaning.clean(records, kinds, args.region, args.threshold, args.offensive == "drop")
+    report_path = out.with_name(out.name + ".report.json")
+    write_atomic(out, lambda f: _cleaned(f, lines, kept))
+    write_atomic(report_path, lambda f: f.write(json.dumps({"input": args.file, **report}, indent=2) + "\n"))
+    offensive, counts = report["offensive"]["records"], report["personal_data"]["counts"]
     print(
-        f"{args.out}: {len(records)} lines and {written} augmented copies "
-        f"({len(records) * args.copies - written} skipped)"
+        f"{args.out}: {len(kept)} of {len(records)} records; {len(offensive)} offensive "
+        f"({report['offensive']['action']}); redacted: "
+        + (", ".join(f"{n} {k}" for k, n in counts.items() if n) or "nothing")
+        + f"; report: {report_path}"
     )
     return 0
 

@@ -26,12 +26,11 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.data import SEPARATOR, DataError, read, unescape
+from bench.data import SEPARATOR, DataError, labels_like, read, unescape
 from bench.errors import ConfigError
 from bench.tasks import Example, TaskData, TaskSchema, register, subsample
 
 KINDS = ("auto", "classify", "generate")
-AUTO_MAX_LABELS = 20
 
 
 @dataclass
@@ -78,7 +77,7 @@ def _kind(cfg, counts: Counter) -> str:
     """classify or generate: task.kind, or under auto, classify where few distinct completions repeat."""
     if cfg.kind != "auto":
         return cfg.kind
-    return "classify" if len(counts) <= AUTO_MAX_LABELS and min(counts.values()) >= 2 else "generate"
+    return "classify" if labels_like(counts) else "generate"
 
 
 def content(cfg) -> dict:
