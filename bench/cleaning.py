@@ -14,7 +14,8 @@ Personal data, each replaced by its tag ([EMAIL], [PHONE], [CARD], [IBAN], [IP])
     (python-stdnum);
   - IBANs, by python-stdnum's check of the country's length and the mod-97 check digits;
   - IP addresses, v4 and v6, that Python's ipaddress accepts.
-Where two findings overlap, the one that starts first (then the longer) is kept.
+Where two findings overlap, the one that starts first (then the longer) is kept: an address in a URL that
+phonenumbers also reads as a number is an IP address.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-KINDS = ("email", "phone", "card", "iban", "ip")
+KINDS = ("email", "card", "iban", "ip", "phone")  # where two find the same span, the first of these names it
 THRESHOLD = 0.5
 
 EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
@@ -78,7 +79,7 @@ def personal_data(text: str, kinds=KINDS, region: str = "US") -> list[Finding]:
         ips = (m for pattern in (IPV4, IPV6) for m in pattern.finditer(text) if _ip(m.group()))
         found += [Finding("ip", m.start(), m.end()) for m in ips]
     kept, end = [], -1
-    for f in sorted(found, key=lambda f: (f.start, -f.end)):
+    for f in sorted(found, key=lambda f: (f.start, -f.end, KINDS.index(f.kind))):
         if f.start >= end:
             kept.append(f)
             end = f.end

@@ -57,6 +57,8 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench import cleaning
+
 SEPARATOR = "\n\n###\n\n"
 MAX_LABELS = 20  # completions that are labels: at most this many distinct ones, each at least twice
 NEAR_DUPLICATE_JACCARD = 0.8
@@ -476,7 +478,7 @@ def _arguments(argv):
     clean_cmd = commands.choices["clean"]
     clean_cmd.add_argument("--offensive", choices=("drop", "flag"), default="drop", help="(default drop)")
     clean_cmd.add_argument("--threshold", type=float, default=0.5, help="offensive from this probability (0.5)")
-    clean_cmd.add_argument("--find", default="email,phone,card,iban,ip", help="personal data to redact (all)")
+    clean_cmd.add_argument("--find", default=",".join(cleaning.KINDS), help="personal data to redact (all)")
     clean_cmd.add_argument("--region", default="US", help="phone numbers without + are read as this country's")
     sample_cmd = commands.choices["sample"]
     sample_cmd.add_argument("--size", type=int, required=True, help="rows to review")
@@ -540,8 +542,6 @@ def main(argv=None) -> int:
 
 
 def _clean(parser, args, out: Path, lines, records) -> int:
-    from bench import cleaning
-
     kinds = tuple(k.strip() for k in args.find.split(",") if k.strip())
     if set(kinds) - set(cleaning.KINDS):
         parser.error(f"--find {args.find!r}: expected a comma-separated list from " + ", ".join(cleaning.KINDS))

@@ -38,6 +38,10 @@ def test_what_only_looks_like_personal_data_is_left(text):
     assert personal_data(text) == []
 
 
+def test_an_address_in_a_url_is_an_ip_address_though_phonenumbers_reads_it_too():
+    assert [f.kind for f in personal_data("see http://93.174.88.196/img.php")] == ["ip"]
+
+
 def test_a_national_phone_number_is_read_in_the_regions_format():
     assert [f.kind for f in personal_data("call (202) 555-0143", region="US")] == ["phone"]
     assert personal_data("call (202) 555-0143", region="DE") == []
@@ -79,7 +83,7 @@ def test_clean_writes_a_cleaned_copy_and_a_report_without_the_text_found(tmp_pat
     report_text = (tmp_path / "out.jsonl.report.json").read_text()
     report = json.loads(report_text)
     assert report["kept"] == 3 and [r["line"] for r in report["offensive"]["records"]] == [2]
-    assert report["personal_data"]["counts"] == {"email": 1, "phone": 0, "card": 1, "iban": 0, "ip": 0}
+    assert report["personal_data"]["counts"] == {"email": 1, "card": 1, "iban": 0, "ip": 0, "phone": 0}
     assert "jo.smith" not in report_text and "4111" not in report_text
     assert "3 of 4 records; 1 offensive (dropped); redacted: 1 email, 1 card" in capsys.readouterr().out
     assert main(["clean", str(source), "--out", str(out), "--offensive", "flag"]) == 0
@@ -89,7 +93,10 @@ def test_clean_writes_a_cleaned_copy_and_a_report_without_the_text_found(tmp_pat
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--find", "email,ssn"], "--find 'email,ssn': expected a comma-separated list from email, phone, card"),
+        (
+            ["--find", "email,ssn"],
+            "--find 'email,ssn': expected a comma-separated list from email, card, iban, ip, phone",
+        ),
         (["--region", "XX"], "--region 'XX': expected a country code phonenumbers knows"),
         (["--threshold", "0"], "--threshold 0.0: expected a probability in (0, 1]"),
     ],
