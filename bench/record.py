@@ -337,7 +337,12 @@ def setting_id(config: dict) -> str:
 
 def search_id(config: dict) -> str:
     """The experiment without its seed and learning rate: the runs among which the search chooses."""
-    return _digest(_identity(config, without=frozenset({"seed", "method.lr"})))
+    return id_without(config, "seed", "method.lr")
+
+
+def id_without(config: dict, *keys: str) -> str:
+    """The experiment without the (dotted) `keys`: runs that differ there alone share it."""
+    return _digest(_identity(config, without=frozenset(keys)))
 
 
 def path_for(config: dict) -> Path:
