@@ -9,11 +9,15 @@ from omegaconf import OmegaConf
 from bench.errors import ConfigError
 from bench.methods import Method, MethodSchema, Serving, register, wrap_peft
 
+INITS = ("random", "vocab", "text")
+
 
 @dataclass
 class PromptTuningSchema(MethodSchema):
     num_virtual_tokens: int = 20
-    init: str = "random"  # random | text
+    # random: peft's default; vocab: embeddings of tokens drawn from the vocabulary (peft's SAMPLE_VOCAB);
+    # text: init_text's token embeddings, repeated to length (class labels: init_text="negative neutral positive")
+    init: str = "random"  # random | vocab | text
     init_text: str = "Classify the sentiment of this tweet:"
 
 
@@ -38,8 +42,8 @@ class PromptTuning(Method):
     def check(self, cfg, family):
         if cfg.num_virtual_tokens < 1:
             raise ConfigError("method.num_virtual_tokens", cfg.num_virtual_tokens, "a count >= 1")
-        if cfg.init not in ("random", "text"):
-            raise ConfigError("method.init", cfg.init, "one of random, text")
+        if cfg.init not in INITS:
+            raise ConfigError("method.init", cfg.init, f"one of {', '.join(INITS)}")
         if cfg.init == "text" and not cfg.init_text.strip():
             raise ConfigError("method.init_text", cfg.init_text, "a non-empty text when method.init=text")
 
@@ -53,9 +57,14 @@ class PromptTuning(Method):
     def apply(self, model, cfg, family, tokenizer):
         from peft import PromptTuningConfig, PromptTuningInit
 
+        init = {
+            "random": PromptTuningInit.RANDOM,
+            "vocab": PromptTuningInit.SAMPLE_VOCAB,
+            "text": PromptTuningInit.TEXT,
+        }
         config = PromptTuningConfig(
             num_virtual_tokens=cfg.num_virtual_tokens,
-            prompt_tuning_init=PromptTuningInit.TEXT if cfg.init == "text" else PromptTuningInit.RANDOM,
+            prompt_tuning_init=init[cfg.init],
             prompt_tuning_init_text=cfg.init_text if cfg.init == "text" else None,
             tokenizer_name_or_path=tokenizer.name_or_path if cfg.init == "text" else None,
             # T5: prompts on the encoder only, as Lester et al. (peft also prompts the decoder by default)
