@@ -190,7 +190,8 @@ def analyse(kept: list[dict]) -> dict:
                 for second in ids[n + 1 :]:
                     (a, da, family), (b, db, _) = lora[first], lora[second]
                     ra, rb = a["config"]["method"]["r"], b["config"]["method"]["r"]
-                    name = f"{label}: r={ra} seed {a['config']['seed']}, r={rb} seed {b['config']['seed']}"
+                    name = f"{label}: {first} (r={ra}, seed {a['config']['seed']}) against {second} "
+                    name += f"(r={rb}, seed {b['config']['seed']})"  # the run ids: two pairs may share all else
                     similarity[name] = _mean_phi(da, db, ra, rb, family)
     return {
         "singular": pd.DataFrame(singular),
