@@ -39,6 +39,16 @@ def load_tensors(folder: Path) -> dict[str, torch.Tensor]:
     return tensors
 
 
+def base_source(record: dict) -> str:
+    """Where the run's pre-trained weights are on this machine (the record's model_source is the path where they
+    were on the machine that ran it, which may be gone)."""
+    from omegaconf import OmegaConf
+
+    from bench.assets import source
+
+    return source(OmegaConf.create(record["config"]["model"]))
+
+
 def base_weights(source: str) -> dict[str, torch.Tensor]:
     """The pre-trained weights W_0 (a folder or a hub id in the cache), by the bare model's names."""
     from transformers import AutoModel
@@ -156,7 +166,7 @@ def analyse(kept: list[dict]) -> dict:
     for k in kept:
         rec, folder = k["record"], k["folder"]
         family = FAMILIES[rec["config"]["model"]["family"]]
-        source = rec["model_source"]
+        source = base_source(rec)
         if source not in bases:
             bases[source] = base_weights(source)
         base = bases[source]

@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from analysis.delta_w import base_source
 from analysis.tables import Table
 from bench import results
 
@@ -46,7 +47,7 @@ def read_back(record: dict, folder: Path, top: int) -> dict:
     from safetensors.torch import load_file
     from transformers import AutoModel, AutoTokenizer
 
-    source = record["model_source"]
+    source = base_source(record)
     prompt = load_file(folder / "adapter_model.safetensors")["prompt_embeddings"]
     embeddings = AutoModel.from_pretrained(source, dtype=torch.float32).get_input_embeddings().weight.detach()
     tokenizer = AutoTokenizer.from_pretrained(source)
