@@ -133,7 +133,7 @@ def amplification(delta: torch.Tensor, w0: torch.Tensor, r: int, seed: int = 0) 
     }
 
 
-def _kept(runs: pd.DataFrame, results_dir: Path) -> list[dict]:
+def kept_folders(runs: pd.DataFrame, results_dir: Path) -> list[dict]:
     """The records of the sweep's finished runs whose folder is kept beside them."""
     out = []
     for row in runs[runs.status == "ok"].itertuples():
@@ -316,7 +316,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     runs = results.load(args.results)
     runs = runs[runs.sweep == args.sweep]
-    kept = _kept(runs, args.results)
+    kept = kept_folders(runs, args.results)
     if not kept:
         parser.error(f"--sweep {args.sweep}: no finished run with a kept folder under {args.results}/{args.sweep}")
     found = analyse(kept)

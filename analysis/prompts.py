@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from analysis.delta_w import base_source
+from analysis.delta_w import base_source, kept_folders
 from analysis.tables import Table
 from bench import results
 
@@ -103,12 +103,11 @@ def main(argv=None) -> int:
         parser.error(f"--top {args.top}: expected 1 or more")
     runs = results.load(args.results)
     runs = runs[(runs.sweep == args.sweep) & (runs.method == "prompt_tuning") & (runs.status == "ok")]
-    found = []
-    for row in runs.itertuples():
-        record = json.loads((args.results / args.sweep / f"{row.run_id}.json").read_text())
-        folder = (record.get("size") or {}).get("folder")
-        if folder and (Path(folder) / "adapter_model.safetensors").is_file():
-            found.append(read_back(record, Path(folder), args.top))
+    found = [
+        read_back(k["record"], k["folder"], args.top)
+        for k in kept_folders(runs, args.results)
+        if (k["folder"] / "adapter_model.safetensors").is_file()
+    ]
     if not found:
         parser.error(f"--sweep {args.sweep}: no finished prompt-tuning run with a kept adapter under {args.results}")
     for f in found:

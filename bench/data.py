@@ -477,7 +477,9 @@ def _arguments(argv):
     )
     clean_cmd = commands.choices["clean"]
     clean_cmd.add_argument("--offensive", choices=("drop", "flag"), default="drop", help="(default drop)")
-    clean_cmd.add_argument("--threshold", type=float, default=0.5, help="offensive from this probability (0.5)")
+    clean_cmd.add_argument(
+        "--threshold", type=float, default=cleaning.THRESHOLD, help="offensive from this probability (%(default)s)"
+    )
     clean_cmd.add_argument("--find", default=",".join(cleaning.KINDS), help="personal data to redact (all)")
     clean_cmd.add_argument("--region", default="US", help="phone numbers without + are read as this country's")
     sample_cmd = commands.choices["sample"]
