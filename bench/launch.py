@@ -151,6 +151,7 @@ def summary(rec: record.Record, path: Path) -> str:
             )
             + f"; process peak resident {_mib(mem.process_peak_rss_bytes)} ({mem.process_peak_rss_of})",
             _stored(rec.size) + "; " + _latency(rec.latency),
+            _inference(rec.inference),
         ]
     if rec.time and rec.time.stages:
         lines.append(_stages(rec.time.stages))
@@ -193,6 +194,15 @@ def _stored(size: record.Size) -> str:
     if size.bytes is None:
         return f"  stored size not measured ({size.error})"
     return f"  stored per task {_mib(size.bytes)}" + (f" (kept in {size.folder})" if size.folder else "")
+
+
+def _inference(cost: record.Inference | None) -> str:
+    if cost is None or cost.queries is None:
+        return "  answering: not measured"
+    return (
+        f"  answering a test query: {cost.prompt_tokens:.0f} prompt tokens, {cost.read_tokens:.0f} read, "
+        f"{cost.flops:.3g} FLOPs, {1000 * cost.seconds:.1f} ms (in eval batches)"
+    )
 
 
 def _latency(latency: record.Latency | None) -> str:

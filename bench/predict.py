@@ -75,7 +75,8 @@ def completion_log_likelihood(model, batch: dict, architecture: str) -> tuple[to
     return sums, mask.sum(-1)
 
 
-def _rank(model, tokenizer, task, examples, architecture, task_cfg, batch_size, device):
+def ranking_rows(tokenizer, task, examples, architecture, task_cfg) -> list[dict]:
+    """A row per example and choice, as rank classification scores them (`example` and `choice` say which)."""
     rows = []
     for i, e in enumerate(examples):
         for j, choice in enumerate(task.choices(e)):
@@ -89,6 +90,21 @@ def _rank(model, tokenizer, task, examples, architecture, task_cfg, batch_size, 
                 stop=False,
             )
             rows.append({**row, "example": i, "choice": j})
+    return rows
+
+
+def scored_rows(tokenizer, task, examples, architecture: str, task_cfg) -> list[dict]:
+    """The rows a model reads to answer `examples`: their inputs (encoder), a row per choice (ranking), or the
+    prompt with the gold completion (generation: what a cached greedy decode of an answer that long reads)."""
+    if architecture == "encoder":
+        return encoder_rows(examples, tokenizer, task_cfg.max_length)
+    if task.kind == "generate":
+        return training_rows(task, examples, tokenizer, architecture, task_cfg.max_length, task_cfg.max_new_tokens)
+    return ranking_rows(tokenizer, task, examples, architecture, task_cfg)
+
+
+def _rank(model, tokenizer, task, examples, architecture, task_cfg, batch_size, device):
+    rows = ranking_rows(tokenizer, task, examples, architecture, task_cfg)
     scores = [[0.0] * len(task.choices(e)) for e in examples]
     gold_loss = 0.0
     for batch in loader(rows, tokenizer, batch_size):

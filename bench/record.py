@@ -164,6 +164,16 @@ class Latency(Numbers):
     merged: dict[str, Number] | None = None  # a LoRA or IA3 model with its update merged into the weights
 
 
+class Inference(Numbers):
+    """Per test query: what answering it costs (bench/runner.py, `inference_cost`)."""
+
+    queries: StrictInt | None = None
+    prompt_tokens: Number = None  # mean prompt tokens (few-shot: demonstrations included; soft prompts counted)
+    read_tokens: Number = None  # mean tokens the model reads to answer: a row per choice when ranking
+    flops: Number = None  # analytic forward FLOPs to answer (bench/utilisation.py)
+    seconds: Number = None  # measured: the test evaluation's wall time over its queries, in eval batches
+
+
 class Forgetting(Numbers):
     score: Number = None
     reason: str | None = None
@@ -198,6 +208,7 @@ class Record(BaseModel):
     memory: Memory | None = None
     size: Size | None = None
     latency: Latency | None = None
+    inference: Inference | None = None
     environment: dict[str, Any] | None = None
     count: dict[str, Any] | None = None  # mode=count: how the parameters were counted (bench/count.py)
     serve: dict[str, Any] | None = None  # mode=serve: the serving measurement (bench/serve.py)

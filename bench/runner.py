@@ -32,7 +32,7 @@ from bench.machine import device_of
 from bench.measure import Stages
 from bench.methods import METHODS, Method
 from bench.metrics import chosen, compute, per_example
-from bench.predict import predict
+from bench.predict import predict, scored_rows
 from bench.tasks import TaskData
 from bench.tracking import Tracker
 from bench.train import Diverged
@@ -250,7 +250,9 @@ def evaluate_model(run: Run, built: Built, result, tracker: Tracker, base_loss: 
     task, s = built.task, run.sections
     with run.stages("evaluation"):
         s["params"] = built.method.count(built.model, run.cfg.method, built.family)  # what training kept (diff pruning)
+        start = time.perf_counter()
         outputs, scores = _evaluate(run, built, task.test)
+        s["inference"] = inference_cost(run, built, task.test, time.perf_counter() - start)
         s["metrics"] = {"split": "test", "size": len(task.test), **scores}
         s["per_example"] = per_example(task.kind, task.metrics, task.test, outputs, task.given_test)
         s["predictions"] = _sample(task, outputs)
@@ -267,6 +269,41 @@ def evaluate_model(run: Run, built: Built, result, tracker: Tracker, base_loss: 
         tracker.log({f"validation/{k}": v for k, v in final.items()}, result.steps)
     # the weights scored on test: the last step's, or early stopping's best
     s["validation"] = result.evaluations + [{"step": result.best_step or result.steps, "final": True, **final}]
+
+
+def inference_cost(run: Run, built: Built, examples, seconds: float) -> dict:
+    """Per query: its prompt tokens, the tokens the model reads to answer it, their analytic forward FLOPs (an
+    adapter as served merged: LoRA's and IA3's extra work is not counted), and the measured `seconds` of
+    answering them all, shared out."""
+    cfg, tokenizer = run.cfg, built.tokenizer
+    rows = scored_rows(tokenizer, built.task, examples, built.architecture, cfg.task)
+    inputs, targets = utilisation.lengths_of(rows, built.architecture)
+    virtual = built.method.virtual_tokens(cfg.method)
+    # a probe answers with a frozen model (its .model) and a fitted classifier: the forward is the cost
+    model = built.model if hasattr(built.model, "config") else built.model.model
+    per_token = utilisation.flops_per_token(
+        model,
+        built.family,
+        built.architecture,
+        inputs,
+        targets,
+        cfg.train.eval_batch_size,
+        virtual,
+        built.method.prefix_tokens(cfg.method),
+        inference=True,
+    )
+    if built.architecture == "encoder":
+        prompts = [row["attention_mask"].count(1) for row in rows]
+    else:
+        prompts = [len(batching.prompt_ids(tokenizer, e.prompt or e.text, cfg.task.max_length)) for e in examples]
+    n = len(examples)
+    return {
+        "queries": n,
+        "prompt_tokens": sum(prompts) / n + virtual,
+        "read_tokens": (sum(inputs) + sum(targets or []) + virtual * len(rows)) / n,
+        "flops": per_token * sum(inputs) / n,
+        "seconds": seconds / n,
+    }
 
 
 def measure_run(run: Run, built: Built, loader, result) -> None:

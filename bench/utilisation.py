@@ -234,8 +234,10 @@ def model_flops_per_token(
     lengths: float | Sequence[float],
     target_lengths: float | Sequence[float] | None = None,
     batch_size: int = 1,
+    inference: bool = False,
 ) -> float:
-    """Model FLOPs of one training step (forward and backward) per training token.
+    """Model FLOPs of one training step (forward and backward) per training token; `inference`: of the forward
+    pass alone, per input token, whatever the method trains.
 
     architecture: "encoder" (a classification head on the first token), "decoder" (the language-model head
     on every token) or "encoder_decoder" (T5: the head on every decoder token).
@@ -323,7 +325,7 @@ def model_flops_per_token(
         forward += f
         # the table's gradient when the positions train; the projections' weights' when the backbone does
         backward += f * (1 + bool(t.backbone)) if t.positions else 0.0
-    if not (t.below_head or t.head):  # nothing trains: a forward pass only
+    if inference or not (t.below_head or t.head):  # answering, or nothing trains: a forward pass only
         backward = 0.0
     return (forward + backward) / sum(sources)
 
@@ -344,14 +346,18 @@ def flops_per_token(
     batch_size: int = 1,
     virtual_tokens: int = 0,
     prefix_tokens: int = 0,
+    inference: bool = False,
 ) -> float:
-    """Model FLOPs per training token of `model` as its method left it (peft-wrapped or not): the runner's
-    entry point. `family` is its bench.families.Family; the rest as in model_flops_per_token, e.g.
+    """Model FLOPs per training token of `model` as its method left it (peft-wrapped or not), or per input
+    token of its forward pass alone (`inference`): the runner's entry point. `family` is its
+    bench.families.Family; the rest as in model_flops_per_token, e.g.
     flops_per_token(model, family, architecture, *lengths_of(loader.dataset.read(), architecture),
                     cfg.train.batch_size)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     training = Training.of(model, family, virtual_tokens, prefix_tokens)
-    return model_flops_per_token(Shape.of(base.config), architecture, training, lengths, target_lengths, batch_size)
+    return model_flops_per_token(
+        Shape.of(base.config), architecture, training, lengths, target_lengths, batch_size, inference
+    )
 
 
 # --- the device's peak -------------------------------------------------------------------------------

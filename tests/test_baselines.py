@@ -79,3 +79,50 @@ def test_probe_bad_values_name_their_key(make_config, override, key):
 def test_icl_on_an_encoder_is_not_applicable(make_config):
     rec = launch(make_config("method=icl"))
     assert rec.status == "not_applicable" and "encoder" in rec.error.message
+
+
+def test_the_most_similar_example_moves_and_the_other_shots_stay(make_config):
+    from bench.methods.icl import most_similar
+
+    plain = icl_task(make_config, "method.shots=0")[1]
+    nearest = most_similar(plain.train)
+    placed = {at: icl_task(make_config, "method.shots=3", f"method.similar_at={at}")[0] for at in (0, 2)}
+    for first, last, query in zip(placed[0].test, placed[2].test, plain.test):
+        similar = nearest(query)
+        demos_first, demos_last = first.prompt.split("\n\n")[1:-1], last.prompt.split("\n\n")[1:-1]
+        assert demos_first[0].startswith(similar.prompt) and demos_last[2].startswith(similar.prompt)
+        assert demos_first[1:] == demos_last[:2]  # the same two others, in the same order
+    # TF-IDF: a text shares its rarest words with its nearest neighbour
+    assert nearest(plain.train[5]) is plain.train[5]
+
+
+def test_a_position_beyond_the_shots_names_the_key(make_config):
+    from bench.errors import ConfigError
+    from bench.validate import validate
+
+    with pytest.raises(ConfigError, match=r"method\.similar_at.*0 to shots - 1 = 3"):
+        validate(make_config("model=smollm2-135m", "method=icl", "method.shots=4", "method.similar_at=4"))
+
+
+def test_a_run_records_what_answering_a_query_costs(make_config, tiny_models):
+    """Few-shot prompting reads its demonstrations with every query: more shots, more tokens and FLOPs."""
+    costs = {}
+    for shots in (0, 2):
+        rec = launch(
+            make_config(
+                "model=smollm2-135m",
+                "model.source=hub",
+                f"model.hub_id={tiny_models['llama']}",
+                "method=icl",
+                f"method.shots={shots}",
+                "task.max_length=512",
+            )
+        )
+        assert rec.status == "ok", rec.error
+        costs[shots] = rec.inference
+    zero, two = costs[0], costs[2]
+    assert zero.queries == two.queries == 32
+    # ranking reads the prompt once per label word (three), plus the label word's few tokens
+    assert 0 < zero.read_tokens - 3 * zero.prompt_tokens < 3 * 10
+    assert two.prompt_tokens > 2 * zero.prompt_tokens and two.flops > 2 * zero.flops
+    assert zero.seconds > 0

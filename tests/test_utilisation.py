@@ -276,3 +276,22 @@ def test_a_cache_that_cannot_be_written_is_said_not_raised(tmp_path, monkeypatch
     peak = utilisation.peak_flops("cpu", "fp32", cache_dir=blocked / "cache")
     assert peak.flops_per_second == 2 * 256**3 / 0.1
     assert f"not cached: {blocked / 'cache'} is not writable" in peak.source
+
+
+def test_answering_costs_a_third_of_a_full_fine_tuning_step():
+    """Full fine-tuning's step: the forward, then backward's input and weight gradients, twice the forward's
+    work each way (matrices and attention alike), so inference is exactly a third of it."""
+    from bench.utilisation import Shape, Training, model_flops_per_token
+
+    config = LlamaConfig(
+        hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=256, vocab_size=1000
+    )
+    shape = Shape.of(config)
+    train = model_flops_per_token(shape, "decoder", Training(), [10, 30])
+    answer = model_flops_per_token(shape, "decoder", Training(), [10, 30], inference=True)
+    assert train == pytest.approx(3 * answer)
+    # the forward by hand: each weight twice per token (q, k, v, o; gate, up, down), attention's 4·n²·width
+    # per layer, the head over the vocabulary at every position
+    weights = 2 * (4 * 64 * 64 + 3 * 64 * 256)
+    by_hand = sum(2 * weights * n + 4 * n * n * 64 * 2 + 2 * 64 * 1000 * n for n in (10, 30)) / 40
+    assert answer == pytest.approx(by_hand)

@@ -57,7 +57,9 @@ class PromptTuning(Method):
         return cfg.num_virtual_tokens
 
     def label(self, row):
-        return f"prompt tuning ({row.num_virtual_tokens:g} tokens)"
+        init = row.get("init")
+        started = f", init {init}" if isinstance(init, str) and init != "random" else ""
+        return f"prompt tuning ({row.num_virtual_tokens:g} tokens{started})"
 
     def check(self, cfg, family):
         if cfg.num_virtual_tokens < 1:
