@@ -179,7 +179,7 @@ def build_model(run: Run, task: TaskData) -> tuple[Built, dict]:
     base: dict = {}
 
     def score_base(model, tokenizer, architecture):  # on the run's device, as the tuned model will be
-        if architecture != "encoder":
+        if architecture != "encoder" and METHODS[run.cfg.method.name].trains:
             with run.in_precision():
                 base.update(forgetting.mean_token_loss(model.to(run.device), tokenizer, architecture, run.device))
 
@@ -257,14 +257,18 @@ def evaluate_model(run: Run, built: Built, result, tracker: Tracker, base_loss: 
         s["per_example"] = per_example(task.kind, task.metrics, task.test, outputs, task.given_test)
         s["predictions"] = _sample(task, outputs)
         final = _evaluate(run, built, task.validation)[1]
-    with run.stages("measurement"), run.in_precision():
-        s["forgetting"] = forgetting.score(
-            base_loss or None,
-            forgetting.mean_token_loss(built.model, built.tokenizer, built.architecture, run.device)
-            if base_loss
-            else None,
-            reason="a run in the encoder form (a classification head) has no language-model head to score text with",
-        )
+    if not built.method.trains:  # prompting, a probe: the model answering is the base model, unchanged
+        s["forgetting"] = {"score": 0.0, "reason": "nothing trains: the base model is unchanged (not measured)"}
+    else:
+        with run.stages("measurement"), run.in_precision():
+            s["forgetting"] = forgetting.score(
+                base_loss or None,
+                forgetting.mean_token_loss(built.model, built.tokenizer, built.architecture, run.device)
+                if base_loss
+                else None,
+                reason="a run in the encoder form (a classification head) has no language-model head to score text "
+                "with",
+            )
     with run.stages("tracking"):
         tracker.log({f"validation/{k}": v for k, v in final.items()}, result.steps)
     # the weights scored on test: the last step's, or early stopping's best

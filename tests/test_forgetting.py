@@ -31,10 +31,16 @@ def test_the_sample_is_fixed_general_english():
 
 
 def test_nothing_trained_is_nothing_forgotten(make_config, tiny_models):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     rec = _run(make_config, tiny_models, "llama", "method=icl", "method.shots=2")
-    f = rec.forgetting
-    assert f.score == 0.0 and f.loss_before == f.loss_after > 0
-    assert f.tokens > forgetting.TEXTS  # every article scored, not only its first token
+    assert rec.forgetting.score == 0.0 and "nothing trains" in rec.forgetting.reason  # so not measured
+    # what it would have measured: the same model scores the same loss twice, on every article's tokens
+    model = AutoModelForCausalLM.from_pretrained(tiny_models["llama"]).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_models["llama"])
+    first, again = (forgetting.mean_token_loss(model, tokenizer, "decoder", "cpu") for _ in range(2))
+    assert first == again and first["loss"] > 0
+    assert first["tokens"] > forgetting.TEXTS  # every article scored, not only its first token
 
 
 @pytest.mark.parametrize("family", ["llama", "t5"])
