@@ -104,8 +104,10 @@ def test_a_position_beyond_the_shots_names_the_key(make_config):
         validate(make_config("model=smollm2-135m", "method=icl", "method.shots=4", "method.similar_at=4"))
 
 
-def test_a_run_records_what_answering_a_query_costs(make_config, tiny_models):
+def test_a_run_records_what_answering_a_query_costs(make_config, tiny_models, tmp_path, capsys):
     """Few-shot prompting reads its demonstrations with every query: more shots, more tokens and FLOPs."""
+    from analysis import inference_cost
+
     costs = {}
     for shots in (0, 2):
         rec = launch(
@@ -126,3 +128,10 @@ def test_a_run_records_what_answering_a_query_costs(make_config, tiny_models):
     assert 0 < zero.read_tokens - 3 * zero.prompt_tokens < 3 * 10
     assert two.prompt_tokens > 2 * zero.prompt_tokens and two.flops > 2 * zero.flops
     assert zero.seconds > 0
+    capsys.readouterr()
+    assert inference_cost.main(["--results", str(tmp_path / "results"), "--sweep", "default"]) == 0
+    out = capsys.readouterr().out
+    assert "| 0-shot prompting |" in out and "| 2-shot prompting |" in out
+    ratio = two.flops / zero.flops
+    assert f"| {zero.flops / 1e9:.2f} | 1.0 |" in out and f"| {two.flops / 1e9:.2f} | {ratio:.1f} |" in out
+    assert (tmp_path / "results" / "report" / "default" / "inference_cost.png").is_file()
