@@ -95,11 +95,7 @@ def main(argv=None) -> int:
     found = evaluated(args.results, args.sweep)
     if not found:
         parser.error(f"--sweep {args.sweep}: nothing under {args.results / args.sweep / FOLDER}; run bench.evaluate")
-    shown = table(found)
-    out = args.results / "report" / args.sweep / "tables"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "domain_shift.md").write_text(shown.markdown())
-    print(f"{shown.markdown()}\n{out / 'domain_shift.md'}")
+    table(found).shown(args.results, args.sweep)
     return 0
 
 

@@ -106,12 +106,8 @@ def main(argv=None) -> int:
     costs = rows(runs, args.results) if len(runs) else pd.DataFrame()
     if costs.empty:
         parser.error(f"--sweep {args.sweep}: no finished run under {args.results} recorded its inference cost")
-    out = args.results / "report" / args.sweep
-    (out / "tables").mkdir(parents=True, exist_ok=True)
-    shown = table(costs)
-    (out / "tables" / "inference_cost.md").write_text(shown.markdown())
-    drawn = figure(costs, out / "inference_cost.png")
-    print(f"{shown.markdown()}\n{out / 'tables' / 'inference_cost.md'}\n{drawn}")
+    table(costs).shown(args.results, args.sweep)
+    print(figure(costs, args.results / "report" / args.sweep / "inference_cost.png"))
     return 0
 
 

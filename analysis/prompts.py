@@ -115,10 +115,8 @@ def main(argv=None) -> int:
         for n, row in enumerate(f["neighbours"][:5]):
             print(f"  token {n}: " + ", ".join(f"{t['token']} ({t['cosine']:.2f})" for t in row))
     shown = table(found, dict(zip(runs.run_id, runs.score)))
-    out = args.results / "report" / args.sweep / "tables"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "prompt_words.md").write_text(shown.markdown())
-    print(f"\n{shown.markdown()}\n{out / 'prompt_words.md'}")
+    print()
+    shown.shown(args.results, args.sweep)
     return 0
 
 

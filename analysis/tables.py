@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 
@@ -48,6 +49,15 @@ class Table:
         for label, row in self.frame.iterrows():
             lines.append("| " + " | ".join([str(label)] + [str(v) for v in row]) + " |")
         return "\n".join(lines) + "\n"
+
+    def shown(self, results: Path, sweep: str) -> Path:
+        """Written as markdown to the sweep's report (<results>/report/<sweep>/tables/<name>.md) and printed:
+        what each analysis command beside `python -m analysis` ends with."""
+        out = results / "report" / sweep / "tables" / f"{self.name}.md"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(self.markdown())
+        print(f"{self.markdown()}\n{out}")
+        return out
 
     def latex(self) -> str:
         def esc(s) -> str:

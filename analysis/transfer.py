@@ -124,10 +124,7 @@ def main(argv=None) -> int:
         shown = table(records)
     except ValueError as e:
         parser.error(f"--sweep {args.sweep}: {e}")
-    out = args.results / "report" / args.sweep / "tables"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "transfer.md").write_text(shown.markdown())
-    print(f"{shown.markdown()}\n{out / 'transfer.md'}")
+    shown.shown(args.results, args.sweep)
     return 0
 
 

@@ -160,6 +160,20 @@ def split(examples: list[Example], cfg) -> tuple[list[Example], list[Example], l
     return subsample(train, cfg.train_size, cfg.split_seed), val, test
 
 
+def corpus(examples: list[Example], labels: list[str], instruction: str, cfg) -> TaskData:
+    """A labelled corpus of single texts (the tweets, the movie reviews), split by `split`, scored by accuracy
+    and macro-F1."""
+    train, validation, test = split(examples, cfg)
+    return TaskData(
+        labels=labels,
+        metrics=("accuracy", "macro_f1"),
+        train=train,
+        validation=validation,
+        test=test,
+        instruction=instruction,
+    )
+
+
 def subsample(examples: list[Example], n: int | None, seed: int) -> list[Example]:
     """n examples, stratified by label (each label keeps its share, rounded), in a seeded order."""
     if n is None or n >= len(examples):

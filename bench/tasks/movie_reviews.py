@@ -10,7 +10,7 @@ dropped before splitting.
 from functools import cache
 
 from bench import assets
-from bench.tasks import Example, TaskData, register, split
+from bench.tasks import Example, TaskData, corpus, register
 
 LABELS = ["negative", "positive"]
 CATEGORIES = {"rotten": "negative", "fresh": "positive"}
@@ -37,12 +37,4 @@ def _examples() -> tuple[Example, ...]:
 
 @register("movie_reviews", template=template)
 def load(cfg, form) -> TaskData:
-    train, validation, test = split(list(_examples()), cfg)
-    return TaskData(
-        labels=LABELS,
-        metrics=("accuracy", "macro_f1"),
-        train=train,
-        validation=validation,
-        test=test,
-        instruction=INSTRUCTION,
-    )
+    return corpus(list(_examples()), LABELS, INSTRUCTION, cfg)

