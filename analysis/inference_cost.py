@@ -54,7 +54,7 @@ def rows(runs: pd.DataFrame, results: Path) -> pd.DataFrame:
                 "shared": any((rec.get("time") or {}).get("shared_machine") for rec in records),
             }
         )
-    return pd.DataFrame(out)
+    return pd.DataFrame(out).sort_values(["flops", "setting"], ignore_index=True) if out else pd.DataFrame()
 
 
 def table(costs: pd.DataFrame) -> Table:
@@ -79,7 +79,7 @@ def table(costs: pd.DataFrame) -> Table:
 
 
 def figure(costs: pd.DataFrame, path: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(8, 4))
     for r in costs.itertuples():
         ax.errorbar(
             r.flops,
@@ -87,8 +87,9 @@ def figure(costs: pd.DataFrame, path: Path) -> Path:
             yerr=[[100 * (r.score - r.low)], [100 * (r.high - r.score)]],
             fmt="o",
             capsize=3,
+            label=r.setting,
         )
-        ax.annotate(r.setting, (r.flops, 100 * r.score), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))  # settings of one cost overlap
     ax.set_xscale("log")
     ax.set_xlabel("forward FLOPs per test query (analytic)")
     ax.set_ylabel(f"test {costs.metric.iloc[0]} (%)")
