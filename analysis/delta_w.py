@@ -133,17 +133,6 @@ def amplification(delta: torch.Tensor, w0: torch.Tensor, r: int, seed: int = 0) 
     }
 
 
-def kept_folders(runs: pd.DataFrame, results_dir: Path) -> list[dict]:
-    """The records of the sweep's finished runs whose folder is kept beside them."""
-    out = []
-    for row in runs[runs.status == "ok"].itertuples():
-        record = json.loads((results_dir / row.sweep / f"{row.run_id}.json").read_text())
-        folder = (record.get("size") or {}).get("folder")
-        if folder and Path(folder).is_dir():
-            out.append({"record": record, "folder": Path(folder)})
-    return out
-
-
 def _plain_lora(config: dict) -> bool:
     m = config["method"]
     return m["name"] == "lora" and not m.get("use_dora") and not m.get("adalora")
@@ -316,7 +305,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     runs = results.load(args.results)
     runs = runs[runs.sweep == args.sweep]
-    kept = kept_folders(runs, args.results)
+    kept = results.kept_folders(runs, args.results)
     if not kept:
         parser.error(f"--sweep {args.sweep}: no finished run with a kept folder under {args.results}/{args.sweep}")
     found = analyse(kept)

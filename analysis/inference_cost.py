@@ -12,7 +12,6 @@ latency of one query; a table, and a figure of the metric against FLOPs per quer
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -27,7 +26,7 @@ def rows(runs: pd.DataFrame, results: Path) -> pd.DataFrame:
     """One row per setting (runs of one label averaged), with its records' cost and score."""
     out = []
     for label, group in runs.groupby(runs.apply(method_label, axis=1), sort=False):
-        records = [json.loads((results / r.sweep / f"{r.run_id}.json").read_text()) for r in group.itertuples()]
+        records = store.records_of(group, results)
         if any(not rec.get("inference") for rec in records):
             continue  # written before runs recorded it
         metric = group.metric.iloc[0]

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from analysis.delta_w import base_source, kept_folders
+from analysis.delta_w import base_source
 from analysis.tables import Table
 from bench import results
 
@@ -105,7 +105,7 @@ def main(argv=None) -> int:
     runs = runs[(runs.sweep == args.sweep) & (runs.method == "prompt_tuning") & (runs.status == "ok")]
     found = [
         read_back(k["record"], k["folder"], args.top)
-        for k in kept_folders(runs, args.results)
+        for k in results.kept_folders(runs, args.results)
         if (k["folder"] / "adapter_model.safetensors").is_file()
     ]
     if not found:

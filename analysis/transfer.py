@@ -116,7 +116,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     runs = store.load(args.results)
     runs = runs[(runs.sweep == args.sweep) & (runs.method == "prompt_tuning") & (runs.status == "ok")]
-    records = [json.loads((args.results / args.sweep / f"{i}.json").read_text()) for i in runs.run_id]
+    records = store.records_of(runs, args.results)
     tasks = {r["config"]["task"]["name"] for r in records}
     if len(tasks) != 1:
         parser.error(f"--sweep {args.sweep}: expected prompt-tuning runs on one task, found {sorted(tasks) or 'none'}")

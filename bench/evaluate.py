@@ -20,7 +20,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from bench import metrics, precision, record, runner, tasks
+from bench import metrics, precision, record, results, runner, tasks
 from bench.compose import compose, typed
 from bench.errors import ConfigError
 from bench.families import FAMILIES
@@ -61,7 +61,7 @@ def evaluate(rec: dict, path: Path, folder: Path, target_cfg) -> dict:
     device = device_of(cfg)
     built.model.to(device)
     with precision.autocast(cfg.train.precision, device):
-        outputs, loss = predict(
+        outputs, _ = predict(
             built.model,
             built.tokenizer,
             source,
@@ -109,22 +109,16 @@ def main(argv: list[str] | None = None) -> None:
     if any(not o.startswith("task.") for o in args.overrides):
         parser.error(f"overrides must be of the task's keys (task.KEY=VALUE): {args.overrides}")
     target_cfg = compose([f"task={args.task}", *args.overrides]).task
-    folder = args.results / args.sweep
-    records = {p: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
-    kept = [
-        (r, p, Path(r["size"]["folder"]))
-        for p, r in records.items()
-        if r.get("status") == "ok" and (r.get("size") or {}).get("folder") and Path(r["size"]["folder"]).is_dir()
-    ]
+    runs = results.load(args.results)
+    kept = results.kept_folders(runs[runs.sweep == args.sweep], args.results) if len(runs) else []
     if not kept:
-        parser.error(f"{folder}: no finished run kept what it trained (size.folder)")
-    for rec, path, kept_folder in kept:
+        parser.error(f"{args.results / args.sweep}: no finished run kept what it trained (size.folder)")
+    for k in kept:
+        rec = k["record"]
+        path = args.results / args.sweep / f"{rec['run_id']}.json"
         out = path_for(args.results, args.sweep, rec["run_id"], args.task)
-        result = evaluate(rec, path, kept_folder, target_cfg)
-        out.parent.mkdir(exist_ok=True)
-        tmp = out.with_name(out.name + ".partial")  # a reader never sees half a file
-        tmp.write_text(json.dumps(result, indent=1))
-        tmp.rename(out)
+        result = evaluate(rec, path, k["folder"], target_cfg)
+        record.write_text(out, json.dumps(result, indent=1))
         m = result["metrics"]
         print(
             f"{rec['run_id']}: trained on {result['trained_on']} {rec['metrics']['accuracy']:.4f}, "

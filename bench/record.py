@@ -481,12 +481,17 @@ def _short(value: Any) -> str:
 
 def write(path: Path, record: Record) -> None:
     """Temporary file in the same folder, then rename: a reader sees the old record or the new one."""
+    write_text(path, dumps(record))
+
+
+def write_text(path: Path, text: str) -> None:
+    """A file of the store (a record, a scoring beside them), written as `write` writes records."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would hide records from a shared results folder
         with os.fdopen(fd, "w") as f:
-            f.write(dumps(record))
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

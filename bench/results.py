@@ -123,6 +123,21 @@ def selection_score(record: dict) -> float | None:
     return validation[-1].get(metric) if validation and metric else None
 
 
+def records_of(runs: pd.DataFrame, results: Path) -> list[dict]:
+    """The whole records behind rows of `load`'s table (which keeps a selection of their fields)."""
+    return [json.loads(read_bytes(results / r.sweep / f"{r.run_id}.json")) for r in runs.itertuples()]
+
+
+def kept_folders(runs: pd.DataFrame, results: Path) -> list[dict]:
+    """The records of the finished runs among `runs` whose folder is kept beside them, with that folder."""
+    out = []
+    for record in records_of(runs[runs.status == "ok"], results):
+        folder = (record.get("size") or {}).get("folder")
+        if folder and Path(folder).is_dir():
+            out.append({"record": record, "folder": Path(folder)})
+    return out
+
+
 def load(results: Path) -> pd.DataFrame:
     """Every record under `results`, sorted by sweep and run id so output is reproducible. A file
     that is not a readable record is skipped with a warning naming it and why. The sweep is the
